@@ -1,0 +1,379 @@
+//! Sinks: each writes to a hidden temporary object beside its target; the engine commits all
+//! sinks of a run together with [`commit`] (rename, keeping backups until every rename worked)
+//! or throws the temporaries away with [`abort`]. A killed run leaves at most a hidden
+//! temporary file, never a partial file under the target name.
+
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+
+use custos_config::{Compression, SinkKind, single_byte};
+use datafusion::arrow::csv::WriterBuilder as CsvWriterBuilder;
+use datafusion::arrow::json::LineDelimitedWriter;
+use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::parquet::arrow::AsyncArrowWriter;
+use datafusion::parquet::basic::{Compression as PqCompression, ZstdLevel};
+use datafusion::parquet::file::properties::WriterProperties;
+use datafusion::physical_plan::SendableRecordBatchStream;
+use futures::StreamExt;
+use object_store::buffered::BufWriter;
+use object_store::path::Path as ObjectPath;
+use object_store::{ObjectStore, ObjectStoreExt};
+use sha2::{Digest, Sha256};
+use tokio::io::{AsyncWrite, AsyncWriteExt};
+
+use crate::ConnectorError;
+use crate::files::{absolute, location};
+
+/// A sink's finished (uncommitted) output.
+#[derive(Debug, Clone)]
+pub struct SinkOutput {
+    /// Sink component name.
+    pub name: String,
+    /// Final path.
+    pub target: PathBuf,
+    /// Temporary path holding the finished file until commit.
+    pub tmp: PathBuf,
+    /// Rows written.
+    pub rows: u64,
+    /// File size in bytes.
+    pub size: u64,
+    /// SHA-256 of the file, hex.
+    pub sha256: String,
+}
+
+/// Hidden temporary path for `target` in run `run_id`.
+pub fn temp_path(target: &Path, run_id: &str) -> PathBuf {
+    sibling(target, &format!("custos-tmp-{run_id}"))
+}
+
+fn backup_path(target: &Path, run_id: &str) -> PathBuf {
+    sibling(target, &format!("custos-bak-{run_id}"))
+}
+
+fn sibling(target: &Path, suffix: &str) -> PathBuf {
+    let name = target
+        .file_name()
+        .map(|n| n.to_string_lossy().to_string())
+        .unwrap_or_default();
+    target.with_file_name(format!(".{name}.{suffix}"))
+}
+
+#[derive(Default)]
+struct HashState {
+    hasher: Sha256,
+    size: u64,
+}
+
+/// An `AsyncWrite` that hashes what passes through it.
+struct Hashing<W> {
+    inner: W,
+    state: Arc<Mutex<HashState>>,
+}
+
+impl<W: AsyncWrite + Unpin> AsyncWrite for Hashing<W> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        let this = &mut *self;
+        match Pin::new(&mut this.inner).poll_write(cx, buf) {
+            Poll::Ready(Ok(n)) => {
+                let mut s = this.state.lock().unwrap_or_else(|p| p.into_inner());
+                s.hasher.update(&buf[..n]);
+                s.size += n as u64;
+                Poll::Ready(Ok(n))
+            }
+            other => other,
+        }
+    }
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+/// Indices of the columns a sink writes (custos' own columns are dropped).
+fn visible(schema: &datafusion::arrow::datatypes::Schema) -> Vec<usize> {
+    schema
+        .fields()
+        .iter()
+        .enumerate()
+        .filter(|(_, f)| !custos_core::is_reserved_column(f.name()))
+        .map(|(i, _)| i)
+        .collect()
+}
+
+fn df_err(ctx: String) -> impl FnOnce(datafusion::error::DataFusionError) -> ConnectorError {
+    move |source| ConnectorError::DataFusion {
+        context: ctx,
+        source,
+    }
+}
+
+/// Writes the stream to the sink's temporary file. `rows` is updated as batches are written.
+pub async fn write(
+    name: &str,
+    kind: &SinkKind,
+    target: &Path,
+    run_id: &str,
+    store: &Arc<dyn ObjectStore>,
+    mut stream: SendableRecordBatchStream,
+    rows: Arc<AtomicU64>,
+) -> Result<SinkOutput, ConnectorError> {
+    let target = absolute(target)?;
+    let tmp = temp_path(&target, run_id);
+    let loc = location(&tmp)?;
+    let state = Arc::new(Mutex::new(HashState::default()));
+    let out = Hashing {
+        inner: BufWriter::with_capacity(store.clone(), loc.clone(), 8 << 20),
+        state: state.clone(),
+    };
+    let cols = visible(&stream.schema());
+    let ctx = format!("sink \"{name}\": writing {}", tmp.display());
+    let result: Result<(), ConnectorError> = async {
+        match kind {
+            SinkKind::Parquet(p) => {
+                let compression =
+                    match Compression::parse(&p.compression).unwrap_or(Compression::Zstd(3)) {
+                        Compression::None => PqCompression::UNCOMPRESSED,
+                        Compression::Snappy => PqCompression::SNAPPY,
+                        Compression::Lz4 => PqCompression::LZ4_RAW,
+                        Compression::Gzip => PqCompression::GZIP(Default::default()),
+                        Compression::Zstd(l) => {
+                            PqCompression::ZSTD(ZstdLevel::try_new(l).unwrap_or_default())
+                        }
+                    };
+                let props = WriterProperties::builder()
+                    .set_compression(compression)
+                    .set_max_row_group_row_count(Some(p.row_group_size))
+                    .set_created_by(format!("custos {}", env!("CARGO_PKG_VERSION")))
+                    .build();
+                let schema = Arc::new(
+                    stream
+                        .schema()
+                        .project(&cols)
+                        .map_err(|e| df_err(ctx.clone())(e.into()))?,
+                );
+                let mut w = AsyncArrowWriter::try_new(out, schema, Some(props)).map_err(|e| {
+                    df_err(ctx.clone())(datafusion::error::DataFusionError::ParquetError(Box::new(
+                        e,
+                    )))
+                })?;
+                while let Some(batch) = stream.next().await {
+                    let batch = batch
+                        .map_err(df_err(ctx.clone()))?
+                        .project(&cols)
+                        .map_err(|e| df_err(ctx.clone())(e.into()))?;
+                    w.write(&batch).await.map_err(|e| {
+                        df_err(ctx.clone())(datafusion::error::DataFusionError::ParquetError(
+                            Box::new(e),
+                        ))
+                    })?;
+                    rows.fetch_add(batch.num_rows() as u64, Ordering::Relaxed);
+                }
+                w.finish().await.map_err(|e| {
+                    df_err(ctx.clone())(datafusion::error::DataFusionError::ParquetError(Box::new(
+                        e,
+                    )))
+                })?;
+            }
+            SinkKind::Csv(c) => {
+                let mut out = out;
+                let mut first = true;
+                let delimiter = single_byte(&c.delimiter).unwrap_or(b',');
+                let mut buf = Vec::with_capacity(1 << 20);
+                let write_batch = |batch: &RecordBatch,
+                                   header: bool,
+                                   buf: &mut Vec<u8>|
+                 -> Result<(), ConnectorError> {
+                    let mut w = CsvWriterBuilder::new()
+                        .with_header(header && c.header)
+                        .with_delimiter(delimiter)
+                        .with_null(c.null_value.clone())
+                        .build(buf);
+                    w.write(batch).map_err(|e| df_err(ctx.clone())(e.into()))
+                };
+                while let Some(batch) = stream.next().await {
+                    let batch = batch
+                        .map_err(df_err(ctx.clone()))?
+                        .project(&cols)
+                        .map_err(|e| df_err(ctx.clone())(e.into()))?;
+                    buf.clear();
+                    write_batch(&batch, first, &mut buf)?;
+                    first = false;
+                    out.write_all(&buf)
+                        .await
+                        .map_err(|source| ConnectorError::Io {
+                            context: ctx.clone(),
+                            source,
+                        })?;
+                    rows.fetch_add(batch.num_rows() as u64, Ordering::Relaxed);
+                }
+                if first && c.header {
+                    // No rows: still write the header so the file describes its columns.
+                    let schema = Arc::new(
+                        stream
+                            .schema()
+                            .project(&cols)
+                            .map_err(|e| df_err(ctx.clone())(e.into()))?,
+                    );
+                    buf.clear();
+                    write_batch(&RecordBatch::new_empty(schema), true, &mut buf)?;
+                    out.write_all(&buf)
+                        .await
+                        .map_err(|source| ConnectorError::Io {
+                            context: ctx.clone(),
+                            source,
+                        })?;
+                }
+                out.shutdown().await.map_err(|source| ConnectorError::Io {
+                    context: ctx.clone(),
+                    source,
+                })?;
+            }
+            SinkKind::Jsonl(_) => {
+                let mut out = out;
+                while let Some(batch) = stream.next().await {
+                    let batch = batch
+                        .map_err(df_err(ctx.clone()))?
+                        .project(&cols)
+                        .map_err(|e| df_err(ctx.clone())(e.into()))?;
+                    let mut w = LineDelimitedWriter::new(Vec::with_capacity(1 << 20));
+                    w.write(&batch).map_err(|e| df_err(ctx.clone())(e.into()))?;
+                    w.finish().map_err(|e| df_err(ctx.clone())(e.into()))?;
+                    out.write_all(&w.into_inner())
+                        .await
+                        .map_err(|source| ConnectorError::Io {
+                            context: ctx.clone(),
+                            source,
+                        })?;
+                    rows.fetch_add(batch.num_rows() as u64, Ordering::Relaxed);
+                }
+                out.shutdown().await.map_err(|source| ConnectorError::Io {
+                    context: ctx.clone(),
+                    source,
+                })?;
+            }
+        }
+        Ok(())
+    }
+    .await;
+    if let Err(e) = result {
+        let _ = store.delete(&loc).await;
+        return Err(e);
+    }
+    let s = state.lock().unwrap_or_else(|p| p.into_inner());
+    Ok(SinkOutput {
+        name: name.to_string(),
+        target,
+        tmp,
+        rows: rows.load(Ordering::Relaxed),
+        size: s.size,
+        sha256: hex::encode(s.hasher.clone().finalize()),
+    })
+}
+
+/// Moves every temporary file onto its target, all or none: existing targets are first moved
+/// to backups, and if any rename fails the earlier ones are rolled back.
+pub async fn commit(
+    store: &Arc<dyn ObjectStore>,
+    outputs: &[SinkOutput],
+    run_id: &str,
+) -> Result<(), ConnectorError> {
+    let loc = |p: &Path| location(p);
+    let mut done: Vec<(ObjectPath, ObjectPath, Option<ObjectPath>)> = Vec::new();
+    let mut failure = None;
+    for o in outputs {
+        let target = loc(&o.target)?;
+        let tmp = loc(&o.tmp)?;
+        let backup = if o.target.exists() {
+            let b = loc(&backup_path(&o.target, run_id))?;
+            if let Err(source) = store.rename(&target, &b).await {
+                failure = Some(ConnectorError::Store {
+                    context: format!(
+                        "sink \"{}\": moving previous {} aside",
+                        o.name,
+                        o.target.display()
+                    ),
+                    source,
+                });
+                break;
+            }
+            Some(b)
+        } else {
+            None
+        };
+        if let Err(source) = store.rename(&tmp, &target).await {
+            if let Some(b) = &backup {
+                let _ = store.rename(b, &target).await;
+            }
+            failure = Some(ConnectorError::Store {
+                context: format!("sink \"{}\": committing {}", o.name, o.target.display()),
+                source,
+            });
+            break;
+        }
+        done.push((target, tmp, backup));
+    }
+    if let Some(e) = failure {
+        for (target, _, backup) in done.into_iter().rev() {
+            match backup {
+                Some(b) => {
+                    let _ = store.rename(&b, &target).await;
+                }
+                None => {
+                    let _ = store.delete(&target).await;
+                }
+            }
+        }
+        abort(store, outputs).await;
+        return Err(e);
+    }
+    for (_, _, backup) in done {
+        if let Some(b) = backup {
+            let _ = store.delete(&b).await;
+        }
+    }
+    Ok(())
+}
+
+/// Removes the temporary files of an abandoned run.
+pub async fn abort(store: &Arc<dyn ObjectStore>, outputs: &[SinkOutput]) {
+    for o in outputs {
+        if let Ok(l) = location(&o.tmp) {
+            let _ = store.delete(&l).await;
+        }
+    }
+}
+
+/// Removes temporaries and backups left beside `target` by runs that were killed. Only call
+/// this when no other run can be writing the same target (the engine holds a lock).
+pub fn remove_stale(target: &Path) -> Vec<PathBuf> {
+    let mut removed = Vec::new();
+    let (Some(dir), Some(name)) = (target.parent(), target.file_name()) else {
+        return removed;
+    };
+    let prefix = format!(".{}.custos-", name.to_string_lossy());
+    if let Ok(entries) = std::fs::read_dir(if dir.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        dir
+    }) {
+        for e in entries.flatten() {
+            let n = e.file_name().to_string_lossy().to_string();
+            if n.starts_with(&prefix)
+                && (n.contains(".custos-tmp-") || n.contains(".custos-bak-"))
+                && std::fs::remove_file(e.path()).is_ok()
+            {
+                removed.push(e.path());
+            }
+        }
+    }
+    removed
+}

@@ -1,0 +1,358 @@
+//! Builds one DataFusion session holding every component of a pipeline as a table.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use custos_config::{Diagnostics, Graph, Loaded, PipelineConfig, SourceMap, TransformKind};
+use custos_connectors::files::local_store;
+use custos_connectors::quarantine::Quarantine;
+use custos_connectors::source::{SourceReader, SourceSpec, SourceStats, discover};
+use datafusion::catalog::TableProvider;
+use datafusion::common::tree_node::TreeNodeRecursion;
+use datafusion::dataframe::DataFrame;
+use datafusion::error::DataFusionError;
+use datafusion::execution::SessionStateBuilder;
+use datafusion::logical_expr::LogicalPlan;
+use datafusion::prelude::{SessionConfig, SessionContext};
+use object_store::ObjectStore;
+
+use crate::component::ComponentTable;
+use crate::exec::{Counter, MapExec};
+use crate::validate::{ValidateOp, ValidateStats};
+
+/// A pipeline planned into a session.
+pub(crate) struct Planned {
+    pub ctx: SessionContext,
+    pub graph: Graph,
+    pub store: Arc<dyn ObjectStore>,
+    pub sources: Vec<(String, Arc<SourceSpec>, Arc<SourceStats>)>,
+    pub counters: BTreeMap<String, Arc<Counter>>,
+    pub validates: BTreeMap<String, Arc<ValidateStats>>,
+}
+
+/// Phase two of validation: discovers sources, plans every SQL query and compiles every rule,
+/// without running anything. Returns phase one's diagnostics plus these.
+pub async fn check(loaded: &Loaded) -> Diagnostics {
+    let mut diags = loaded.diagnostics.clone();
+    if !diags.has_errors() {
+        let q = Arc::new(Quarantine::new(
+            std::env::temp_dir().join("custos-check-unused.jsonl"),
+        ));
+        let _ = plan(&loaded.config, &loaded.map, q, &mut diags).await;
+    }
+    diags.sort();
+    diags
+}
+
+fn session(config: &PipelineConfig) -> SessionContext {
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let mut cfg = SessionConfig::new()
+        .with_target_partitions(cores)
+        .with_batch_size(config.pipeline.batch_size.unwrap_or(8192))
+        .with_information_schema(false);
+    // Sources are read in file order in one partition; round-robin repartitioning would
+    // interleave rows, so it is only enabled when the pipeline opts out of keeping order.
+    cfg.options_mut().optimizer.enable_round_robin_repartition = !config.pipeline.preserve_order;
+    cfg.options_mut().optimizer.repartition_file_scans = !config.pipeline.preserve_order;
+    let state = SessionStateBuilder::new()
+        .with_config(cfg)
+        .with_default_features()
+        .build();
+    SessionContext::new_with_state(state)
+}
+
+fn plan_message(e: &DataFusionError) -> String {
+    let msg = e.strip_backtrace();
+    let msg = msg
+        .trim_start_matches("Error during planning: ")
+        .trim_start_matches("SQL error: ")
+        .trim_start_matches("Schema error: ");
+    msg.lines().next().unwrap_or("").to_string()
+}
+
+/// Explains a SQL planning error, naming the transform's inputs when a table is unknown.
+fn sql_error(config: &PipelineConfig, inputs: &[String], e: &DataFusionError) -> String {
+    let msg = plan_message(e);
+    let missing = msg
+        .strip_prefix("table '")
+        .and_then(|r| r.strip_suffix("' not found"))
+        .map(|t| t.rsplit('.').next().unwrap_or(t).to_string());
+    match missing {
+        Some(t) if config.component_kind(&t).is_some() => {
+            format!(
+                "query reads \"{t}\" which is not in `inputs`; add to `inputs` what the query reads"
+            )
+        }
+        Some(t) => {
+            let mut m = format!(
+                "no table named \"{t}\"; the query can read its inputs: {}",
+                inputs
+                    .iter()
+                    .map(|i| format!("\"{i}\""))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+            if let Some(d) = custos_core::did_you_mean(&t, inputs.iter().map(String::as_str)) {
+                m.push_str(&format!("; did you mean \"{d}\"?"));
+            }
+            m
+        }
+        None => format!("SQL does not plan: {msg}"),
+    }
+}
+
+/// Tables a plan (and its subqueries) reads.
+fn table_names(plan: &LogicalPlan) -> Vec<String> {
+    let mut out = Vec::new();
+    let _ = plan.apply_with_subqueries(|n| {
+        if let LogicalPlan::TableScan(t) = n {
+            out.push(t.table_name.table().to_string());
+        }
+        Ok(TreeNodeRecursion::Continue)
+    });
+    out
+}
+
+/// Plans the pipeline. Problems become diagnostics; `None` when any component failed.
+pub(crate) async fn plan(
+    config: &PipelineConfig,
+    map: &SourceMap,
+    quarantine: Arc<Quarantine>,
+    diags: &mut Diagnostics,
+) -> Option<Planned> {
+    let graph = Graph::build(config);
+    let ctx = session(config);
+    let store = local_store();
+    let batch_size = config.pipeline.batch_size.unwrap_or(8192);
+    let mut failed: Vec<String> = Vec::new();
+    let mut sources = Vec::new();
+    let mut counters = BTreeMap::new();
+    let mut validates = BTreeMap::new();
+    let mut tables: BTreeMap<String, Arc<dyn TableProvider>> = BTreeMap::new();
+
+    for (i, s) in config.sources.iter().enumerate() {
+        let resolved = config.resolve(s.kind.path());
+        match discover(i as u32, &s.name, &s.kind, &resolved, &store, batch_size).await {
+            Ok(spec) => {
+                let spec = Arc::new(spec);
+                let stats = Arc::new(SourceStats::default());
+                let reader = SourceReader::new(
+                    spec.clone(),
+                    store.clone(),
+                    quarantine.clone(),
+                    stats.clone(),
+                );
+                match reader.into_table() {
+                    Ok(t) => {
+                        tables.insert(s.name.clone(), t);
+                        sources.push((s.name.clone(), spec, stats));
+                    }
+                    Err(e) => {
+                        diags.push(map.error_at(&format!("sources.{}", s.name), plan_message(&e)));
+                        failed.push(s.name.clone());
+                    }
+                }
+            }
+            Err(e) => {
+                diags.push(map.error_at(&format!("sources.{}.path", s.name), e.to_string()));
+                failed.push(s.name.clone());
+            }
+        }
+    }
+    let files: Arc<Vec<Vec<PathBuf>>> = Arc::new(
+        sources
+            .iter()
+            .map(|(_, spec, _)| spec.files.iter().map(|f| f.path.clone()).collect())
+            .collect(),
+    );
+    let today = chrono::Utc::now().date_naive();
+
+    let register = |name: &str,
+                    table: Arc<dyn TableProvider>,
+                    counters: &mut BTreeMap<String, Arc<Counter>>|
+     -> Result<(), DataFusionError> {
+        let counter = Arc::new(Counter::default());
+        let consumers = graph.consumers.get(name).map_or(0, Vec::len);
+        counters.insert(name.to_string(), counter.clone());
+        ctx.register_table(
+            name,
+            Arc::new(ComponentTable::new(name, table, counter, consumers)),
+        )?;
+        Ok(())
+    };
+    for name in &graph.order {
+        if let Some(t) = tables.remove(name) {
+            if let Err(e) = register(name, t, &mut counters) {
+                diags.push(map.error_at(&format!("sources.{name}"), plan_message(&e)));
+                failed.push(name.clone());
+            }
+            continue;
+        }
+        let Some(t) = config.transforms.iter().find(|t| &t.name == name) else {
+            continue;
+        };
+        let key = format!("transforms.{name}");
+        if t.inputs.iter().any(|i| failed.contains(i)) {
+            failed.push(name.clone());
+            continue;
+        }
+        let table: Result<Arc<dyn TableProvider>, ()> = match &t.kind {
+            TransformKind::Sql(sql) => match ctx.state().create_logical_plan(&sql.query).await {
+                Err(e) => {
+                    diags.push(
+                        map.error_at(&format!("{key}.query"), sql_error(config, &t.inputs, &e)),
+                    );
+                    Err(())
+                }
+                Ok(lp) => {
+                    let read = table_names(&lp);
+                    let outside: Vec<&String> =
+                        read.iter().filter(|r| !t.inputs.contains(r)).collect();
+                    if !outside.is_empty() {
+                        diags.push(map.error_at(
+                            &format!("{key}.query"),
+                            format!("query reads {} which {} not in `inputs`; add to `inputs` what the query reads", outside.iter().map(|s| format!("\"{s}\"")).collect::<Vec<_>>().join(", "), if outside.len() == 1 { "is" } else { "are" }),
+                        ));
+                        Err(())
+                    } else {
+                        for (ii, input) in t.inputs.iter().enumerate() {
+                            if !read.contains(input) {
+                                diags.push(map.warning_at(
+                                    &format!("{key}.inputs[{ii}]"),
+                                    format!("input \"{input}\" is not read by the query"),
+                                ));
+                            }
+                        }
+                        match crate::provenance::carry_origin(lp) {
+                            Ok(lp) => Ok(DataFrame::new(ctx.state(), lp).into_view()),
+                            Err(e) => {
+                                diags.push(map.error_at(
+                                    &format!("{key}.query"),
+                                    format!("SQL does not plan: {}", plan_message(&e)),
+                                ));
+                                Err(())
+                            }
+                        }
+                    }
+                }
+            },
+            TransformKind::Validate(v) => {
+                let input = &t.inputs[0];
+                if t.inputs.len() != 1 {
+                    diags.push(map.error_at(
+                        &format!("{key}.inputs"),
+                        "a validate transform takes exactly one input".to_string(),
+                    ));
+                    Err(())
+                } else {
+                    match ctx.table_provider(input.as_str()).await {
+                        Err(e) => {
+                            diags.push(map.error_at(&format!("{key}.inputs[0]"), plan_message(&e)));
+                            Err(())
+                        }
+                        Ok(provider) => {
+                            let stats = Arc::new(ValidateStats::default());
+                            match ValidateOp::compile(
+                                name,
+                                &v.rules,
+                                &provider.schema(),
+                                quarantine.clone(),
+                                files.clone(),
+                                stats.clone(),
+                                today,
+                            ) {
+                                Err(errs) => {
+                                    for (k, m) in errs {
+                                        diags.push(map.error_at(&format!("{key}.{k}"), m));
+                                    }
+                                    Err(())
+                                }
+                                Ok(op) => {
+                                    validates.insert(name.clone(), stats);
+                                    Ok(Arc::new(ValidateTable {
+                                        input: provider,
+                                        op: Arc::new(op),
+                                    })
+                                        as Arc<dyn TableProvider>)
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        };
+        match table {
+            Ok(tbl) => {
+                if let Err(e) = register(name, tbl, &mut counters) {
+                    diags.push(map.error_at(&key, plan_message(&e)));
+                    failed.push(name.clone());
+                }
+            }
+            Err(()) => failed.push(name.clone()),
+        }
+    }
+    for s in &config.sinks {
+        let input = &s.inputs[0];
+        if failed.contains(input) {
+            continue;
+        }
+        if let Ok(t) = ctx.table_provider(input.as_str()).await {
+            let visible = t
+                .schema()
+                .fields()
+                .iter()
+                .filter(|f| !custos_core::is_reserved_column(f.name()))
+                .count();
+            if visible == 0 {
+                diags.push(map.error_at(
+                    &format!("sinks.{}.inputs[0]", s.name),
+                    format!("input \"{input}\" has no columns to write"),
+                ));
+            }
+        }
+    }
+    if diags.has_errors() {
+        return None;
+    }
+    Some(Planned {
+        ctx,
+        graph,
+        store,
+        sources,
+        counters,
+        validates,
+    })
+}
+
+/// A validate transform as a table: its scan is a [`MapExec`] running the rules over the
+/// input's plan.
+#[derive(Debug)]
+struct ValidateTable {
+    input: Arc<dyn TableProvider>,
+    op: Arc<ValidateOp>,
+}
+
+#[async_trait::async_trait]
+impl TableProvider for ValidateTable {
+    fn schema(&self) -> datafusion::arrow::datatypes::SchemaRef {
+        self.input.schema()
+    }
+    fn table_type(&self) -> datafusion::datasource::TableType {
+        datafusion::datasource::TableType::Base
+    }
+    async fn scan(
+        &self,
+        state: &dyn datafusion::catalog::Session,
+        projection: Option<&Vec<usize>>,
+        _filters: &[datafusion::logical_expr::Expr],
+        _limit: Option<usize>,
+    ) -> datafusion::error::Result<Arc<dyn datafusion::physical_plan::ExecutionPlan>> {
+        let input = self.input.scan(state, None, &[], None).await?;
+        Ok(Arc::new(MapExec::try_new(
+            input,
+            self.op.clone(),
+            projection.cloned(),
+        )?))
+    }
+}

@@ -1,0 +1,598 @@
+//! Running a pipeline: plan, execute every sink concurrently into temporary files, enforce the
+//! quarantine limits and the row-count invariant, commit all sinks or none, record the run.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+use custos_config::{Loaded, SinkKind};
+use custos_connectors::quarantine::{Quarantine, create_private};
+use custos_connectors::sink::{self, SinkOutput};
+use datafusion::common::runtime::SpawnedTask;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::EngineError;
+use crate::plan::{Planned, plan};
+use crate::state::{
+    ComponentCounts, FileRecord, RunRecord, StateStore, create_private_dir, host_name,
+};
+
+/// How to run.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// State directory (`.custos`).
+    pub state_dir: PathBuf,
+}
+
+/// Live progress, polled by the CLI's progress bar.
+#[derive(Debug, Default)]
+pub struct Progress {
+    /// Records read from all sources.
+    pub rows_read: AtomicU64,
+    /// Bytes read from all sources.
+    pub bytes_read: AtomicU64,
+    /// Total bytes of all input files (known once planning is done).
+    pub bytes_total: AtomicU64,
+    /// Rows written by all sinks.
+    pub rows_written: AtomicU64,
+}
+
+/// A file written by a sink.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct OutputFile {
+    /// Sink name.
+    pub sink: String,
+    /// Path.
+    pub path: PathBuf,
+    /// Rows.
+    pub rows: u64,
+    /// Size in bytes.
+    pub size: u64,
+    /// SHA-256.
+    pub sha256: String,
+}
+
+/// What a run did: printed by `custos run` and stored as the run's summary.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RunSummary {
+    /// Run id.
+    pub run_id: String,
+    /// Pipeline name.
+    pub pipeline: String,
+    /// `succeeded`, `failed` or `cancelled`.
+    pub status: String,
+    /// Why the run failed.
+    pub error: Option<String>,
+    /// Start (RFC 3339).
+    pub started_at: String,
+    /// Wall time in milliseconds.
+    pub duration_ms: u64,
+    /// Records read from all sources.
+    pub rows_read: u64,
+    /// Rows written by all sinks.
+    pub rows_written: u64,
+    /// Rows quarantined.
+    pub rows_quarantined: u64,
+    /// Rows removed by SQL.
+    pub rows_filtered: u64,
+    /// Rows added by SQL.
+    pub rows_added: u64,
+    /// Whether `in + added = out + quarantined + filtered` held for every component.
+    pub invariant_ok: bool,
+    /// Quarantine file, when rows were quarantined.
+    pub quarantine_file: Option<PathBuf>,
+    /// Per-component counts, in graph order.
+    pub components: Vec<ComponentCounts>,
+    /// Files written.
+    pub outputs: Vec<OutputFile>,
+    /// Files read.
+    pub inputs: Vec<FileRecord>,
+}
+
+/// The result of [`run`]: the summary, whether or not the run succeeded.
+#[derive(Debug)]
+pub enum RunOutcome {
+    /// The pipeline ran (check `summary.status`).
+    Ran(Box<RunSummary>),
+    /// The config is invalid; nothing ran.
+    Invalid(custos_config::Diagnostics),
+}
+
+fn sha256_file(path: &Path) -> std::io::Result<(u64, String)> {
+    use std::io::Read;
+    let mut f = std::fs::File::open(path)?;
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut size = 0u64;
+    loop {
+        let n = f.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        size += n as u64;
+        h.update(&buf[..n]);
+    }
+    Ok((size, hex::encode(h.finalize())))
+}
+
+/// Runs a loaded pipeline. Returns `Invalid` when the config (or a schema, or SQL) is wrong.
+pub async fn run(
+    loaded: &Loaded,
+    opts: &RunOptions,
+    progress: Arc<Progress>,
+) -> Result<RunOutcome, EngineError> {
+    let config = &loaded.config;
+    if loaded.diagnostics.has_errors() {
+        return Ok(RunOutcome::Invalid(loaded.diagnostics.clone()));
+    }
+    let mut store = StateStore::open(&opts.state_dir)?;
+    store.reap_dead_runs()?;
+    let run_id = uuid::Uuid::now_v7().to_string();
+    let started = chrono::Utc::now();
+    let clock = Instant::now();
+    let run_dir = opts.state_dir.join("runs").join(&run_id);
+    create_private_dir(&run_dir)?;
+    let mut record = RunRecord {
+        id: run_id.clone(),
+        pipeline: config.pipeline.name.clone(),
+        config_path: custos_connectors::files::absolute(&config.file)
+            .unwrap_or(config.file.clone())
+            .display()
+            .to_string(),
+        config_hash: config.hash.clone(),
+        started_at: started.to_rfc3339(),
+        ended_at: None,
+        status: "running".into(),
+        error: None,
+        pid: i64::from(std::process::id()),
+        host: host_name(),
+        rows_read: 0,
+        rows_written: 0,
+        rows_quarantined: 0,
+        rows_filtered: 0,
+        invariant_ok: None,
+        components: Vec::new(),
+        files: Vec::new(),
+    };
+    store.start_run(&record)?;
+
+    let quarantine = Arc::new(Quarantine::new(run_dir.join("quarantine.jsonl")));
+    let mut diags = loaded.diagnostics.clone();
+    let Some(planned) = plan(config, &loaded.map, quarantine.clone(), &mut diags).await else {
+        diags.sort();
+        record.status = "failed".into();
+        record.error = Some(format!("invalid config: {} error(s)", diags.error_count()));
+        record.ended_at = Some(chrono::Utc::now().to_rfc3339());
+        store.finish_run(&record, "{}")?;
+        return Ok(RunOutcome::Invalid(diags));
+    };
+    let total: u64 = planned
+        .sources
+        .iter()
+        .flat_map(|(_, s, _)| s.files.iter().map(|f| f.size))
+        .sum();
+    progress.bytes_total.store(total, Ordering::Relaxed);
+
+    let running = store.running_ids()?;
+    for s in &config.sinks {
+        let target = config.resolve(s.kind.path());
+        for stale in sink::remove_stale(&target) {
+            let name = stale
+                .file_name()
+                .map(|n| n.to_string_lossy().to_string())
+                .unwrap_or_default();
+            if running.iter().any(|id| name.ends_with(id.as_str())) {
+                continue; // cannot happen for removed files of live runs: their ids are kept below
+            }
+            tracing::info!(path = %stale.display(), "removed a temporary file left by an earlier run");
+        }
+    }
+
+    let result = execute(
+        loaded,
+        &planned,
+        &run_id,
+        quarantine.clone(),
+        progress.clone(),
+    )
+    .await;
+    let quarantine_file = quarantine
+        .finish()
+        .map_err(|e| EngineError::Io(e.to_string()))?;
+    let written_rows: Vec<(String, u64)> = match &result {
+        Ok(outs) => outs.iter().map(|o| (o.name.clone(), o.rows)).collect(),
+        Err(_) => Vec::new(),
+    };
+    let (mut components, inputs) = counts(loaded, &planned, &quarantine, &written_rows);
+    let invariant_ok = result.is_err()
+        || components
+            .iter()
+            .all(|c| c.rows_in + c.added == c.rows_out + c.quarantined + c.filtered);
+    let rows_read: u64 = components
+        .iter()
+        .filter(|c| c.section == "sources")
+        .map(|c| c.rows_in)
+        .sum();
+    let rows_quarantined = quarantine.total();
+    let rows_filtered: u64 = components.iter().map(|c| c.filtered).sum();
+    let rows_added: u64 = components.iter().map(|c| c.added).sum();
+
+    let mut error: Option<String> = None;
+    let mut status = "succeeded";
+    let mut outputs: Vec<SinkOutput> = Vec::new();
+    match result {
+        Err(e) => {
+            status = if e == "cancelled" {
+                "cancelled"
+            } else {
+                "failed"
+            };
+            error = Some(e);
+        }
+        Ok(outs) => outputs = outs,
+    }
+    if error.is_none() {
+        let ratio = if rows_read == 0 {
+            0.0
+        } else {
+            rows_quarantined as f64 / rows_read as f64
+        };
+        let q = &config.pipeline.quarantine;
+        if let Some(max) = q.max_ratio
+            && ratio > max
+        {
+            error = Some(format!(
+                "{rows_quarantined} of {rows_read} rows quarantined ({:.2}%), above pipeline.quarantine.max_ratio ({:.2}%)",
+                ratio * 100.0,
+                max * 100.0
+            ));
+        } else if let Some(max) = q.max_rows
+            && rows_quarantined > max
+        {
+            error = Some(format!(
+                "{rows_quarantined} rows quarantined, above pipeline.quarantine.max_rows ({max})"
+            ));
+        } else if !invariant_ok {
+            let bad: Vec<String> = components
+                .iter()
+                .filter(|c| c.rows_in + c.added != c.rows_out + c.quarantined + c.filtered)
+                .map(|c| {
+                    format!(
+                        "{} (in {} + added {} != out {} + quarantined {} + filtered {})",
+                        c.name, c.rows_in, c.added, c.rows_out, c.quarantined, c.filtered
+                    )
+                })
+                .collect();
+            error = Some(format!("row-count invariant broken: {}", bad.join("; ")));
+        }
+        if error.is_some() {
+            status = "failed";
+        }
+    }
+    if error.is_none() {
+        if let Err(e) = sink::commit(&planned.store, &outputs, &run_id).await {
+            error = Some(crate::redact_values(&e.to_string()));
+            status = "failed";
+        }
+    } else {
+        sink::abort(&planned.store, &outputs).await;
+    }
+
+    let mut files = inputs.clone();
+    let mut quarantine_out = quarantine_file.clone();
+    if let Some(q) = &quarantine_file {
+        if let Some(dest) = &config.pipeline.quarantine.path {
+            let dest = config.resolve(dest);
+            match copy_private(q, &dest, &run_id) {
+                Ok(()) => quarantine_out = Some(dest),
+                Err(e) => {
+                    error.get_or_insert(format!("copying quarantine to {}: {e}", dest.display()));
+                    status = "failed";
+                }
+            }
+        }
+        if let Some(qp) = &quarantine_out
+            && let Ok((size, sha256)) = sha256_file(qp)
+        {
+            files.push(FileRecord {
+                role: "quarantine".into(),
+                component: String::new(),
+                path: qp.clone(),
+                size,
+                sha256,
+            });
+        }
+    }
+    let written: Vec<OutputFile> = if status == "succeeded" {
+        outputs
+            .iter()
+            .map(|o| OutputFile {
+                sink: o.name.clone(),
+                path: o.target.clone(),
+                rows: o.rows,
+                size: o.size,
+                sha256: o.sha256.clone(),
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
+    for o in &written {
+        files.push(FileRecord {
+            role: "output".into(),
+            component: o.sink.clone(),
+            path: o.path.clone(),
+            size: o.size,
+            sha256: o.sha256.clone(),
+        });
+    }
+    if status != "succeeded" {
+        // Nothing was committed: sinks count no written rows.
+        for c in components.iter_mut().filter(|c| c.section == "sinks") {
+            c.rows_out = 0;
+        }
+    }
+    let summary = RunSummary {
+        run_id: run_id.clone(),
+        pipeline: config.pipeline.name.clone(),
+        status: status.to_string(),
+        error: error.clone(),
+        started_at: record.started_at.clone(),
+        duration_ms: clock.elapsed().as_millis() as u64,
+        rows_read,
+        rows_written: written.iter().map(|o| o.rows).sum(),
+        rows_quarantined,
+        rows_filtered,
+        rows_added,
+        invariant_ok,
+        quarantine_file: quarantine_out,
+        components: components.clone(),
+        outputs: written,
+        inputs,
+    };
+    record.status = status.to_string();
+    record.error = error;
+    record.ended_at = Some(chrono::Utc::now().to_rfc3339());
+    record.rows_read = summary.rows_read;
+    record.rows_written = summary.rows_written;
+    record.rows_quarantined = rows_quarantined;
+    record.rows_filtered = rows_filtered;
+    record.invariant_ok = Some(invariant_ok);
+    record.components = components;
+    record.files = files;
+    let json = serde_json::to_string(&summary).map_err(|e| EngineError::Io(e.to_string()))?;
+    store.finish_run(&record, &json)?;
+    Ok(RunOutcome::Ran(Box::new(summary)))
+}
+
+/// Executes every sink concurrently into temporary files. Cancelled by Ctrl-C.
+async fn execute(
+    loaded: &Loaded,
+    planned: &Planned,
+    run_id: &str,
+    quarantine: Arc<Quarantine>,
+    progress: Arc<Progress>,
+) -> Result<Vec<SinkOutput>, String> {
+    let config = &loaded.config;
+    let mut tasks = Vec::new();
+    let mut temps = Vec::new();
+    for s in &config.sinks {
+        let target = config.resolve(s.kind.path());
+        temps.push(SinkOutput {
+            name: s.name.clone(),
+            target: custos_connectors::files::absolute(&target).unwrap_or(target.clone()),
+            tmp: sink::temp_path(
+                &custos_connectors::files::absolute(&target).unwrap_or(target.clone()),
+                run_id,
+            ),
+            rows: 0,
+            size: 0,
+            sha256: String::new(),
+        });
+        let df = planned
+            .ctx
+            .table(s.inputs[0].as_str())
+            .await
+            .map_err(|e| crate::redact_values(&e.strip_backtrace()))?;
+        let stream = df
+            .execute_stream()
+            .await
+            .map_err(|e| crate::redact_values(&e.strip_backtrace()))?;
+        let (name, kind, run_id, store, rows): (String, SinkKind, String, _, _) = (
+            s.name.clone(),
+            s.kind.clone(),
+            run_id.to_string(),
+            planned.store.clone(),
+            Arc::new(AtomicU64::new(0)),
+        );
+        let p = progress.clone();
+        let rows_c = rows.clone();
+        let watcher = SpawnedTask::spawn(async move {
+            loop {
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                p.rows_written
+                    .fetch_max(rows_c.load(Ordering::Relaxed), Ordering::Relaxed);
+            }
+        });
+        tasks.push((
+            SpawnedTask::spawn(async move {
+                sink::write(&name, &kind, &target, &run_id, &store, stream, rows).await
+            }),
+            watcher,
+        ));
+    }
+    let sources: Vec<_> = planned
+        .sources
+        .iter()
+        .map(|(_, _, st)| st.clone())
+        .collect();
+    let p = progress.clone();
+    let ticker = SpawnedTask::spawn(async move {
+        loop {
+            p.rows_read.store(
+                sources
+                    .iter()
+                    .map(|s| s.records.load(Ordering::Relaxed))
+                    .sum(),
+                Ordering::Relaxed,
+            );
+            p.bytes_read.store(
+                sources
+                    .iter()
+                    .map(|s| s.bytes.load(Ordering::Relaxed))
+                    .sum(),
+                Ordering::Relaxed,
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    });
+    let all = async {
+        let mut outs = Vec::new();
+        let mut first_err: Option<String> = None;
+        for (t, w) in tasks {
+            let r = t.join().await;
+            drop(w);
+            match r {
+                Ok(Ok(o)) => outs.push(o),
+                Ok(Err(e)) => {
+                    first_err.get_or_insert(crate::redact_values(&e.to_string()));
+                }
+                Err(e) => {
+                    first_err.get_or_insert(format!("sink task failed: {e}"));
+                }
+            }
+        }
+        (outs, first_err)
+    };
+    let result = tokio::select! {
+        r = all => r,
+        _ = tokio::signal::ctrl_c() => {
+            sink::abort(&planned.store, &temps).await;
+            drop(ticker);
+            let _ = quarantine.finish();
+            return Err("cancelled".into());
+        }
+    };
+    drop(ticker);
+    let (outs, err) = result;
+    if let Some(e) = err {
+        sink::abort(&planned.store, &temps).await;
+        return Err(e);
+    }
+    let written: u64 = outs.iter().map(|o| o.rows).sum();
+    progress.rows_written.store(written, Ordering::Relaxed);
+    Ok(outs)
+}
+
+/// Per-component counts and input digests after execution.
+fn counts(
+    loaded: &Loaded,
+    planned: &Planned,
+    quarantine: &Quarantine,
+    written: &[(String, u64)],
+) -> (Vec<ComponentCounts>, Vec<FileRecord>) {
+    let config = &loaded.config;
+    let qcounts = quarantine.counts();
+    let out_of = |name: &str| {
+        planned
+            .counters
+            .get(name)
+            .map_or(0, |c| c.rows.load(Ordering::Relaxed))
+    };
+    let mut comps = Vec::new();
+    let mut inputs = Vec::new();
+    for (name, _, st) in &planned.sources {
+        let kind = config
+            .sources
+            .iter()
+            .find(|s| &s.name == name)
+            .map_or("", |s| s.kind.type_name());
+        let records = st.records.load(Ordering::Relaxed);
+        let emitted = st.emitted.load(Ordering::Relaxed);
+        // The source's own count, cross-checked against what the quarantine file received.
+        let q = st
+            .quarantined
+            .load(Ordering::Relaxed)
+            .max(qcounts.get(name).copied().unwrap_or(0));
+        // Rows emitted but not consumed (a LIMIT downstream) count as filtered.
+        let out = out_of(name);
+        comps.push(ComponentCounts {
+            name: name.clone(),
+            section: "sources".into(),
+            r#type: kind.into(),
+            rows_in: records,
+            rows_out: out,
+            quarantined: q,
+            filtered: emitted.saturating_sub(out),
+            added: 0,
+        });
+        for d in st.files.lock().unwrap_or_else(|p| p.into_inner()).iter() {
+            inputs.push(FileRecord {
+                role: "input".into(),
+                component: name.clone(),
+                path: d.path.clone(),
+                size: d.size,
+                sha256: d.sha256.clone(),
+            });
+        }
+    }
+    for name in &planned.graph.order {
+        let Some(t) = config.transforms.iter().find(|t| &t.name == name) else {
+            continue;
+        };
+        let rows_in: u64 = t.inputs.iter().map(|i| out_of(i)).sum();
+        let out = out_of(name);
+        let (q, filtered, added) = match planned.validates.get(name) {
+            Some(v) => {
+                let q = v.quarantined.load(Ordering::Relaxed);
+                let seen = v.rows_in.load(Ordering::Relaxed);
+                // Rows validated but not consumed downstream (LIMIT) count as filtered.
+                (
+                    q,
+                    seen.saturating_sub(q).saturating_sub(out) + rows_in.saturating_sub(seen),
+                    0,
+                )
+            }
+            None => (0, rows_in.saturating_sub(out), out.saturating_sub(rows_in)),
+        };
+        comps.push(ComponentCounts {
+            name: name.clone(),
+            section: "transforms".into(),
+            r#type: t.kind.type_name().into(),
+            rows_in,
+            rows_out: out,
+            quarantined: q,
+            filtered,
+            added,
+        });
+    }
+    for s in &config.sinks {
+        let rows_in = out_of(&s.inputs[0]);
+        let rows_out = written
+            .iter()
+            .find(|(n, _)| n == &s.name)
+            .map_or(0, |(_, r)| *r);
+        comps.push(ComponentCounts {
+            name: s.name.clone(),
+            section: "sinks".into(),
+            r#type: s.kind.type_name().into(),
+            rows_in,
+            rows_out,
+            quarantined: 0,
+            filtered: 0,
+            added: 0,
+        });
+    }
+    (comps, inputs)
+}
+
+fn copy_private(src: &Path, dest: &Path, run_id: &str) -> std::io::Result<()> {
+    let tmp = sink::temp_path(dest, run_id);
+    let mut out = create_private(&tmp).map_err(|e| std::io::Error::other(e.to_string()))?;
+    let mut inp = std::fs::File::open(src)?;
+    std::io::copy(&mut inp, &mut out)?;
+    out.sync_all()?;
+    std::fs::rename(&tmp, dest)
+}

@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Builds custos and runs the example pipeline on the embedded defaults (local files, SQLite
+# state store) in ./quickstart (or the directory given as $1).
+set -euo pipefail
+root="$(cd "$(dirname "$0")/.." && pwd)"
+. "$root/scripts/env.sh"
+dir="${1:-$root/quickstart}"
+
+echo "== building custos (first build compiles DataFusion: several minutes on 2 cores)"
+cargo build --manifest-path "$root/Cargo.toml" -p custos-cli --bin custos
+
+mkdir -p "$dir"
+cd "$dir"
+echo "== custos init $dir"
+"$CUSTOS_BIN" init --force .
+echo "== custos validate pipeline.toml"
+"$CUSTOS_BIN" validate pipeline.toml
+echo "== custos run pipeline.toml"
+"$CUSTOS_BIN" run pipeline.toml
+echo "== custos runs list"
+"$CUSTOS_BIN" runs list -n 5
+echo
+echo "binary: $CUSTOS_BIN"
+echo "quarantined rows (mode 0600): see the quarantine path above"
