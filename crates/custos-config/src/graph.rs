@@ -69,18 +69,16 @@ impl Graph {
                 .map_or("transforms", |(s, _, _)| s);
             let mut path = cycle.clone();
             path.push(first.clone());
-            diags.push(
-                map.error_at(
-                    &format!("{section}.{first}.inputs"),
-                    format!(
+            diags.push(map.error_at(
+                &format!("{section}.{first}.inputs"),
+                format!(
                         "cycle: {}",
                         path.iter()
                             .map(|n| format!("\"{n}\""))
                             .collect::<Vec<_>>()
                             .join(" -> ")
                     ),
-                ),
-            );
+            ));
         }
         let consumed: BTreeSet<&str> = edges
             .iter()

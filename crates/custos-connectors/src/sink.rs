@@ -352,27 +352,38 @@ pub async fn abort(store: &Arc<dyn ObjectStore>, outputs: &[SinkOutput]) {
     }
 }
 
-/// Removes temporaries and backups left beside `target` by runs that were killed. Only call
-/// this when no other run can be writing the same target (the engine holds a lock).
-pub fn remove_stale(target: &Path) -> Vec<PathBuf> {
+/// Removes temporaries and backups left beside `target` by runs that are no longer running
+/// (killed or crashed); files of the runs listed in `live` are kept.
+pub fn remove_stale(target: &Path, live: &[String]) -> Vec<PathBuf> {
     let mut removed = Vec::new();
     let (Some(dir), Some(name)) = (target.parent(), target.file_name()) else {
         return removed;
     };
     let prefix = format!(".{}.custos-", name.to_string_lossy());
-    if let Ok(entries) = std::fs::read_dir(if dir.as_os_str().is_empty() {
+    let dir = if dir.as_os_str().is_empty() {
         Path::new(".")
     } else {
         dir
-    }) {
-        for e in entries.flatten() {
-            let n = e.file_name().to_string_lossy().to_string();
-            if n.starts_with(&prefix)
-                && (n.contains(".custos-tmp-") || n.contains(".custos-bak-"))
-                && std::fs::remove_file(e.path()).is_ok()
-            {
-                removed.push(e.path());
-            }
+    };
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return removed;
+    };
+    for e in entries.flatten() {
+        let n = e.file_name().to_string_lossy().to_string();
+        let Some(rest) = n.strip_prefix(&prefix) else {
+            continue;
+        };
+        let Some(run) = rest
+            .strip_prefix("tmp-")
+            .or_else(|| rest.strip_prefix("bak-"))
+        else {
+            continue;
+        };
+        if live.iter().any(|id| id == run) {
+            continue;
+        }
+        if std::fs::remove_file(e.path()).is_ok() {
+            removed.push(e.path());
         }
     }
     removed

@@ -589,11 +589,11 @@ impl SourceReader {
         Ok(())
     }
 
+    /// Sends one unreadable record to quarantine; `at` is (line, row) in the file.
     fn quarantine(
         &self,
         file: &InputFile,
-        line: u64,
-        row: u64,
+        at: (u64, u64),
         rule: &str,
         column: Option<&str>,
         reason: String,
@@ -609,8 +609,8 @@ impl SourceReader {
         self.quarantine.add(&QuarantineRecord {
             component: self.spec.name.clone(),
             source_file: Some(file.path.display().to_string()),
-            line: Some(line),
-            row: Some(row),
+            line: Some(at.0),
+            row: Some(at.1),
             rule: rule.to_string(),
             column: column.map(str::to_string),
             reason,
@@ -698,8 +698,7 @@ impl SourceReader {
                     self.stats.records.fetch_add(1, Ordering::Relaxed);
                     self.quarantine(
                         file,
-                        line,
-                        row_no,
+                        (line, row_no),
                         "record_too_long",
                         None,
                         format!(
@@ -718,7 +717,14 @@ impl SourceReader {
                     } else {
                         "line holds a NUL byte or exceeds the record limit".to_string()
                     };
-                    self.quarantine(file, line, row_no, "unterminated_quote", None, reason, &raw)?;
+                    self.quarantine(
+                        file,
+                        (line, row_no),
+                        "unterminated_quote",
+                        None,
+                        reason,
+                        &raw,
+                    )?;
                 }
                 Piece::Record { line, start, end } => {
                     let rec = &sp.buf()[start..end];
@@ -773,8 +779,7 @@ impl SourceReader {
                             let raw = rec.to_vec();
                             self.quarantine(
                                 file,
-                                line,
-                                row_no,
+                                (line, row_no),
                                 rule,
                                 column.map(|c| names[c].as_str()),
                                 reason,
@@ -1034,7 +1039,7 @@ fn decode_json_row(
             (ColumnType::Timestamp, serde_json::Value::String(s)) => {
                 Cell::Ts(parse_timestamp(s).ok_or_else(|| err("not a timestamp"))?)
             }
-            (t, serde_json::Value::String(s)) => coerce(t, s).map_err(|why| err(why))?,
+            (t, serde_json::Value::String(s)) => coerce(t, s).map_err(&err)?,
             (t, _) => {
                 return Err(err(&format!(
                     "expected {t}, found a JSON {}",

@@ -160,6 +160,9 @@ impl ExecutionPlan for MapExec {
     }
 }
 
+/// One consumer's channel of a [`Tee`].
+type BatchReceiver = mpsc::Receiver<Result<RecordBatch>>;
+
 /// The shared producer side of a fan-out: runs the component's plan once and hands every
 /// batch to each consumer's bounded channel.
 #[derive(Debug)]
@@ -223,7 +226,7 @@ impl Tee {
         &self,
         index: usize,
         ctx: Arc<TaskContext>,
-    ) -> Result<(mpsc::Receiver<Result<RecordBatch>>, Arc<SpawnedTask<()>>)> {
+    ) -> Result<(BatchReceiver, Arc<SpawnedTask<()>>)> {
         let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
         let rx = s
             .receivers

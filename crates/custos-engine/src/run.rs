@@ -175,17 +175,11 @@ pub async fn run(
         .sum();
     progress.bytes_total.store(total, Ordering::Relaxed);
 
+    // Temporaries of killed runs are removed; those of runs still going (and this one) stay.
     let running = store.running_ids()?;
     for s in &config.sinks {
         let target = config.resolve(s.kind.path());
-        for stale in sink::remove_stale(&target) {
-            let name = stale
-                .file_name()
-                .map(|n| n.to_string_lossy().to_string())
-                .unwrap_or_default();
-            if running.iter().any(|id| name.ends_with(id.as_str())) {
-                continue; // cannot happen for removed files of live runs: their ids are kept below
-            }
+        for stale in sink::remove_stale(&target, &running) {
             tracing::info!(path = %stale.display(), "removed a temporary file left by an earlier run");
         }
     }

@@ -1,7 +1,9 @@
 //! End-to-end tests through the real `custos` binary, each in a fresh temporary directory.
+#![allow(clippy::unwrap_used)]
 
 mod config_errors;
 mod crash;
+mod formats;
 mod golden;
 mod quarantine;
 mod runs;

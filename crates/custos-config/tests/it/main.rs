@@ -1,4 +1,5 @@
 //! Phase-one config checks: every message asserted verbatim, with its location.
+#![allow(clippy::unwrap_used)]
 
 use std::path::Path;
 
