@@ -13,6 +13,10 @@ pub struct Graph {
     pub order: Vec<String>,
     /// For every component, the components that read it.
     pub consumers: BTreeMap<String, Vec<String>>,
+    /// Components read by several consumers whose paths meet again downstream (a "diamond",
+    /// e.g. two branches of one source joined later). Their rows must be buffered for the
+    /// slower branch instead of applying back-pressure, which would deadlock.
+    pub reconverging: BTreeSet<String>,
 }
 
 impl Graph {
@@ -135,8 +139,36 @@ impl Graph {
                 break; // a cycle; load() has reported it
             }
         }
-        Graph { order, consumers }
+        let mut reconverging = BTreeSet::new();
+        for (name, cs) in &consumers {
+            let reach: Vec<BTreeSet<String>> =
+                cs.iter().map(|c| downstream(c, &consumers)).collect();
+            let meets = reach
+                .iter()
+                .enumerate()
+                .any(|(i, a)| reach[i + 1..].iter().any(|b| !a.is_disjoint(b)));
+            if meets {
+                reconverging.insert(name.clone());
+            }
+        }
+        Graph {
+            order,
+            consumers,
+            reconverging,
+        }
     }
+}
+
+/// `start` and every component downstream of it.
+fn downstream(start: &str, consumers: &BTreeMap<String, Vec<String>>) -> BTreeSet<String> {
+    let mut seen = BTreeSet::new();
+    let mut todo = vec![start.to_string()];
+    while let Some(n) = todo.pop() {
+        if seen.insert(n.clone()) {
+            todo.extend(consumers.get(&n).into_iter().flatten().cloned());
+        }
+    }
+    seen
 }
 
 /// (section, name, inputs) for every transform and sink.

@@ -27,14 +27,20 @@ pub struct ComponentTable {
 }
 
 impl ComponentTable {
-    /// Wraps `inner`, which `consumers` components read.
+    /// Wraps `inner`, which `consumers` components read. When the consumers' paths meet again
+    /// downstream (`reconverging`), the tee buffers without limit: back-pressure from one
+    /// branch would otherwise stall the branch a join is waiting for.
     pub fn new(
         name: &str,
         inner: Arc<dyn TableProvider>,
         counter: Arc<Counter>,
         consumers: usize,
+        reconverging: bool,
     ) -> Self {
-        let tee = (consumers > 1).then(|| Arc::new(Tee::new(name, inner.schema(), consumers)));
+        // Tokio channels allocate as they fill, so a huge capacity costs nothing up front.
+        let capacity = if reconverging { usize::MAX >> 4 } else { 4 };
+        let tee =
+            (consumers > 1).then(|| Arc::new(Tee::new(name, inner.schema(), consumers, capacity)));
         Self {
             name: name.to_string(),
             inner,

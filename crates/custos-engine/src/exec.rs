@@ -181,11 +181,12 @@ struct TeeState {
 }
 
 impl Tee {
-    /// A tee of component `name` with `outputs` consumers.
-    pub fn new(name: &str, schema: SchemaRef, outputs: usize) -> Self {
+    /// A tee of component `name` with `outputs` consumers, buffering up to `capacity`
+    /// batches per consumer before the producer waits for the slowest one.
+    pub fn new(name: &str, schema: SchemaRef, outputs: usize, capacity: usize) -> Self {
         let (senders, receivers) = (0..outputs)
             .map(|_| {
-                let (tx, rx) = mpsc::channel(4);
+                let (tx, rx) = mpsc::channel(capacity);
                 (Some(tx), Some(rx))
             })
             .unzip();

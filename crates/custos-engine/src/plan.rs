@@ -175,10 +175,9 @@ pub(crate) async fn plan(
         let counter = Arc::new(Counter::default());
         let consumers = graph.consumers.get(name).map_or(0, Vec::len);
         counters.insert(name.to_string(), counter.clone());
-        ctx.register_table(
-            name,
-            Arc::new(ComponentTable::new(name, table, counter, consumers)),
-        )?;
+        let reconverging = graph.reconverging.contains(name);
+        let table = ComponentTable::new(name, table, counter, consumers, reconverging);
+        ctx.register_table(name, Arc::new(table))?;
         Ok(())
     };
     for name in &graph.order {
@@ -311,6 +310,17 @@ pub(crate) async fn plan(
                 ));
             }
         }
+    }
+    for name in &graph.reconverging {
+        let section = if config.sources.iter().any(|s| &s.name == name) {
+            "sources"
+        } else {
+            "transforms"
+        };
+        diags.push(map.warning_at(
+            &format!("{section}.{name}"),
+            format!("the consumers of \"{name}\" meet again downstream; rows for the slower branch are buffered in memory (up to the whole output of \"{name}\")"),
+        ));
     }
     if diags.has_errors() {
         return None;
