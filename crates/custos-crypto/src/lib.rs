@@ -1,0 +1,45 @@
+//! custos cryptographic primitives, built only on audited RustCrypto crates (`aes-gcm`,
+//! `aes-siv`, `fpe`, `hmac`, `hkdf`, `sha2`, `subtle`). Nothing here implements a block cipher,
+//! a mode or a MAC by hand.
+//!
+//! - [`aead`]: AES-256-GCM cell encryption with a self-describing header, per-run HKDF subkeys
+//!   (so random 96-bit nonces stay far below NIST SP 800-38D's 2^32 limit per key) and the
+//!   column bound as associated data.
+//! - [`siv`]: AES-SIV (RFC 5297) deterministic encryption for joinable columns.
+//! - [`fpe`]: FF1 (NIST SP 800-38G) format-preserving encryption with digit, alphanumeric,
+//!   card (Luhn kept valid) and SSN (structure kept valid) modes.
+//! - [`token`]: keyed HMAC-SHA256 tokens.
+//!
+//! Key material is held in [`SecretBytes`], which zeroizes on drop and never prints.
+
+pub mod aead;
+pub mod fpe;
+mod header;
+mod secret;
+pub mod siv;
+pub mod token;
+
+pub use header::{Algorithm, HEADER_VERSION, Header};
+pub use secret::{SecretBytes, ct_eq};
+
+/// Errors from the primitives. Messages never contain plaintext, ciphertext or key bytes.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CryptoError {
+    /// The ciphertext does not parse (wrong prefix, encoding, length or header).
+    #[error("malformed ciphertext: {0}")]
+    Malformed(&'static str),
+    /// Authentication failed: wrong key, wrong column binding, or modified data.
+    #[error("ciphertext failed authentication (wrong key or column, or the data was modified)")]
+    Authentication,
+    /// Key material of the wrong size for the algorithm.
+    #[error("key for {algorithm} must be {expected} bytes")]
+    KeySize {
+        /// Algorithm name.
+        algorithm: &'static str,
+        /// Expected length.
+        expected: usize,
+    },
+    /// A value outside the domain of a format-preserving mode.
+    #[error("{0}")]
+    Domain(String),
+}

@@ -1,0 +1,319 @@
+//! Published vectors, round-trip properties and tamper detection for every primitive.
+#![allow(clippy::unwrap_used)]
+
+use custos_crypto::aead::{self, AeadDecryptor, AeadEncryptor};
+use custos_crypto::fpe::{Format, FpeCipher, luhn_valid, raw_ff1, ssn_valid};
+use custos_crypto::siv::{self, SivCipher};
+use custos_crypto::token::{Encoding, Tokenizer, hmac_sha256};
+use custos_crypto::{CryptoError, Header, SecretBytes};
+use proptest::prelude::*;
+
+fn vectors(name: &str) -> serde_json::Value {
+    let p = format!("{}/tests/vectors/{name}", env!("CARGO_MANIFEST_DIR"));
+    serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap()
+}
+
+fn h(s: &serde_json::Value) -> Vec<u8> {
+    hex::decode(s.as_str().unwrap()).unwrap()
+}
+
+#[test]
+fn aes_gcm_nist_cavp_vectors() {
+    let v = vectors("aes256gcm_cavp.json");
+    let list = v["vectors"].as_array().unwrap();
+    assert!(list.len() >= 8);
+    for t in list {
+        let (ct, tag) = aead::raw_encrypt(
+            &h(&t["key"]),
+            &h(&t["nonce"]),
+            &h(&t["aad"]),
+            &h(&t["plaintext"]),
+        )
+        .unwrap();
+        assert_eq!(ct, h(&t["ciphertext"]), "{t}");
+        assert_eq!(tag, h(&t["tag"]), "{t}");
+    }
+}
+
+#[test]
+fn aes_siv_rfc5297_vectors() {
+    let v = vectors("aes_siv_rfc5297.json");
+    for t in v["vectors"].as_array().unwrap() {
+        let ad: Vec<Vec<u8>> = t["ad"].as_array().unwrap().iter().map(h).collect();
+        let ad: Vec<&[u8]> = ad.iter().map(Vec::as_slice).collect();
+        let out = siv::raw_encrypt(&h(&t["key"]), &ad, &h(&t["plaintext"])).unwrap();
+        assert_eq!(out, h(&t["output"]), "{}", t["name"]);
+    }
+}
+
+#[test]
+fn ff1_nist_samples() {
+    let v = vectors("ff1_nist_sp800_38g.json");
+    let alphabet = "0123456789abcdefghijklmnopqrstuvwxyz";
+    let num = |s: &str| {
+        s.chars()
+            .map(|c| alphabet.find(c).unwrap() as u16)
+            .collect::<Vec<_>>()
+    };
+    for t in v["vectors"].as_array().unwrap() {
+        let radix = t["radix"].as_u64().unwrap() as u32;
+        let pt = num(t["pt"].as_str().unwrap());
+        let ct = num(t["ct"].as_str().unwrap());
+        let key = h(&t["key"]);
+        let tweak = h(&t["tweak"]);
+        assert_eq!(
+            raw_ff1(&key, radix, &tweak, pt.clone(), true).unwrap(),
+            ct,
+            "sample {}",
+            t["sample"]
+        );
+        assert_eq!(raw_ff1(&key, radix, &tweak, ct, false).unwrap(), pt);
+    }
+}
+
+#[test]
+fn hmac_rfc4231_vectors() {
+    let v = vectors("hmac_sha256_rfc4231.json");
+    for t in v["vectors"].as_array().unwrap() {
+        assert_eq!(
+            hmac_sha256(&h(&t["key"]), &h(&t["data"])),
+            h(&t["mac"]),
+            "case {}",
+            t["case"]
+        );
+    }
+}
+
+fn key32() -> SecretBytes {
+    SecretBytes::random(32)
+}
+
+#[test]
+fn aead_layout_header_and_binding() {
+    let key = key32();
+    let mut enc = AeadEncryptor::new(7, 3, &key).unwrap();
+    let ct = enc
+        .encrypt(b"alice@example.org", b"customers\0email")
+        .unwrap();
+    assert_eq!(ct.len(), 17 + aead::OVERHEAD);
+    let hdr = Header::parse(&ct).unwrap();
+    assert_eq!((hdr.key_id, hdr.version), (7, 3));
+    let mut dec = AeadDecryptor::new();
+    assert_eq!(
+        dec.decrypt(&ct, &key, b"customers\0email").unwrap(),
+        b"alice@example.org"
+    );
+    // Another column: rejected.
+    assert_eq!(
+        dec.decrypt(&ct, &key, b"customers\0name"),
+        Err(CryptoError::Authentication)
+    );
+    // Another key: rejected.
+    assert_eq!(
+        AeadDecryptor::new().decrypt(&ct, &key32(), b"customers\0email"),
+        Err(CryptoError::Authentication)
+    );
+    // Random nonces: the same plaintext encrypts differently.
+    assert_ne!(
+        enc.encrypt(b"alice@example.org", b"customers\0email")
+            .unwrap(),
+        ct
+    );
+    // Text form.
+    let mut s = String::new();
+    let mut scratch = Vec::new();
+    enc.encrypt_text_into("héllo ✓", b"t\0c", &mut scratch, &mut s)
+        .unwrap();
+    assert!(s.starts_with("cx1.") && !s.contains('=') && !s.contains('+') && !s.contains('/'));
+    assert_eq!(dec.decrypt_text(&s, &key, b"t\0c").unwrap(), "héllo ✓");
+    assert!(matches!(
+        dec.decrypt_text("cx2.AAAA", &key, b""),
+        Err(CryptoError::Malformed(_))
+    ));
+    assert!(matches!(
+        dec.decrypt_text("cx1.!!", &key, b""),
+        Err(CryptoError::Malformed(_))
+    ));
+}
+
+#[test]
+fn aead_rejects_every_single_bit_flip() {
+    let key = key32();
+    let mut enc = AeadEncryptor::new(1, 1, &key).unwrap();
+    let ct = enc.encrypt(b"4111 1111 1111 1111", b"t\0card").unwrap();
+    for byte in 0..ct.len() {
+        for bit in 0..8 {
+            let mut bad = ct.clone();
+            bad[byte] ^= 1 << bit;
+            let r = AeadDecryptor::new().decrypt(&bad, &key, b"t\0card");
+            assert!(r.is_err(), "flip of byte {byte} bit {bit} accepted");
+        }
+    }
+    for n in 0..ct.len() {
+        assert!(
+            AeadDecryptor::new()
+                .decrypt(&ct[..n], &key, b"t\0card")
+                .is_err(),
+            "truncation to {n}"
+        );
+    }
+}
+
+#[test]
+fn siv_is_deterministic_bound_and_tamper_evident() {
+    let key = SecretBytes::random(64);
+    let mut c = SivCipher::new(2, 1, &key).unwrap();
+    let a = c.encrypt(b"customer-42", b"t\0id").unwrap();
+    assert_eq!(
+        c.encrypt(b"customer-42", b"t\0id").unwrap(),
+        a,
+        "deterministic"
+    );
+    assert_ne!(c.encrypt(b"customer-43", b"t\0id").unwrap(), a);
+    assert_ne!(
+        c.encrypt(b"customer-42", b"u\0id").unwrap(),
+        a,
+        "context changes output"
+    );
+    assert_eq!(c.decrypt(&a, b"t\0id").unwrap(), b"customer-42");
+    assert_eq!(c.decrypt(&a, b"u\0id"), Err(CryptoError::Authentication));
+    for byte in 0..a.len() {
+        for bit in 0..8 {
+            let mut bad = a.clone();
+            bad[byte] ^= 1 << bit;
+            assert!(c.decrypt(&bad, b"t\0id").is_err(), "flip {byte}/{bit}");
+        }
+    }
+    let mut s = String::new();
+    c.encrypt_text_into("ü", b"t\0id", &mut s).unwrap();
+    assert!(s.starts_with("cs1."));
+    assert_eq!(c.decrypt_text(&s, b"t\0id").unwrap(), "ü");
+    assert!(
+        SivCipher::new(1, 1, &key32()).is_err(),
+        "SIV needs 64 bytes"
+    );
+}
+
+#[test]
+fn fpe_modes_keep_format() {
+    let f = FpeCipher::new(&key32()).unwrap();
+    let card = "4111-1111-1111-1111";
+    let e = f.encrypt(card, Format::Card, b"card").unwrap();
+    assert_eq!(e.len(), card.len());
+    assert!(e.starts_with("4111-11"), "issuer prefix kept: {e}");
+    assert_eq!(
+        e.match_indices('-').map(|(i, _)| i).collect::<Vec<_>>(),
+        vec![4, 9, 14]
+    );
+    let digits: Vec<u16> = e
+        .bytes()
+        .filter(u8::is_ascii_digit)
+        .map(|b| u16::from(b - b'0'))
+        .collect();
+    assert!(luhn_valid(&digits));
+    assert_ne!(e, card);
+    assert_eq!(f.decrypt(&e, Format::Card, b"card").unwrap(), card);
+    assert!(
+        f.encrypt("4111-1111-1111-1112", Format::Card, b"card")
+            .is_err(),
+        "Luhn failure"
+    );
+
+    let ssn = "123-45-6789";
+    let e = f.encrypt(ssn, Format::Ssn, b"ssn").unwrap();
+    let d: Vec<u16> = e
+        .bytes()
+        .filter(u8::is_ascii_digit)
+        .map(|b| u16::from(b - b'0'))
+        .collect();
+    assert!(ssn_valid(&d), "{e}");
+    assert_eq!(&e[3..4], "-");
+    assert_eq!(f.decrypt(&e, Format::Ssn, b"ssn").unwrap(), ssn);
+    assert!(f.encrypt("666-45-6789", Format::Ssn, b"ssn").is_err());
+
+    let e = f.encrypt("AB-12cd", Format::Alphanumeric, b"x").unwrap();
+    assert_eq!(e.len(), 7);
+    assert_eq!(&e[2..3], "-");
+    assert_eq!(
+        f.decrypt(&e, Format::Alphanumeric, b"x").unwrap(),
+        "AB-12cd"
+    );
+    let err = f.encrypt("12345", Format::Digits, b"x").unwrap_err();
+    assert_eq!(err.to_string(), "value has 5 digits; FF1 needs at least 6");
+    // The tweak binds the column.
+    assert_ne!(
+        f.encrypt("555-123-4567", Format::Digits, b"a").unwrap(),
+        f.encrypt("555-123-4567", Format::Digits, b"b").unwrap()
+    );
+}
+
+#[test]
+fn tokens() {
+    let key = key32();
+    let t = Tokenizer::new(&key, 16, Encoding::Hex).unwrap();
+    let a = t.token(b"alice");
+    assert_eq!(a.len(), 32);
+    assert_eq!(a, t.token(b"alice"));
+    assert_ne!(a, t.token(b"alicf"));
+    assert!(t.verify(b"alice", &a));
+    assert!(!t.verify(b"alice", &t.token(b"bob")));
+    let b = Tokenizer::new(&key, 12, Encoding::Base64Url)
+        .unwrap()
+        .token(b"alice");
+    assert_eq!(b.len(), 16);
+    assert!(Tokenizer::new(&key, 4, Encoding::Hex).is_err());
+    assert!(Tokenizer::new(&SecretBytes::random(16), 16, Encoding::Hex).is_err());
+    assert!(format!("{t:?}").contains("[redacted]"));
+}
+
+proptest! {
+    #[test]
+    fn aead_round_trip(pt in proptest::collection::vec(any::<u8>(), 0..300), ctx in proptest::collection::vec(any::<u8>(), 0..40)) {
+        let key = key32();
+        let mut enc = AeadEncryptor::new(1, 1, &key).unwrap();
+        let ct = enc.encrypt(&pt, &ctx).unwrap();
+        prop_assert_eq!(AeadDecryptor::new().decrypt(&ct, &key, &ctx).unwrap(), pt);
+    }
+
+    #[test]
+    fn aead_text_round_trip(s in "\\PC{0,40}") {
+        let key = key32();
+        let mut enc = AeadEncryptor::new(1, 1, &key).unwrap();
+        let (mut out, mut scratch) = (String::new(), Vec::new());
+        enc.encrypt_text_into(&s, b"c", &mut scratch, &mut out).unwrap();
+        prop_assert_eq!(AeadDecryptor::new().decrypt_text(&out, &key, b"c").unwrap(), s);
+    }
+
+    #[test]
+    fn siv_round_trip(s in "\\PC{0,40}") {
+        let mut c = SivCipher::new(1, 1, &SecretBytes::random(64)).unwrap();
+        let mut out = String::new();
+        c.encrypt_text_into(&s, b"c", &mut out).unwrap();
+        prop_assert_eq!(c.decrypt_text(&out, b"c").unwrap(), s);
+    }
+
+    #[test]
+    fn fpe_digits_round_trip(s in "[0-9]{6,20}([- ][0-9]{1,4}){0,3}") {
+        let f = FpeCipher::new(&key32()).unwrap();
+        let e = f.encrypt(&s, Format::Digits, b"c").unwrap();
+        prop_assert_eq!(e.len(), s.len());
+        for (a, b) in s.bytes().zip(e.bytes()) {
+            prop_assert_eq!(a.is_ascii_digit(), b.is_ascii_digit());
+            if !a.is_ascii_digit() { prop_assert_eq!(a, b); }
+        }
+        prop_assert_eq!(f.decrypt(&e, Format::Digits, b"c").unwrap(), s);
+    }
+
+    #[test]
+    fn fpe_card_round_trip(body in proptest::collection::vec(0u16..10, 12..18)) {
+        let mut digits = body.clone();
+        digits.push(custos_crypto::fpe::luhn_check_digit(&body));
+        let card: String = digits.iter().map(|d| char::from(b'0' + *d as u8)).collect();
+        let f = FpeCipher::new(&key32()).unwrap();
+        let e = f.encrypt(&card, Format::Card, b"c").unwrap();
+        let ed: Vec<u16> = e.bytes().map(|b| u16::from(b - b'0')).collect();
+        prop_assert!(luhn_valid(&ed));
+        prop_assert_eq!(&e[..6], &card[..6]);
+        prop_assert_eq!(f.decrypt(&e, Format::Card, b"c").unwrap(), card);
+    }
+}
