@@ -272,3 +272,41 @@ pub fn raw_encrypt(
         .map_err(|_| CryptoError::Malformed("plaintext too long"))?;
     Ok((body, tag.to_vec()))
 }
+
+/// Seals `plaintext` under `key` (32 bytes) with a random nonce and `aad`: `nonce | ct | tag`.
+/// Used to wrap data keys and to encrypt the keystore, never for cells (which need headers).
+pub fn seal(key: &SecretBytes, aad: &[u8], plaintext: &[u8]) -> Result<Vec<u8>, CryptoError> {
+    let cipher = Aes256Gcm::new_from_slice(key.expose()).map_err(|_| CryptoError::KeySize {
+        algorithm: "AES-256-GCM",
+        expected: 32,
+    })?;
+    let mut nonce = [0u8; NONCE_LEN];
+    rand::fill(&mut nonce[..]);
+    let mut out = Vec::with_capacity(NONCE_LEN + plaintext.len() + TAG_LEN);
+    out.extend_from_slice(&nonce);
+    out.extend_from_slice(plaintext);
+    let tag = cipher
+        .encrypt_inout_detached(&Nonce::<U12>::from(nonce), aad, (&mut out[NONCE_LEN..]).into())
+        .map_err(|_| CryptoError::Malformed("plaintext too long"))?;
+    out.extend_from_slice(tag.as_slice());
+    Ok(out)
+}
+
+/// Opens what [`seal`] produced with the same key and `aad`.
+pub fn open(key: &SecretBytes, aad: &[u8], sealed: &[u8]) -> Result<Vec<u8>, CryptoError> {
+    let cipher = Aes256Gcm::new_from_slice(key.expose()).map_err(|_| CryptoError::KeySize {
+        algorithm: "AES-256-GCM",
+        expected: 32,
+    })?;
+    if sealed.len() < NONCE_LEN + TAG_LEN {
+        return Err(CryptoError::Malformed("too short"));
+    }
+    let nonce: [u8; NONCE_LEN] = sealed[..NONCE_LEN].try_into().map_err(|_| CryptoError::Malformed("too short"))?;
+    let body_end = sealed.len() - TAG_LEN;
+    let tag: [u8; TAG_LEN] = sealed[body_end..].try_into().map_err(|_| CryptoError::Malformed("too short"))?;
+    let mut body = sealed[NONCE_LEN..body_end].to_vec();
+    cipher
+        .decrypt_inout_detached(&Nonce::<U12>::from(nonce), aad, body.as_mut_slice().into(), &Tag::from(tag))
+        .map_err(|_| CryptoError::Authentication)?;
+    Ok(body)
+}

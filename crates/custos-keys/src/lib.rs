@@ -1,0 +1,18 @@
+//! custos keys: named keyrings of versioned keys, stored wrapped (envelope encryption) by a
+//! key-encryption key from a [`provider::KeyProvider`], inside a keystore file encrypted and
+//! authenticated as a whole ([`store::Keystore`]).
+//!
+//! A key has a purpose (which fixes its size and the primitive it feeds) and versions. Exactly
+//! one version is *active* (the primary, used to encrypt); older ones are *decrypt-only*; a
+//! version can be *disabled* (temporarily unusable) or *destroyed* (material erased for good:
+//! crypto-shredding). A minimum decryption version retires everything below it.
+
+mod error;
+pub mod model;
+pub mod provider;
+pub mod store;
+
+pub use error::KeyError;
+pub use model::{KeyEntry, Purpose, VersionEntry, VersionState};
+pub use provider::{KeyProvider, LocalProvider};
+pub use store::{KdfParams, Keystore, Passphrase};
