@@ -7,7 +7,9 @@ root="$(cd "$(dirname "$0")/.." && pwd)"
 dir="${1:-$root/quickstart}"
 
 echo "== building custos (first build compiles DataFusion: several minutes on 2 cores)"
-cargo build --manifest-path "$root/Cargo.toml" -p custos-cli --bin custos
+# Same targets as scripts/test.sh, so both resolve identical dependency features and share one
+# DataFusion build (building the binary alone would unify features differently and rebuild).
+cargo build --manifest-path "$root/Cargo.toml" --workspace --lib --bins --tests
 
 mkdir -p "$dir"
 cd "$dir"

@@ -4,6 +4,7 @@
 //! rows, a broken invariant, Ctrl-C); 2 invalid config or command-line usage.
 
 mod init;
+mod keys;
 mod output;
 
 use std::io::IsTerminal;
@@ -74,6 +75,14 @@ enum Command {
     Runs {
         #[command(subcommand)]
         command: RunsCommand,
+    },
+    /// Manage keys in the local encrypted keystore.
+    Keys {
+        /// Keystore file [default: keystore.ck in the state directory].
+        #[arg(long, env = "CUSTOS_KEYSTORE", value_name = "FILE")]
+        keystore: Option<PathBuf>,
+        #[command(subcommand)]
+        command: keys::KeysCommand,
     },
 }
 
@@ -164,6 +173,12 @@ fn real_main(cli: Cli) -> Result<u8> {
             deny_warnings,
         } => validate(file, *json, *deny_warnings),
         Command::Run(args) => run(&cli, args),
+        Command::Keys { keystore, command } => {
+            let path = keystore
+                .clone()
+                .unwrap_or_else(|| state_dir(&cli).join("keystore.ck"));
+            keys::run(path, command)
+        }
         Command::Runs { command } => {
             let dir = state_dir(&cli);
             if !dir.join("state.db").is_file() {

@@ -532,6 +532,17 @@ fn transform_kind(
             }
             Some(TransformKind::Sql(s))
         }
+        "rewrap" => {
+            let r: RewrapTransform = deserialize(v, key, map, diags)?;
+            if r.columns.is_empty() {
+                diags.push(map.error_at(
+                    &format!("{key}.columns"),
+                    "`columns` must name at least one column".to_string(),
+                ));
+                return None;
+            }
+            Some(TransformKind::Rewrap(r))
+        }
         _ => {
             let v: ValidateTransform = deserialize(v, key, map, diags)?;
             let mut ok = true;

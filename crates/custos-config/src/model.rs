@@ -263,17 +263,20 @@ pub enum TransformKind {
     Sql(SqlTransform),
     /// `type = "validate"`.
     Validate(ValidateTransform),
+    /// `type = "rewrap"`.
+    Rewrap(RewrapTransform),
 }
 
 impl TransformKind {
     /// The `type` tags of the transform kinds.
-    pub const TYPES: &'static [&'static str] = &["sql", "validate"];
+    pub const TYPES: &'static [&'static str] = &["sql", "validate", "rewrap"];
 
     /// The `type` tag.
     pub fn type_name(&self) -> &'static str {
         match self {
             Self::Sql(_) => "sql",
             Self::Validate(_) => "validate",
+            Self::Rewrap(_) => "rewrap",
         }
     }
 }
@@ -285,6 +288,20 @@ impl TransformKind {
 pub struct SqlTransform {
     /// The query.
     pub query: String,
+}
+
+/// `type = "rewrap"`: re-encrypts custos ciphertexts (AES-256-GCM `cx1.` and AES-SIV `cs1.`
+/// cells) written under older key versions to the primary version of the same key. Cells
+/// already under the primary pass unchanged; a cell that cannot be decrypted (destroyed or
+/// disabled version, wrong column, not a custos ciphertext) sends its row to quarantine.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RewrapTransform {
+    /// Text columns holding ciphertexts.
+    pub columns: Vec<String>,
+    /// Keystore file (default: `keystore.ck` in the state directory, or `$CUSTOS_KEYSTORE`).
+    #[serde(default)]
+    pub keystore: Option<String>,
 }
 
 /// `type = "validate"`: rows failing any rule go to quarantine, the rest pass on.

@@ -286,7 +286,11 @@ pub fn seal(key: &SecretBytes, aad: &[u8], plaintext: &[u8]) -> Result<Vec<u8>, 
     out.extend_from_slice(&nonce);
     out.extend_from_slice(plaintext);
     let tag = cipher
-        .encrypt_inout_detached(&Nonce::<U12>::from(nonce), aad, (&mut out[NONCE_LEN..]).into())
+        .encrypt_inout_detached(
+            &Nonce::<U12>::from(nonce),
+            aad,
+            (&mut out[NONCE_LEN..]).into(),
+        )
         .map_err(|_| CryptoError::Malformed("plaintext too long"))?;
     out.extend_from_slice(tag.as_slice());
     Ok(out)
@@ -301,12 +305,21 @@ pub fn open(key: &SecretBytes, aad: &[u8], sealed: &[u8]) -> Result<Vec<u8>, Cry
     if sealed.len() < NONCE_LEN + TAG_LEN {
         return Err(CryptoError::Malformed("too short"));
     }
-    let nonce: [u8; NONCE_LEN] = sealed[..NONCE_LEN].try_into().map_err(|_| CryptoError::Malformed("too short"))?;
+    let nonce: [u8; NONCE_LEN] = sealed[..NONCE_LEN]
+        .try_into()
+        .map_err(|_| CryptoError::Malformed("too short"))?;
     let body_end = sealed.len() - TAG_LEN;
-    let tag: [u8; TAG_LEN] = sealed[body_end..].try_into().map_err(|_| CryptoError::Malformed("too short"))?;
+    let tag: [u8; TAG_LEN] = sealed[body_end..]
+        .try_into()
+        .map_err(|_| CryptoError::Malformed("too short"))?;
     let mut body = sealed[NONCE_LEN..body_end].to_vec();
     cipher
-        .decrypt_inout_detached(&Nonce::<U12>::from(nonce), aad, body.as_mut_slice().into(), &Tag::from(tag))
+        .decrypt_inout_detached(
+            &Nonce::<U12>::from(nonce),
+            aad,
+            body.as_mut_slice().into(),
+            &Tag::from(tag),
+        )
         .map_err(|_| CryptoError::Authentication)?;
     Ok(body)
 }

@@ -11,6 +11,7 @@ pub mod component;
 pub mod exec;
 mod plan;
 pub mod provenance;
+pub mod rewrap;
 mod run;
 pub mod state;
 pub mod validate;

@@ -19,6 +19,7 @@ use object_store::ObjectStore;
 
 use crate::component::ComponentTable;
 use crate::exec::{Counter, MapExec};
+use crate::rewrap::RewrapOp;
 use crate::validate::{ValidateOp, ValidateStats};
 
 /// A pipeline planned into a session.
@@ -236,6 +237,57 @@ pub(crate) async fn plan(
                     }
                 }
             },
+            TransformKind::Rewrap(r) => {
+                let input = &t.inputs[0];
+                if t.inputs.len() != 1 {
+                    diags.push(map.error_at(
+                        &format!("{key}.inputs"),
+                        "a rewrap transform takes exactly one input".to_string(),
+                    ));
+                    Err(())
+                } else {
+                    match (
+                        ctx.table_provider(input.as_str()).await,
+                        open_keys(config, r.keystore.as_deref()).await,
+                    ) {
+                        (Err(e), _) => {
+                            diags.push(map.error_at(&format!("{key}.inputs[0]"), plan_message(&e)));
+                            Err(())
+                        }
+                        (_, Err(e)) => {
+                            diags.push(map.error_at_key(&key, e));
+                            Err(())
+                        }
+                        (Ok(provider), Ok(keys)) => {
+                            let stats = Arc::new(ValidateStats::default());
+                            match RewrapOp::compile(
+                                name,
+                                &r.columns,
+                                &provider.schema(),
+                                keys,
+                                quarantine.clone(),
+                                files.clone(),
+                                stats.clone(),
+                            ) {
+                                Err(errs) => {
+                                    for (k, m) in errs {
+                                        diags.push(map.error_at(&format!("{key}.{k}"), m));
+                                    }
+                                    Err(())
+                                }
+                                Ok(op) => {
+                                    validates.insert(name.clone(), stats);
+                                    Ok(Arc::new(ValidateTable {
+                                        input: provider,
+                                        op: Arc::new(op),
+                                    })
+                                        as Arc<dyn TableProvider>)
+                                }
+                            }
+                        }
+                    }
+                }
+            }
             TransformKind::Validate(v) => {
                 let input = &t.inputs[0];
                 if t.inputs.len() != 1 {
@@ -335,12 +387,34 @@ pub(crate) async fn plan(
     })
 }
 
+/// Opens the keystore named by the transform, `$CUSTOS_KEYSTORE` or the state directory's,
+/// and unwraps every usable key version.
+async fn open_keys(
+    config: &PipelineConfig,
+    configured: Option<&str>,
+) -> Result<custos_keys::KeySet, String> {
+    let path = match configured {
+        Some(p) => config.resolve(p),
+        None => match std::env::var("CUSTOS_KEYSTORE") {
+            Ok(p) if !p.is_empty() => PathBuf::from(p),
+            _ => crate::default_state_dir().join("keystore.ck"),
+        },
+    };
+    let (pass, _) = custos_keys::Passphrase::from_env()
+        .map_err(|e| format!("cannot open the keystore: {e}"))?;
+    let ks = custos_keys::Keystore::open(&path, &pass)
+        .map_err(|e| format!("cannot open the keystore: {e}"))?;
+    ks.key_set()
+        .await
+        .map_err(|e| format!("cannot load keys: {e}"))
+}
+
 /// A validate transform as a table: its scan is a [`MapExec`] running the rules over the
 /// input's plan.
 #[derive(Debug)]
 struct ValidateTable {
     input: Arc<dyn TableProvider>,
-    op: Arc<ValidateOp>,
+    op: Arc<dyn crate::exec::BatchOp>,
 }
 
 #[async_trait::async_trait]

@@ -72,7 +72,9 @@ pub enum KeyError {
         reason: String,
     },
     /// No passphrase was given.
-    #[error("no keystore passphrase: set CUSTOS_KEYSTORE_PASSPHRASE or CUSTOS_KEYSTORE_PASSPHRASE_FILE")]
+    #[error(
+        "no keystore passphrase: set CUSTOS_KEYSTORE_PASSPHRASE or CUSTOS_KEYSTORE_PASSPHRASE_FILE"
+    )]
     NoPassphrase,
     /// A key provider failed.
     #[error("key provider \"{provider}\": {reason}")]

@@ -15,4 +15,4 @@ pub mod store;
 pub use error::KeyError;
 pub use model::{KeyEntry, Purpose, VersionEntry, VersionState};
 pub use provider::{KeyProvider, LocalProvider};
-pub use store::{KdfParams, Keystore, Passphrase};
+pub use store::{KdfParams, KeySet, Keystore, Passphrase};

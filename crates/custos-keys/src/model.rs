@@ -113,15 +113,20 @@ pub struct KeyEntry {
 impl KeyEntry {
     /// The active (primary) version.
     pub fn primary(&self) -> Option<&VersionEntry> {
-        self.versions.iter().find(|v| v.state == VersionState::Active)
+        self.versions
+            .iter()
+            .find(|v| v.state == VersionState::Active)
     }
 
     /// A version by number.
     pub fn version(&self, v: u32) -> Result<&VersionEntry, KeyError> {
-        self.versions.iter().find(|e| e.version == v).ok_or_else(|| KeyError::UnknownVersion {
-            name: self.name.clone(),
-            version: v,
-        })
+        self.versions
+            .iter()
+            .find(|e| e.version == v)
+            .ok_or_else(|| KeyError::UnknownVersion {
+                name: self.name.clone(),
+                version: v,
+            })
     }
 
     /// Checks that version `v` may decrypt.

@@ -48,17 +48,21 @@ impl KeyProvider for LocalProvider {
     }
 
     async fn wrap(&self, keys: &[(&[u8], &SecretBytes)]) -> Result<Vec<Vec<u8>>, KeyError> {
-        keys.iter().map(|(ctx, k)| Ok(seal(&self.kek, ctx, k.expose())?)).collect()
+        keys.iter()
+            .map(|(ctx, k)| Ok(seal(&self.kek, ctx, k.expose())?))
+            .collect()
     }
 
     async fn unwrap(&self, wrapped: &[(&[u8], &[u8])]) -> Result<Vec<SecretBytes>, KeyError> {
         wrapped
             .iter()
             .map(|(ctx, w)| {
-                open(&self.kek, ctx, w).map(SecretBytes::new).map_err(|_| KeyError::Provider {
-                    provider: "local".into(),
-                    reason: "a wrapped key failed authentication".into(),
-                })
+                open(&self.kek, ctx, w)
+                    .map(SecretBytes::new)
+                    .map_err(|_| KeyError::Provider {
+                        provider: "local".into(),
+                        reason: "a wrapped key failed authentication".into(),
+                    })
             })
             .collect()
     }

@@ -21,9 +21,9 @@ use custos_crypto::aead::{open, seal};
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
+use crate::KeyError;
 use crate::model::{KeyEntry, Purpose, VersionEntry, VersionState, valid_name};
 use crate::provider::{KeyProvider, LocalProvider, wrap_context};
-use crate::KeyError;
 
 const MAGIC: &[u8; 8] = b"CUSTOSKS";
 const FORMAT: u16 = 1;
@@ -62,13 +62,18 @@ impl Passphrase {
             if let Ok(m) = std::fs::metadata(&path)
                 && m.permissions().mode() & 0o077 != 0
             {
-                warning = Some(format!("passphrase file {path} is readable by group or others; chmod 600 it"));
+                warning = Some(format!(
+                    "passphrase file {path} is readable by group or others; chmod 600 it"
+                ));
             }
         }
-        let text = Zeroizing::new(std::fs::read_to_string(&path).map_err(|source| KeyError::Io {
-            context: format!("reading passphrase file {path}"),
-            source,
-        })?);
+        let text =
+            Zeroizing::new(
+                std::fs::read_to_string(&path).map_err(|source| KeyError::Io {
+                    context: format!("reading passphrase file {path}"),
+                    source,
+                })?,
+            );
         let p = text.trim_end_matches(['\n', '\r']).to_string();
         if p.is_empty() {
             return Err(KeyError::NoPassphrase);
@@ -100,16 +105,21 @@ impl Default for KdfParams {
 }
 
 fn derive(pass: &Passphrase, salt: &[u8], p: KdfParams) -> Result<SecretBytes, KeyError> {
-    let params = argon2::Params::new(p.memory_kib, p.iterations, p.lanes, Some(32)).map_err(|e| KeyError::Format {
-        path: String::new(),
-        reason: format!("invalid Argon2id parameters: {e}"),
-    })?;
+    let params =
+        argon2::Params::new(p.memory_kib, p.iterations, p.lanes, Some(32)).map_err(|e| {
+            KeyError::Format {
+                path: String::new(),
+                reason: format!("invalid Argon2id parameters: {e}"),
+            }
+        })?;
     let argon = argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params);
     let mut out = vec![0u8; 32];
-    argon.hash_password_into(pass.0.as_bytes(), salt, &mut out).map_err(|e| KeyError::Format {
-        path: String::new(),
-        reason: format!("Argon2id failed: {e}"),
-    })?;
+    argon
+        .hash_password_into(pass.0.as_bytes(), salt, &mut out)
+        .map_err(|e| KeyError::Format {
+            path: String::new(),
+            reason: format!("Argon2id failed: {e}"),
+        })?;
     Ok(SecretBytes::new(out))
 }
 
@@ -118,7 +128,8 @@ struct B64Secret(SecretBytes);
 
 impl Serialize for B64Secret {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let text = Zeroizing::new(base64::engine::general_purpose::STANDARD.encode(self.0.expose()));
+        let text =
+            Zeroizing::new(base64::engine::general_purpose::STANDARD.encode(self.0.expose()));
         s.serialize_str(&text)
     }
 }
@@ -153,7 +164,10 @@ pub struct Keystore {
 
 impl std::fmt::Debug for Keystore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Keystore").field("path", &self.path).field("keys", &self.doc.keys.len()).finish()
+        f.debug_struct("Keystore")
+            .field("path", &self.path)
+            .field("keys", &self.doc.keys.len())
+            .finish()
     }
 }
 
@@ -169,7 +183,10 @@ impl Keystore {
     /// Creates a new, empty keystore at `path` (refuses to overwrite one).
     pub fn init(path: &Path, pass: &Passphrase, params: KdfParams) -> Result<Self, KeyError> {
         if path.exists() {
-            return Err(KeyError::Refused(format!("keystore {} already exists", path.display())));
+            return Err(KeyError::Refused(format!(
+                "keystore {} already exists",
+                path.display()
+            )));
         }
         let mut salt = [0u8; 16];
         rand::fill(&mut salt[..]);
@@ -215,7 +232,9 @@ impl Keystore {
         }
         let version = u16::from_be_bytes([bytes[8], bytes[9]]);
         if version != FORMAT {
-            return Err(fmt_err(&format!("format version {version} is not supported (expected {FORMAT})")));
+            return Err(fmt_err(&format!(
+                "format version {version} is not supported (expected {FORMAT})"
+            )));
         }
         let u = |i: usize| u32::from_be_bytes([bytes[i], bytes[i + 1], bytes[i + 2], bytes[i + 3]]);
         let params = KdfParams {
@@ -224,13 +243,24 @@ impl Keystore {
             lanes: u(18),
         };
         // Refuse absurd costs from a modified header before spending memory on them.
-        if !(8 * 1024..=4 * 1024 * 1024).contains(&params.memory_kib) || !(1..=64).contains(&params.iterations) || !(1..=16).contains(&params.lanes) {
+        if !(8 * 1024..=4 * 1024 * 1024).contains(&params.memory_kib)
+            || !(1..=64).contains(&params.iterations)
+            || !(1..=16).contains(&params.lanes)
+        {
             return Err(KeyError::Unlock { path: shown });
         }
         let file_key = derive(pass, &bytes[22..38], params)?;
-        let header: [u8; HEADER_LEN] = bytes[..HEADER_LEN].try_into().map_err(|_| fmt_err("file is truncated"))?;
-        let plain = Zeroizing::new(open(&file_key, &header, &bytes[HEADER_LEN..]).map_err(|_| KeyError::Unlock { path: shown.clone() })?);
-        let doc: Doc = serde_json::from_slice(&plain).map_err(|_| fmt_err("keyring document is not valid"))?;
+        let header: [u8; HEADER_LEN] = bytes[..HEADER_LEN]
+            .try_into()
+            .map_err(|_| fmt_err("file is truncated"))?;
+        let plain =
+            Zeroizing::new(open(&file_key, &header, &bytes[HEADER_LEN..]).map_err(|_| {
+                KeyError::Unlock {
+                    path: shown.clone(),
+                }
+            })?);
+        let doc: Doc =
+            serde_json::from_slice(&plain).map_err(|_| fmt_err("keyring document is not valid"))?;
         let kek = doc.local_kek.0.clone();
         Ok(Self {
             path: path.to_path_buf(),
@@ -249,9 +279,17 @@ impl Keystore {
             reason: format!("encoding keyring: {e}"),
         })?);
         let sealed = seal(&self.file_key, &self.header, &json)?;
-        let dir = self.path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        let dir = self
+            .path
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
         std::fs::create_dir_all(dir).map_err(io(format!("creating {}", dir.display())))?;
-        let name = self.path.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
+        let name = self
+            .path
+            .file_name()
+            .map(|n| n.to_string_lossy().to_string())
+            .unwrap_or_default();
         let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
         let mut f = std::fs::OpenOptions::new()
             .write(true)
@@ -260,11 +298,15 @@ impl Keystore {
             .mode(0o600)
             .open(&tmp)
             .map_err(io(format!("writing {}", tmp.display())))?;
-        f.write_all(&self.header).map_err(io(format!("writing {}", tmp.display())))?;
-        f.write_all(&sealed).map_err(io(format!("writing {}", tmp.display())))?;
-        f.sync_all().map_err(io(format!("syncing {}", tmp.display())))?;
+        f.write_all(&self.header)
+            .map_err(io(format!("writing {}", tmp.display())))?;
+        f.write_all(&sealed)
+            .map_err(io(format!("writing {}", tmp.display())))?;
+        f.sync_all()
+            .map_err(io(format!("syncing {}", tmp.display())))?;
         drop(f);
-        std::fs::rename(&tmp, &self.path).map_err(io(format!("replacing {}", self.path.display())))?;
+        std::fs::rename(&tmp, &self.path)
+            .map_err(io(format!("replacing {}", self.path.display())))?;
         if let Ok(d) = std::fs::File::open(dir) {
             let _ = d.sync_all();
         }
@@ -283,21 +325,37 @@ impl Keystore {
 
     /// A key by name.
     pub fn key(&self, name: &str) -> Result<&KeyEntry, KeyError> {
-        self.doc.keys.iter().find(|k| k.name == name).ok_or_else(|| KeyError::UnknownKey(name.to_string()))
+        self.doc
+            .keys
+            .iter()
+            .find(|k| k.name == name)
+            .ok_or_else(|| KeyError::UnknownKey(name.to_string()))
     }
 
     fn key_mut(&mut self, name: &str) -> Result<&mut KeyEntry, KeyError> {
-        self.doc.keys.iter_mut().find(|k| k.name == name).ok_or_else(|| KeyError::UnknownKey(name.to_string()))
+        self.doc
+            .keys
+            .iter_mut()
+            .find(|k| k.name == name)
+            .ok_or_else(|| KeyError::UnknownKey(name.to_string()))
     }
 
-    async fn new_version(&self, name: &str, version: u32, purpose: Purpose) -> Result<VersionEntry, KeyError> {
+    async fn new_version(
+        &self,
+        name: &str,
+        version: u32,
+        purpose: Purpose,
+    ) -> Result<VersionEntry, KeyError> {
         let material = SecretBytes::random(purpose.key_len());
         let ctx = wrap_context(name, version);
         let wrapped = self.provider.wrap(&[(&ctx, &material)]).await?;
-        let w = wrapped.into_iter().next().ok_or_else(|| KeyError::Provider {
-            provider: self.provider.name().into(),
-            reason: "returned no wrapped key".into(),
-        })?;
+        let w = wrapped
+            .into_iter()
+            .next()
+            .ok_or_else(|| KeyError::Provider {
+                provider: self.provider.name().into(),
+                reason: "returned no wrapped key".into(),
+            })?;
         let t = now();
         Ok(VersionEntry {
             version,
@@ -338,12 +396,19 @@ impl Keystore {
     pub async fn rotate(&mut self, name: &str) -> Result<u32, KeyError> {
         let (purpose, next) = {
             let k = self.key(name)?;
-            (k.purpose, k.versions.iter().map(|v| v.version).max().unwrap_or(0) + 1)
+            (
+                k.purpose,
+                k.versions.iter().map(|v| v.version).max().unwrap_or(0) + 1,
+            )
         };
         let v = self.new_version(name, next, purpose).await?;
         let k = self.key_mut(name)?;
         let t = now();
-        for old in k.versions.iter_mut().filter(|v| v.state == VersionState::Active) {
+        for old in k
+            .versions
+            .iter_mut()
+            .filter(|v| v.state == VersionState::Active)
+        {
             old.state = VersionState::DecryptOnly;
             old.updated_at = t.clone();
         }
@@ -393,7 +458,8 @@ impl Keystore {
                     "key \"{name}\" version {version} is the primary; rotate before disabling or destroying it"
                 )));
             }
-            (VersionState::Disabled, VersionState::DecryptOnly) | (VersionState::DecryptOnly, VersionState::Disabled) => {}
+            (VersionState::Disabled, VersionState::DecryptOnly)
+            | (VersionState::DecryptOnly, VersionState::Disabled) => {}
             (_, VersionState::Destroyed) => {}
             (from, to) => {
                 return Err(KeyError::Refused(format!(
@@ -431,10 +497,15 @@ impl Keystore {
             name: k.name.clone(),
             version: v.version,
         })?;
-        let w = base64::engine::general_purpose::STANDARD.decode(w).map_err(|_| KeyError::Format {
-            path: self.path.display().to_string(),
-            reason: format!("wrapped key \"{}\" version {} is not valid base64", k.name, v.version),
-        })?;
+        let w = base64::engine::general_purpose::STANDARD
+            .decode(w)
+            .map_err(|_| KeyError::Format {
+                path: self.path.display().to_string(),
+                reason: format!(
+                    "wrapped key \"{}\" version {} is not valid base64",
+                    k.name, v.version
+                ),
+            })?;
         if v.provider != self.provider.name() {
             return Err(KeyError::Provider {
                 provider: v.provider.clone(),
@@ -450,7 +521,11 @@ impl Keystore {
     }
 
     /// The primary version of `name` for encrypting: (key id, version, material).
-    pub async fn encryption_key(&self, name: &str, purpose: Purpose) -> Result<(u32, u32, SecretBytes), KeyError> {
+    pub async fn encryption_key(
+        &self,
+        name: &str,
+        purpose: Purpose,
+    ) -> Result<(u32, u32, SecretBytes), KeyError> {
         let k = self.key(name)?;
         if k.purpose != purpose {
             return Err(KeyError::WrongPurpose {
@@ -459,14 +534,90 @@ impl Keystore {
                 expected: purpose.name().into(),
             });
         }
-        let v = k.primary().ok_or_else(|| KeyError::Refused(format!("key \"{name}\" has no active version")))?;
+        let v = k
+            .primary()
+            .ok_or_else(|| KeyError::Refused(format!("key \"{name}\" has no active version")))?;
         Ok((k.id, v.version, self.unwrap(k, v).await?))
     }
 
     /// The material of key `id` version `version` for decrypting, checking its state.
     pub async fn decryption_key(&self, id: u32, version: u32) -> Result<SecretBytes, KeyError> {
-        let k = self.doc.keys.iter().find(|k| k.id == id).ok_or(KeyError::UnknownKeyId(id))?;
+        let k = self
+            .doc
+            .keys
+            .iter()
+            .find(|k| k.id == id)
+            .ok_or(KeyError::UnknownKeyId(id))?;
         let v = k.check_decrypt(version)?;
         self.unwrap(k, v).await
+    }
+}
+
+/// Every key version usable for decryption, unwrapped once (for pipeline steps, whose batch
+/// kernels are synchronous), with the primary version of each key and the reason each other
+/// version is unusable.
+pub struct KeySet {
+    /// Material per (key id, version).
+    pub material: std::collections::HashMap<(u32, u32), SecretBytes>,
+    /// Primary version and purpose per key id.
+    pub primary: std::collections::HashMap<u32, (u32, Purpose)>,
+    /// Why a (key id, version) cannot decrypt.
+    pub unusable: std::collections::HashMap<(u32, u32), String>,
+}
+
+impl std::fmt::Debug for KeySet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KeySet")
+            .field("versions", &self.material.len())
+            .finish()
+    }
+}
+
+impl KeySet {
+    /// The reason (key id, version) cannot decrypt, for keys not in the set.
+    pub fn why(&self, id: u32, version: u32) -> String {
+        self.unusable
+            .get(&(id, version))
+            .cloned()
+            .unwrap_or_else(|| KeyError::UnknownKeyId(id).to_string())
+    }
+}
+
+impl Keystore {
+    /// Unwraps every usable version of every key.
+    pub async fn key_set(&self) -> Result<KeySet, KeyError> {
+        let mut set = KeySet {
+            material: Default::default(),
+            primary: Default::default(),
+            unusable: Default::default(),
+        };
+        for k in &self.doc.keys {
+            if let Some(p) = k.primary() {
+                set.primary.insert(k.id, (p.version, k.purpose));
+            }
+            for v in &k.versions {
+                match k.check_decrypt(v.version) {
+                    Ok(_) => {
+                        set.material
+                            .insert((k.id, v.version), self.unwrap(k, v).await?);
+                    }
+                    Err(e) => {
+                        set.unusable.insert((k.id, v.version), e.to_string());
+                    }
+                }
+            }
+            let max = k.versions.iter().map(|v| v.version).max().unwrap_or(0);
+            for missing in (1..=max + 8).filter(|n| k.versions.iter().all(|v| v.version != *n)) {
+                set.unusable.insert(
+                    (k.id, missing),
+                    KeyError::UnknownVersion {
+                        name: k.name.clone(),
+                        version: missing,
+                    }
+                    .to_string(),
+                );
+            }
+        }
+        Ok(set)
     }
 }

@@ -5,6 +5,7 @@ mod config_errors;
 mod crash;
 mod formats;
 mod golden;
+mod keys;
 mod quarantine;
 mod runs;
 

@@ -1,0 +1,303 @@
+//! `custos keys`: the keyring in the local encrypted keystore. Listings show names, versions,
+//! states and dates; key material and the passphrase are never printed.
+
+use std::io::{BufRead, IsTerminal, Write};
+use std::path::PathBuf;
+
+use anyhow::{Result, bail};
+use clap::Subcommand;
+use comfy_table::{Cell, Table, presets::UTF8_FULL_CONDENSED};
+use custos_keys::{KdfParams, KeyEntry, Keystore, Passphrase, Purpose};
+use serde::Serialize;
+
+/// `custos keys` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Create an empty keystore (passphrase from CUSTOS_KEYSTORE_PASSPHRASE or
+    /// CUSTOS_KEYSTORE_PASSPHRASE_FILE).
+    Init {
+        /// Argon2id memory in MiB (at least 8).
+        #[arg(long, default_value_t = 64)]
+        kdf_memory_mib: u32,
+        /// Argon2id iterations.
+        #[arg(long, default_value_t = 3)]
+        kdf_iterations: u32,
+    },
+    /// Create a key with version 1 active.
+    Create {
+        /// Key name (lowercase letters, digits, '-' and '_').
+        name: String,
+        /// aead (AES-256-GCM), daead (AES-SIV), fpe (FF1) or hmac (tokens).
+        #[arg(long, value_parser = ["aead", "daead", "fpe", "hmac"])]
+        purpose: String,
+    },
+    /// List keys with their versions and states.
+    List {
+        /// Print as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show one key's versions, states and dates.
+    Show {
+        /// Key name.
+        name: String,
+        /// Print as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Add a new primary version; the old primary becomes decrypt-only.
+    Rotate {
+        /// Key name.
+        name: String,
+    },
+    /// Stop versions below V from decrypting.
+    SetMinVersion {
+        /// Key name.
+        name: String,
+        /// Minimum version that may decrypt.
+        #[arg(value_name = "V")]
+        key_version: u32,
+    },
+    /// Disable a (non-primary) version until it is enabled again.
+    Disable {
+        /// Key name.
+        name: String,
+        /// Version.
+        #[arg(value_name = "V")]
+        key_version: u32,
+    },
+    /// Enable a disabled version (decrypt-only).
+    Enable {
+        /// Key name.
+        name: String,
+        /// Version.
+        #[arg(value_name = "V")]
+        key_version: u32,
+    },
+    /// Erase a (non-primary) version's material for good: what it encrypted becomes
+    /// unreadable (crypto-shredding). Asks for confirmation unless --yes.
+    Destroy {
+        /// Key name.
+        name: String,
+        /// Version.
+        #[arg(value_name = "V")]
+        key_version: u32,
+        /// Do not ask for confirmation.
+        #[arg(long)]
+        yes: bool,
+    },
+}
+
+/// A key as listed: no material, not even wrapped.
+#[derive(Serialize)]
+struct KeyView<'a> {
+    name: &'a str,
+    id: u32,
+    purpose: &'a str,
+    created_at: &'a str,
+    primary: Option<u32>,
+    min_version: u32,
+    versions: Vec<VersionView<'a>>,
+}
+
+#[derive(Serialize)]
+struct VersionView<'a> {
+    version: u32,
+    state: &'a str,
+    created_at: &'a str,
+    updated_at: &'a str,
+    provider: &'a str,
+}
+
+fn view(k: &KeyEntry) -> KeyView<'_> {
+    KeyView {
+        name: &k.name,
+        id: k.id,
+        purpose: k.purpose.name(),
+        created_at: &k.created_at,
+        primary: k.primary().map(|v| v.version),
+        min_version: k.min_version,
+        versions: k
+            .versions
+            .iter()
+            .map(|v| VersionView {
+                version: v.version,
+                state: v.state.name(),
+                created_at: &v.created_at,
+                updated_at: &v.updated_at,
+                provider: &v.provider,
+            })
+            .collect(),
+    }
+}
+
+fn passphrase() -> Result<Passphrase> {
+    let (p, warning) = Passphrase::from_env()?;
+    if let Some(w) = warning {
+        eprintln!("custos: warning: {w}");
+    }
+    Ok(p)
+}
+
+/// Runs a `custos keys` command against the keystore at `path`.
+pub fn run(path: PathBuf, cmd: &KeysCommand) -> Result<u8> {
+    if let KeysCommand::Init {
+        kdf_memory_mib,
+        kdf_iterations,
+    } = cmd
+    {
+        return init(&path, *kdf_memory_mib, *kdf_iterations);
+    }
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let mut ks = Keystore::open(&path, &passphrase()?)?;
+    match cmd {
+        KeysCommand::Init { .. } => return Ok(2), // handled above
+        KeysCommand::Create { name, purpose } => {
+            let purpose =
+                Purpose::parse(purpose).ok_or_else(|| anyhow::anyhow!("unknown purpose"))?;
+            let k = rt.block_on(ks.create(name, purpose))?;
+            println!(
+                "created key \"{}\" (id {}, {}), version 1 active",
+                k.name,
+                k.id,
+                k.purpose.name()
+            );
+        }
+        KeysCommand::List { json } => {
+            let views: Vec<KeyView> = ks.keys().iter().map(view).collect();
+            if *json {
+                println!("{}", serde_json::to_string_pretty(&views)?);
+            } else if views.is_empty() {
+                println!("no keys in {}", path.display());
+            } else {
+                let mut t = Table::new();
+                t.load_preset(UTF8_FULL_CONDENSED);
+                t.set_header(vec![
+                    "name", "id", "purpose", "primary", "min", "versions", "created",
+                ]);
+                for v in &views {
+                    let versions: Vec<String> = v
+                        .versions
+                        .iter()
+                        .map(|x| format!("v{} {}", x.version, x.state))
+                        .collect();
+                    t.add_row(vec![
+                        Cell::new(v.name),
+                        Cell::new(v.id),
+                        Cell::new(v.purpose),
+                        Cell::new(v.primary.map_or("-".to_string(), |p| format!("v{p}"))),
+                        Cell::new(v.min_version),
+                        Cell::new(versions.join(", ")),
+                        Cell::new(v.created_at),
+                    ]);
+                }
+                println!("{t}");
+            }
+        }
+        KeysCommand::Show { name, json } => {
+            let k = view(ks.key(name)?);
+            if *json {
+                println!("{}", serde_json::to_string_pretty(&k)?);
+            } else {
+                println!(
+                    "key {} (id {}, purpose {}, min version {})",
+                    k.name, k.id, k.purpose, k.min_version
+                );
+                let mut t = Table::new();
+                t.load_preset(UTF8_FULL_CONDENSED);
+                t.set_header(vec!["version", "state", "created", "updated", "provider"]);
+                for v in &k.versions {
+                    t.add_row(vec![
+                        Cell::new(v.version),
+                        Cell::new(v.state),
+                        Cell::new(v.created_at),
+                        Cell::new(v.updated_at),
+                        Cell::new(v.provider),
+                    ]);
+                }
+                println!("{t}");
+            }
+        }
+        KeysCommand::Rotate { name } => {
+            let v = rt.block_on(ks.rotate(name))?;
+            println!("key \"{name}\": version {v} is now primary");
+        }
+        KeysCommand::SetMinVersion {
+            name,
+            key_version: version,
+        } => {
+            ks.set_min_version(name, *version)?;
+            println!("key \"{name}\": versions below {version} can no longer decrypt");
+        }
+        KeysCommand::Disable {
+            name,
+            key_version: version,
+        } => {
+            ks.disable(name, *version)?;
+            println!("key \"{name}\" version {version} disabled");
+        }
+        KeysCommand::Enable {
+            name,
+            key_version: version,
+        } => {
+            ks.enable(name, *version)?;
+            println!("key \"{name}\" version {version} enabled (decrypt-only)");
+        }
+        KeysCommand::Destroy {
+            name,
+            key_version: version,
+            yes,
+        } => {
+            let k = ks.key(name)?;
+            let state = k.version(*version)?.state;
+            if state == custos_keys::VersionState::Active {
+                bail!(
+                    "key \"{name}\" version {version} is the primary; rotate before disabling or destroying it"
+                );
+            }
+            if state == custos_keys::VersionState::Destroyed {
+                bail!("key \"{name}\" version {version} was destroyed");
+            }
+            if !yes {
+                if !std::io::stdin().is_terminal() {
+                    eprintln!(
+                        "custos: refusing to destroy key \"{name}\" version {version} without confirmation; pass --yes"
+                    );
+                    return Ok(2);
+                }
+                eprint!(
+                    "destroying key \"{name}\" version {version} makes everything it encrypted unreadable, for good.\ntype the key name to confirm: "
+                );
+                std::io::stderr().flush()?;
+                let mut line = String::new();
+                std::io::stdin().lock().read_line(&mut line)?;
+                if line.trim() != name {
+                    bail!("confirmation did not match; nothing was destroyed");
+                }
+            }
+            ks.destroy(name, *version)?;
+            println!("key \"{name}\" version {version} destroyed");
+        }
+    }
+    Ok(0)
+}
+
+fn init(path: &std::path::Path, memory_mib: u32, iterations: u32) -> Result<u8> {
+    if memory_mib < 8 || iterations < 1 {
+        eprintln!("custos: --kdf-memory-mib must be at least 8 and --kdf-iterations at least 1");
+        return Ok(2);
+    }
+    let params = KdfParams {
+        memory_kib: memory_mib * 1024,
+        iterations,
+        lanes: 1,
+    };
+    Keystore::init(path, &passphrase()?, params)?;
+    println!(
+        "created keystore {} (Argon2id {memory_mib} MiB, {iterations} iterations)",
+        path.display()
+    );
+    Ok(0)
+}
