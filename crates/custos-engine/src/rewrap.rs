@@ -229,7 +229,7 @@ impl BatchOp for RewrapOp {
                 .ok_or_else(|| DataFusionError::Internal("utf8 cast".into()))?;
             let mut b = StringBuilder::with_capacity(n, text.value_data().len() + n * 8);
             let mut cell = String::new();
-            for i in 0..n {
+            for (i, failed) in fail.iter_mut().enumerate() {
                 if text.is_null(i) {
                     b.append_null();
                     continue;
@@ -239,8 +239,8 @@ impl BatchOp for RewrapOp {
                     Ok(true) => b.append_value(&cell),
                     Ok(false) => b.append_value(text.value(i)),
                     Err(reason) => {
-                        if fail[i].is_none() {
-                            fail[i] = Some((name.clone(), format!("column \"{name}\": {reason}")));
+                        if failed.is_none() {
+                            *failed = Some((name.clone(), format!("column \"{name}\": {reason}")));
                         }
                         b.append_value(text.value(i));
                     }
