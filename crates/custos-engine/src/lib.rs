@@ -11,6 +11,7 @@ pub mod component;
 pub mod exec;
 mod plan;
 pub mod provenance;
+mod reject;
 pub mod rewrap;
 mod run;
 pub mod state;

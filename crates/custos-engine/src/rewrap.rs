@@ -11,22 +11,20 @@ use std::sync::Arc;
 use std::sync::Mutex;
 use std::sync::atomic::Ordering;
 
-use custos_connectors::quarantine::{Quarantine, QuarantineRecord};
-use custos_core::{ORIGIN_COLUMN, Origin};
+use custos_connectors::quarantine::Quarantine;
 use custos_crypto::aead::{self, AeadDecryptor, AeadEncryptor};
 use custos_crypto::siv::{self, SivCipher};
 use custos_crypto::{Algorithm, Header};
 use custos_keys::KeySet;
 use datafusion::arrow::array::{
-    Array, ArrayRef, BooleanArray, RecordBatch, StringArray, StringBuilder, UInt32Array,
-    UInt64Array,
+    Array, ArrayRef, BooleanArray, RecordBatch, StringArray, StringBuilder,
 };
-use datafusion::arrow::compute::{cast, filter_record_batch, take_record_batch};
+use datafusion::arrow::compute::{cast, filter_record_batch};
 use datafusion::arrow::datatypes::{DataType, Schema};
-use datafusion::arrow::json::LineDelimitedWriter;
 use datafusion::error::{DataFusionError, Result};
 
 use crate::exec::BatchOp;
+use crate::reject::{Rejected, Rejector};
 use crate::validate::ValidateStats;
 
 /// Per-key-id encryptors for the primary versions, created on first use.
@@ -43,11 +41,8 @@ pub struct RewrapOp {
     columns: Vec<(usize, String)>,
     keys: KeySet,
     writers: Mutex<Writers>,
-    quarantine: Arc<Quarantine>,
-    files: Arc<Vec<Vec<PathBuf>>>,
     stats: Arc<ValidateStats>,
-    origin: Option<usize>,
-    data_cols: Vec<usize>,
+    rejector: Rejector,
 }
 
 impl std::fmt::Debug for RewrapOp {
@@ -111,13 +106,8 @@ impl RewrapOp {
             columns: cols,
             keys,
             writers: Mutex::new(Writers::default()),
-            quarantine,
-            files,
             stats,
-            origin: schema.index_of(ORIGIN_COLUMN).ok(),
-            data_cols: (0..schema.fields().len())
-                .filter(|i| !custos_core::is_reserved_column(schema.field(*i).name()))
-                .collect(),
+            rejector: Rejector::new(component, schema, quarantine, files),
         })
     }
 
@@ -265,57 +255,19 @@ impl BatchOp for RewrapOp {
         self.stats
             .quarantined
             .fetch_add(bad.len() as u64, Ordering::Relaxed);
-        let rows = take_record_batch(
-            &batch.project(&self.data_cols)?,
-            &UInt32Array::from(bad.clone()),
-        )?;
-        let mut jw = LineDelimitedWriter::new(Vec::new());
-        jw.write(&rows)?;
-        jw.finish()?;
-        let json = jw.into_inner();
-        let origins = self.origin.and_then(|o| {
-            batch
-                .column(o)
-                .as_any()
-                .downcast_ref::<UInt64Array>()
-                .cloned()
-        });
-        for (line, &i) in json
-            .split(|b| *b == b'\n')
-            .filter(|l| !l.is_empty())
-            .zip(bad.iter())
-        {
-            let i = i as usize;
-            let Some((column, reason)) = fail[i].take() else {
-                continue;
-            };
-            let (source_file, src_line) = match &origins {
-                Some(o) if o.is_valid(i) => {
-                    let org = Origin::decode(o.value(i));
-                    let file = self
-                        .files
-                        .get(org.source as usize)
-                        .and_then(|fs| fs.get(org.file as usize));
-                    (
-                        file.map(|p| p.display().to_string()),
-                        file.map(|_| org.line),
-                    )
-                }
-                _ => (None, None),
-            };
-            self.quarantine
-                .add(&QuarantineRecord {
-                    component: self.component.clone(),
-                    source_file,
-                    line: src_line,
-                    row: Some(first_row + i as u64 + 1),
+        let rejected = bad
+            .iter()
+            .filter_map(|&i| {
+                let (column, reason) = fail[i as usize].take()?;
+                Some(Rejected {
+                    row: i as usize,
                     rule: "rewrap".into(),
                     column: Some(column),
                     reason,
-                    data: serde_json::from_slice(line).unwrap_or(serde_json::Value::Null),
                 })
-                .map_err(|e| DataFusionError::External(Box::new(e)))?;
-        }
+            })
+            .collect();
+        self.rejector.reject(&batch, first_row, rejected)?;
         let keep = BooleanArray::from(bad.iter().fold(vec![true; n], |mut k, &i| {
             k[i as usize] = false;
             k

@@ -7,20 +7,18 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use custos_config::{Bound, Rule};
-use custos_connectors::quarantine::{Quarantine, QuarantineRecord};
-use custos_core::{ORIGIN_COLUMN, Origin};
+use custos_connectors::quarantine::Quarantine;
 use datafusion::arrow::array::{
-    Array, ArrayRef, BooleanArray, Datum, RecordBatch, Scalar, StringArray, UInt32Array,
-    UInt64Array,
+    Array, ArrayRef, BooleanArray, Datum, RecordBatch, Scalar, StringArray,
 };
 use datafusion::arrow::compute::kernels::cmp::{gt, lt};
-use datafusion::arrow::compute::{cast, filter_record_batch, take_record_batch};
+use datafusion::arrow::compute::{cast, filter_record_batch};
 use datafusion::arrow::datatypes::{DataType, Schema, TimeUnit};
-use datafusion::arrow::json::LineDelimitedWriter;
 use datafusion::error::{DataFusionError, Result};
 use regex::Regex;
 
 use crate::exec::BatchOp;
+use crate::reject::{Rejected, Rejector};
 
 /// Counters of one validate step.
 #[derive(Debug, Default)]
@@ -65,13 +63,9 @@ struct Failure {
 /// The validate operation over batches.
 #[derive(Debug)]
 pub struct ValidateOp {
-    component: String,
     rules: Vec<Compiled>,
-    quarantine: Arc<Quarantine>,
-    files: Arc<Vec<Vec<PathBuf>>>,
     stats: Arc<ValidateStats>,
-    origin: Option<usize>,
-    data_cols: Vec<usize>,
+    rejector: Rejector,
 }
 
 fn is_text(dt: &DataType) -> bool {
@@ -253,18 +247,10 @@ impl ValidateOp {
         if !errors.is_empty() {
             return Err(errors);
         }
-        let origin = schema.index_of(ORIGIN_COLUMN).ok();
-        let data_cols = (0..schema.fields().len())
-            .filter(|i| !custos_core::is_reserved_column(schema.field(*i).name()))
-            .collect();
         Ok(Self {
-            component: component.to_string(),
             rules: out,
-            quarantine,
-            files,
             stats,
-            origin,
-            data_cols,
+            rejector: Rejector::new(component, schema, quarantine, files),
         })
     }
 
@@ -455,55 +441,19 @@ impl BatchOp for ValidateOp {
         self.stats
             .quarantined
             .fetch_add(bad.len() as u64, Ordering::Relaxed);
-        let rows = take_record_batch(
-            &batch.project(&self.data_cols)?,
-            &UInt32Array::from(bad.clone()),
-        )?;
-        let mut w = LineDelimitedWriter::new(Vec::new());
-        w.write(&rows)?;
-        w.finish()?;
-        let json = w.into_inner();
-        let origins = self.origin.and_then(|o| {
-            batch
-                .column(o)
-                .as_any()
-                .downcast_ref::<UInt64Array>()
-                .cloned()
-        });
-        for (line, &i) in json
-            .split(|b| *b == b'\n')
-            .filter(|l| !l.is_empty())
-            .zip(bad.iter())
-        {
-            let i = i as usize;
-            let Some(f) = fail[i] else { continue };
-            let (source_file, src_line) = match &origins {
-                Some(o) if o.is_valid(i) => {
-                    let org = Origin::decode(o.value(i));
-                    let file = self
-                        .files
-                        .get(org.source as usize)
-                        .and_then(|fs| fs.get(org.file as usize));
-                    (
-                        file.map(|p| p.display().to_string()),
-                        file.map(|_| org.line),
-                    )
-                }
-                _ => (None, None),
-            };
-            self.quarantine
-                .add(&QuarantineRecord {
-                    component: self.component.clone(),
-                    source_file,
-                    line: src_line,
-                    row: Some(first_row + i as u64 + 1),
+        let rejected = bad
+            .iter()
+            .filter_map(|&i| {
+                let f = fail[i as usize]?;
+                Some(Rejected {
+                    row: i as usize,
                     rule: f.check.to_string(),
                     column: Some(self.rules[f.rule].column.clone()),
                     reason: self.reason(f),
-                    data: serde_json::from_slice(line).unwrap_or(serde_json::Value::Null),
                 })
-                .map_err(|e| DataFusionError::External(Box::new(e)))?;
-        }
+            })
+            .collect();
+        self.rejector.reject(&batch, first_row, rejected)?;
         let keep = BooleanArray::from(fail.iter().map(|f| f.is_none()).collect::<Vec<_>>());
         Ok(filter_record_batch(&batch, &keep)?)
     }
