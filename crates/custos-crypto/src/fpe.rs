@@ -146,14 +146,7 @@ impl FpeCipher {
         } else {
             &self.radix10
         };
-        let ns = FlexibleNumeralString::from(numerals);
-        let out = if encrypt {
-            f.encrypt(tweak, &ns)
-        } else {
-            f.decrypt(tweak, &ns)
-        };
-        out.map(Vec::from)
-            .map_err(|e| CryptoError::Domain(format!("FF1: {e}")))
+        ff1_apply(f, tweak, numerals, encrypt)
     }
 
     fn apply(
@@ -262,22 +255,12 @@ impl FpeCipher {
     }
 }
 
-/// Raw FF1-AES-256 over numerals, for the NIST sample vectors.
-pub fn raw_ff1(
-    key: &[u8],
-    radix: u32,
+fn ff1_apply(
+    f: &FF1<Aes256>,
     tweak: &[u8],
     numerals: Vec<u16>,
     encrypt: bool,
 ) -> Result<Vec<u16>, CryptoError> {
-    if key.len() != 32 {
-        return Err(CryptoError::KeySize {
-            algorithm: "FF1-AES-256",
-            expected: 32,
-        });
-    }
-    let f =
-        FF1::<Aes256>::new(key, radix).map_err(|_| CryptoError::Domain("invalid radix".into()))?;
     let ns = FlexibleNumeralString::from(numerals);
     let out = if encrypt {
         f.encrypt(tweak, &ns)
@@ -286,4 +269,20 @@ pub fn raw_ff1(
     };
     out.map(Vec::from)
         .map_err(|e| CryptoError::Domain(format!("FF1: {e}")))
+}
+
+/// Raw FF1-AES-256 over numerals, for the NIST sample vectors.
+pub fn raw_ff1(
+    key: &[u8],
+    radix: u32,
+    tweak: &[u8],
+    numerals: Vec<u16>,
+    encrypt: bool,
+) -> Result<Vec<u16>, CryptoError> {
+    ff1_apply(
+        &ff1(&SecretBytes::new(key.to_vec()), radix)?,
+        tweak,
+        numerals,
+        encrypt,
+    )
 }

@@ -260,7 +260,7 @@ pub(crate) async fn plan(
                         }
                         (Ok(provider), Ok(keys)) => {
                             let stats = Arc::new(ValidateStats::default());
-                            match RewrapOp::compile(
+                            let compiled = RewrapOp::compile(
                                 name,
                                 &r.columns,
                                 &provider.schema(),
@@ -268,22 +268,12 @@ pub(crate) async fn plan(
                                 quarantine.clone(),
                                 files.clone(),
                                 stats.clone(),
-                            ) {
-                                Err(errs) => {
-                                    for (k, m) in errs {
-                                        diags.push(map.error_at(&format!("{key}.{k}"), m));
-                                    }
-                                    Err(())
-                                }
-                                Ok(op) => {
-                                    validates.insert(name.clone(), stats);
-                                    Ok(Arc::new(ValidateTable {
-                                        input: provider,
-                                        op: Arc::new(op),
-                                    })
-                                        as Arc<dyn TableProvider>)
-                                }
+                            );
+                            let table = op_table(compiled, provider, &key, map, diags);
+                            if table.is_ok() {
+                                validates.insert(name.clone(), stats);
                             }
+                            table
                         }
                     }
                 }
@@ -304,7 +294,7 @@ pub(crate) async fn plan(
                         }
                         Ok(provider) => {
                             let stats = Arc::new(ValidateStats::default());
-                            match ValidateOp::compile(
+                            let compiled = ValidateOp::compile(
                                 name,
                                 &v.rules,
                                 &provider.schema(),
@@ -312,22 +302,12 @@ pub(crate) async fn plan(
                                 files.clone(),
                                 stats.clone(),
                                 today,
-                            ) {
-                                Err(errs) => {
-                                    for (k, m) in errs {
-                                        diags.push(map.error_at(&format!("{key}.{k}"), m));
-                                    }
-                                    Err(())
-                                }
-                                Ok(op) => {
-                                    validates.insert(name.clone(), stats);
-                                    Ok(Arc::new(ValidateTable {
-                                        input: provider,
-                                        op: Arc::new(op),
-                                    })
-                                        as Arc<dyn TableProvider>)
-                                }
+                            );
+                            let table = op_table(compiled, provider, &key, map, diags);
+                            if table.is_ok() {
+                                validates.insert(name.clone(), stats);
                             }
+                            table
                         }
                     }
                 }
@@ -407,6 +387,28 @@ async fn open_keys(
     ks.key_set()
         .await
         .map_err(|e| format!("cannot load keys: {e}"))
+}
+
+/// The table of a row-rejecting transform, or its compile errors as diagnostics under `key`.
+fn op_table<O: crate::exec::BatchOp + 'static>(
+    compiled: Result<O, Vec<(String, String)>>,
+    input: Arc<dyn TableProvider>,
+    key: &str,
+    map: &SourceMap,
+    diags: &mut Diagnostics,
+) -> Result<Arc<dyn TableProvider>, ()> {
+    match compiled {
+        Ok(op) => Ok(Arc::new(ValidateTable {
+            input,
+            op: Arc::new(op),
+        })),
+        Err(errs) => {
+            for (k, m) in errs {
+                diags.push(map.error_at(&format!("{key}.{k}"), m));
+            }
+            Err(())
+        }
+    }
 }
 
 /// A validate transform as a table: its scan is a [`MapExec`] running the rules over the
