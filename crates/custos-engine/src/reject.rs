@@ -2,11 +2,12 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use custos_connectors::quarantine::{Quarantine, QuarantineRecord};
 use custos_core::{ORIGIN_COLUMN, Origin};
-use datafusion::arrow::array::{Array, RecordBatch, UInt32Array, UInt64Array};
-use datafusion::arrow::compute::take_record_batch;
+use datafusion::arrow::array::{Array, BooleanArray, RecordBatch, UInt32Array, UInt64Array};
+use datafusion::arrow::compute::{filter_record_batch, take_record_batch};
 use datafusion::arrow::datatypes::Schema;
 use datafusion::arrow::json::LineDelimitedWriter;
 use datafusion::error::{DataFusionError, Result};
@@ -48,13 +49,30 @@ impl Rejector {
         }
     }
 
-    /// Quarantines `rejected` rows of `batch`, whose first row is input row `first_row + 1`.
-    pub(crate) fn reject(
+    /// Quarantines the `rejected` rows of `input`, adds them to `counter`, and returns
+    /// `output` (the transformed batch, row for row with `input`) without them.
+    pub(crate) fn reject_and_drop(
         &self,
-        batch: &RecordBatch,
+        input: &RecordBatch,
+        output: RecordBatch,
         first_row: u64,
+        counter: &AtomicU64,
         rejected: Vec<Rejected>,
-    ) -> Result<()> {
+    ) -> Result<RecordBatch> {
+        if rejected.is_empty() {
+            return Ok(output);
+        }
+        counter.fetch_add(rejected.len() as u64, Ordering::Relaxed);
+        let mut keep = vec![true; output.num_rows()];
+        for r in &rejected {
+            keep[r.row] = false;
+        }
+        self.reject(input, first_row, rejected)?;
+        Ok(filter_record_batch(&output, &BooleanArray::from(keep))?)
+    }
+
+    /// Quarantines `rejected` rows of `batch`, whose first row is input row `first_row + 1`.
+    fn reject(&self, batch: &RecordBatch, first_row: u64, rejected: Vec<Rejected>) -> Result<()> {
         if rejected.is_empty() {
             return Ok(());
         }

@@ -12,14 +12,12 @@ use std::sync::Mutex;
 use std::sync::atomic::Ordering;
 
 use custos_connectors::quarantine::Quarantine;
+use custos_crypto::Header;
 use custos_crypto::aead::{self, AeadDecryptor, AeadEncryptor};
 use custos_crypto::siv::{self, SivCipher};
-use custos_crypto::{Algorithm, Header};
 use custos_keys::KeySet;
-use datafusion::arrow::array::{
-    Array, ArrayRef, BooleanArray, RecordBatch, StringArray, StringBuilder,
-};
-use datafusion::arrow::compute::{cast, filter_record_batch};
+use datafusion::arrow::array::{Array, ArrayRef, RecordBatch, StringArray, StringBuilder};
+use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{DataType, Schema};
 use datafusion::error::{DataFusionError, Result};
 
@@ -123,11 +121,7 @@ impl RewrapOp {
         if text.starts_with(aead::TEXT_PREFIX) {
             let bin = aead::decode(text).map_err(|e| e.to_string())?;
             let h = aead::header_of(&bin).map_err(|e| e.to_string())?;
-            let (primary, _) = *self
-                .keys
-                .primary
-                .get(&h.key_id)
-                .ok_or_else(|| self.keys.why(h.key_id, h.version))?;
+            let primary = self.primary_version(&h)?;
             if h.version == primary {
                 return Ok(false);
             }
@@ -155,13 +149,8 @@ impl RewrapOp {
             Ok(true)
         } else if text.starts_with(siv::TEXT_PREFIX) {
             let bin = siv::decode(text).map_err(|e| e.to_string())?;
-            let h: Header = siv::header_of(&bin).map_err(|e| e.to_string())?;
-            debug_assert_eq!(h.algorithm, Algorithm::Aes256Siv);
-            let (primary, _) = *self
-                .keys
-                .primary
-                .get(&h.key_id)
-                .ok_or_else(|| self.keys.why(h.key_id, h.version))?;
+            let h = siv::header_of(&bin).map_err(|e| e.to_string())?;
+            let primary = self.primary_version(&h)?;
             if h.version == primary {
                 return Ok(false);
             }
@@ -177,6 +166,15 @@ impl RewrapOp {
         } else {
             Err("not a custos ciphertext (expected a cx1. or cs1. value)".to_string())
         }
+    }
+
+    /// The primary version of the key a ciphertext names.
+    fn primary_version(&self, h: &Header) -> std::result::Result<u32, String> {
+        self.keys
+            .primary
+            .get(&h.key_id)
+            .map(|(version, _)| *version)
+            .ok_or_else(|| self.keys.why(h.key_id, h.version))
     }
 
     fn siv<'w>(
@@ -243,35 +241,20 @@ impl BatchOp for RewrapOp {
         }
         drop(w);
         let out = RecordBatch::try_new(batch.schema(), columns)?;
-        let bad: Vec<u32> = fail
-            .iter()
+        let rejected = fail
+            .into_iter()
             .enumerate()
-            .filter(|(_, f)| f.is_some())
-            .map(|(i, _)| i as u32)
-            .collect();
-        if bad.is_empty() {
-            return Ok(out);
-        }
-        self.stats
-            .quarantined
-            .fetch_add(bad.len() as u64, Ordering::Relaxed);
-        let rejected = bad
-            .iter()
-            .filter_map(|&i| {
-                let (column, reason) = fail[i as usize].take()?;
+            .filter_map(|(row, f)| {
+                let (column, reason) = f?;
                 Some(Rejected {
-                    row: i as usize,
+                    row,
                     rule: "rewrap".into(),
                     column: Some(column),
                     reason,
                 })
             })
             .collect();
-        self.rejector.reject(&batch, first_row, rejected)?;
-        let keep = BooleanArray::from(bad.iter().fold(vec![true; n], |mut k, &i| {
-            k[i as usize] = false;
-            k
-        }));
-        Ok(filter_record_batch(&out, &keep)?)
+        self.rejector
+            .reject_and_drop(&batch, out, first_row, &self.stats.quarantined, rejected)
     }
 }

@@ -11,8 +11,8 @@ use custos_connectors::quarantine::Quarantine;
 use datafusion::arrow::array::{
     Array, ArrayRef, BooleanArray, Datum, RecordBatch, Scalar, StringArray,
 };
+use datafusion::arrow::compute::cast;
 use datafusion::arrow::compute::kernels::cmp::{gt, lt};
-use datafusion::arrow::compute::{cast, filter_record_batch};
 use datafusion::arrow::datatypes::{DataType, Schema, TimeUnit};
 use datafusion::error::{DataFusionError, Result};
 use regex::Regex;
@@ -429,32 +429,25 @@ impl BatchOp for ValidateOp {
                 }
             }
         }
-        let bad: Vec<u32> = fail
+        let rejected = fail
             .iter()
             .enumerate()
-            .filter(|(_, f)| f.is_some())
-            .map(|(i, _)| i as u32)
-            .collect();
-        if bad.is_empty() {
-            return Ok(batch);
-        }
-        self.stats
-            .quarantined
-            .fetch_add(bad.len() as u64, Ordering::Relaxed);
-        let rejected = bad
-            .iter()
-            .filter_map(|&i| {
-                let f = fail[i as usize]?;
+            .filter_map(|(row, f)| {
+                let f = (*f)?;
                 Some(Rejected {
-                    row: i as usize,
+                    row,
                     rule: f.check.to_string(),
                     column: Some(self.rules[f.rule].column.clone()),
                     reason: self.reason(f),
                 })
             })
             .collect();
-        self.rejector.reject(&batch, first_row, rejected)?;
-        let keep = BooleanArray::from(fail.iter().map(|f| f.is_none()).collect::<Vec<_>>());
-        Ok(filter_record_batch(&batch, &keep)?)
+        self.rejector.reject_and_drop(
+            &batch,
+            batch.clone(),
+            first_row,
+            &self.stats.quarantined,
+            rejected,
+        )
     }
 }
