@@ -2,7 +2,8 @@
 //! once per run as the pipeline kernels do. A plain harness (no criterion) so that benchmark
 //! dependencies do not change the feature set, and with it the build, of the engine.
 //!
-//! Run: `cargo bench -p custos-crypto --bench cells` (best of 3 runs per primitive).
+//! Run: `cargo bench -p custos-crypto --bench cells` (best of 3 runs per primitive);
+//! `CUSTOS_BENCH_ONLY=ff1` runs the primitives whose name contains `ff1`.
 #![allow(clippy::unwrap_used, missing_docs)]
 
 use std::hint::black_box;
@@ -15,6 +16,11 @@ use custos_crypto::siv::SivCipher;
 use custos_crypto::token::{Encoding, Tokenizer};
 
 fn measure(name: &str, cells: usize, mut f: impl FnMut() -> usize) {
+    if let Ok(only) = std::env::var("CUSTOS_BENCH_ONLY")
+        && !name.contains(only.as_str())
+    {
+        return;
+    }
     let mut best = f64::MAX;
     for _ in 0..3 {
         let t = Instant::now();
@@ -71,11 +77,13 @@ fn main() {
     let key64 = SecretBytes::random(64);
     measure("aes256siv encrypt text", n, || {
         let mut siv = SivCipher::new(1, 1, &key64).unwrap();
+        let mut scratch = Vec::with_capacity(100);
         let mut out = String::with_capacity(100);
         let mut total = 0;
         for s in &data {
             out.clear();
-            siv.encrypt_text_into(s, b"t\0email", &mut out).unwrap();
+            siv.encrypt_text_into(s, b"t\0email", &mut scratch, &mut out)
+                .unwrap();
             total += out.len();
         }
         total

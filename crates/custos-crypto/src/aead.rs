@@ -6,22 +6,20 @@
 //! **Nonces.** NIST SP 800-38D allows at most 2^32 encryptions with random 96-bit nonces under
 //! one key. custos never encrypts cells under the data key itself: each [`AeadEncryptor`] draws a
 //! random 128-bit salt and derives a subkey `HKDF-SHA256(data key, salt, "custos/aead/v1")`;
-//! the salt travels in every ciphertext. An encryptor switches to a fresh salt after
-//! [`MAX_CELLS_PER_SUBKEY`] (2^31) cells, so no subkey ever reaches the limit, whatever the
-//! number of cells under one data key. Two encryptors pick the same salt with probability
-//! 2^-128 per pair.
+//! the salt travels in every ciphertext. Under its subkey an encryptor counts nonces up from a
+//! random 96-bit start, so they never repeat within a subkey (SP 800-38D's deterministic
+//! construction), and it switches to a fresh salt after [`MAX_CELLS_PER_SUBKEY`] (2^31) cells,
+//! whatever the number of cells under one data key. Two encryptors share a subkey only if they
+//! draw the same salt: probability 2^-128 per pair.
 //!
 //! **Binding.** The associated data is `header | salt | context`, where the caller's context
 //! names the table and column. A ciphertext copied to another column, or with any bit of its
 //! header, salt, nonce, body or tag changed, fails to decrypt.
 
-use aes_gcm::aead::consts::U12;
-use aes_gcm::{AeadInOut, Aes256Gcm, KeyInit, Nonce, Tag};
-use hkdf::Hkdf;
+use aws_lc_rs::aead::{AES_256_GCM, Aad, LessSafeKey, Nonce, UnboundKey};
+use aws_lc_rs::hkdf::{HKDF_SHA256, Salt};
 use rand::rngs::StdRng;
 use rand::{RngCore, SeedableRng};
-use sha2_11::Sha256;
-use zeroize::Zeroizing;
 
 use crate::header::{HEADER_LEN, decode_text, encode_text};
 use crate::{Algorithm, CryptoError, Header, SecretBytes};
@@ -38,24 +36,30 @@ pub const OVERHEAD: usize = PREFIX_LEN + TAG_LEN;
 pub const MAX_CELLS_PER_SUBKEY: u64 = 1 << 31;
 const HKDF_INFO: &[u8] = b"custos/aead/v1";
 
-fn subkey(key: &SecretBytes, salt: &[u8]) -> Result<Aes256Gcm, CryptoError> {
-    if key.len() != 32 {
-        return Err(CryptoError::KeySize {
-            algorithm: "AES-256-GCM",
-            expected: 32,
-        });
-    }
-    let hk = Hkdf::<Sha256>::new(Some(salt), key.expose());
-    let mut okm = Zeroizing::new([0u8; 32]);
-    hk.expand(HKDF_INFO, okm.as_mut())
-        .map_err(|_| CryptoError::KeySize {
-            algorithm: "HKDF-SHA256",
-            expected: 32,
-        })?;
-    Aes256Gcm::new_from_slice(okm.as_ref()).map_err(|_| CryptoError::KeySize {
+fn key_size() -> CryptoError {
+    CryptoError::KeySize {
         algorithm: "AES-256-GCM",
         expected: 32,
-    })
+    }
+}
+
+fn gcm_key(key: &[u8]) -> Result<LessSafeKey, CryptoError> {
+    Ok(LessSafeKey::new(
+        UnboundKey::new(&AES_256_GCM, key).map_err(|_| key_size())?,
+    ))
+}
+
+/// `HKDF-SHA256(key, salt, HKDF_INFO)` as an AES-256-GCM key; the derived bytes never leave
+/// aws-lc.
+fn subkey(key: &SecretBytes, salt: &[u8]) -> Result<LessSafeKey, CryptoError> {
+    if key.len() != 32 {
+        return Err(key_size());
+    }
+    let prk = Salt::new(HKDF_SHA256, salt).extract(key.expose());
+    let okm = prk
+        .expand(&[HKDF_INFO], &AES_256_GCM)
+        .map_err(|_| key_size())?;
+    Ok(LessSafeKey::new(UnboundKey::from(okm)))
 }
 
 /// Encrypts cells under one key version. Create one per run (or batch) and reuse it: the key
@@ -64,8 +68,10 @@ pub struct AeadEncryptor {
     header: [u8; HEADER_LEN],
     key: SecretBytes,
     salt: [u8; SALT_LEN],
-    cipher: Aes256Gcm,
+    cipher: LessSafeKey,
     used: u64,
+    /// The next nonce, a 96-bit big-endian counter from a random start.
+    nonce: u128,
     rng: StdRng,
     aad: Vec<u8>,
 }
@@ -86,6 +92,7 @@ impl AeadEncryptor {
         let mut salt = [0u8; SALT_LEN];
         rng.fill_bytes(&mut salt);
         let cipher = subkey(key, &salt)?;
+        let nonce = u128::from(rng.next_u64()) << 32 | u128::from(rng.next_u32());
         Ok(Self {
             header: Header {
                 algorithm: Algorithm::Aes256GcmHkdf,
@@ -97,6 +104,7 @@ impl AeadEncryptor {
             salt,
             cipher,
             used: 0,
+            nonce,
             rng,
             aad: Vec::with_capacity(64),
         })
@@ -104,6 +112,7 @@ impl AeadEncryptor {
 
     fn resalt(&mut self) -> Result<(), CryptoError> {
         self.rng.fill_bytes(&mut self.salt);
+        self.nonce = u128::from(self.rng.next_u64()) << 32 | u128::from(self.rng.next_u32());
         self.cipher = subkey(&self.key, &self.salt)?;
         self.used = 0;
         Ok(())
@@ -121,7 +130,8 @@ impl AeadEncryptor {
         }
         self.used += 1;
         let mut nonce = [0u8; NONCE_LEN];
-        self.rng.fill_bytes(&mut nonce);
+        nonce.copy_from_slice(&self.nonce.to_be_bytes()[16 - NONCE_LEN..]);
+        self.nonce = (self.nonce + 1) & ((1 << 96) - 1);
         let start = out.len();
         out.extend_from_slice(&self.header);
         out.extend_from_slice(&self.salt);
@@ -134,9 +144,13 @@ impl AeadEncryptor {
         let body = &mut out[start + PREFIX_LEN..];
         let tag = self
             .cipher
-            .encrypt_inout_detached(&Nonce::<U12>::from(nonce), &self.aad, body.into())
+            .seal_in_place_separate_tag(
+                Nonce::assume_unique_for_key(nonce),
+                Aad::from(&self.aad),
+                body,
+            )
             .map_err(|_| CryptoError::Malformed("plaintext too long"))?;
-        out.extend_from_slice(tag.as_slice());
+        out.extend_from_slice(tag.as_ref());
         Ok(())
     }
 
@@ -183,7 +197,7 @@ pub fn decode(text: &str) -> Result<Vec<u8>, CryptoError> {
 /// Decrypts cells, caching the subkey of the last salt seen (cells of one run share it).
 #[derive(Default)]
 pub struct AeadDecryptor {
-    cache: Option<([u8; HEADER_LEN + SALT_LEN], Aes256Gcm)>,
+    cache: Option<([u8; HEADER_LEN + SALT_LEN], LessSafeKey)>,
     aad: Vec<u8>,
 }
 
@@ -220,22 +234,19 @@ impl AeadDecryptor {
         let nonce: [u8; NONCE_LEN] = ciphertext[HEADER_LEN + SALT_LEN..PREFIX_LEN]
             .try_into()
             .map_err(|_| CryptoError::Malformed("too short"))?;
-        let body_end = ciphertext.len() - TAG_LEN;
-        let tag_bytes: [u8; TAG_LEN] = ciphertext[body_end..]
-            .try_into()
-            .map_err(|_| CryptoError::Malformed("too short"))?;
-        let mut body = ciphertext[PREFIX_LEN..body_end].to_vec();
+        let mut body = ciphertext[PREFIX_LEN..].to_vec();
         self.aad.clear();
         self.aad.extend_from_slice(&id);
         self.aad.extend_from_slice(context);
-        cipher
-            .decrypt_inout_detached(
-                &Nonce::<U12>::from(nonce),
-                &self.aad,
-                body.as_mut_slice().into(),
-                &Tag::from(tag_bytes),
+        let len = cipher
+            .open_in_place(
+                Nonce::assume_unique_for_key(nonce),
+                Aad::from(&self.aad),
+                &mut body,
             )
-            .map_err(|_| CryptoError::Authentication)?;
+            .map_err(|_| CryptoError::Authentication)?
+            .len();
+        body.truncate(len);
         Ok(body)
     }
 
@@ -259,67 +270,59 @@ pub fn raw_encrypt(
     aad: &[u8],
     plaintext: &[u8],
 ) -> Result<(Vec<u8>, Vec<u8>), CryptoError> {
-    let cipher = Aes256Gcm::new_from_slice(key).map_err(|_| CryptoError::KeySize {
-        algorithm: "AES-256-GCM",
-        expected: 32,
-    })?;
+    let cipher = gcm_key(key)?;
     let nonce: [u8; NONCE_LEN] = nonce
         .try_into()
         .map_err(|_| CryptoError::Malformed("nonce must be 12 bytes"))?;
     let mut body = plaintext.to_vec();
     let tag = cipher
-        .encrypt_inout_detached(&Nonce::<U12>::from(nonce), aad, body.as_mut_slice().into())
+        .seal_in_place_separate_tag(
+            Nonce::assume_unique_for_key(nonce),
+            Aad::from(aad),
+            &mut body,
+        )
         .map_err(|_| CryptoError::Malformed("plaintext too long"))?;
-    Ok((body, tag.to_vec()))
+    Ok((body, tag.as_ref().to_vec()))
 }
 
 /// Seals `plaintext` under `key` (32 bytes) with a random nonce and `aad`: `nonce | ct | tag`.
 /// Used to wrap data keys and to encrypt the keystore, never for cells (which need headers).
 pub fn seal(key: &SecretBytes, aad: &[u8], plaintext: &[u8]) -> Result<Vec<u8>, CryptoError> {
-    let cipher = Aes256Gcm::new_from_slice(key.expose()).map_err(|_| CryptoError::KeySize {
-        algorithm: "AES-256-GCM",
-        expected: 32,
-    })?;
+    let cipher = gcm_key(key.expose())?;
     let mut nonce = [0u8; NONCE_LEN];
     rand::fill(&mut nonce[..]);
     let mut out = Vec::with_capacity(NONCE_LEN + plaintext.len() + TAG_LEN);
     out.extend_from_slice(&nonce);
     out.extend_from_slice(plaintext);
     let tag = cipher
-        .encrypt_inout_detached(
-            &Nonce::<U12>::from(nonce),
-            aad,
-            (&mut out[NONCE_LEN..]).into(),
+        .seal_in_place_separate_tag(
+            Nonce::assume_unique_for_key(nonce),
+            Aad::from(aad),
+            &mut out[NONCE_LEN..],
         )
         .map_err(|_| CryptoError::Malformed("plaintext too long"))?;
-    out.extend_from_slice(tag.as_slice());
+    out.extend_from_slice(tag.as_ref());
     Ok(out)
 }
 
 /// Opens what [`seal`] produced with the same key and `aad`.
 pub fn open(key: &SecretBytes, aad: &[u8], sealed: &[u8]) -> Result<Vec<u8>, CryptoError> {
-    let cipher = Aes256Gcm::new_from_slice(key.expose()).map_err(|_| CryptoError::KeySize {
-        algorithm: "AES-256-GCM",
-        expected: 32,
-    })?;
+    let cipher = gcm_key(key.expose())?;
     if sealed.len() < NONCE_LEN + TAG_LEN {
         return Err(CryptoError::Malformed("too short"));
     }
     let nonce: [u8; NONCE_LEN] = sealed[..NONCE_LEN]
         .try_into()
         .map_err(|_| CryptoError::Malformed("too short"))?;
-    let body_end = sealed.len() - TAG_LEN;
-    let tag: [u8; TAG_LEN] = sealed[body_end..]
-        .try_into()
-        .map_err(|_| CryptoError::Malformed("too short"))?;
-    let mut body = sealed[NONCE_LEN..body_end].to_vec();
-    cipher
-        .decrypt_inout_detached(
-            &Nonce::<U12>::from(nonce),
-            aad,
-            body.as_mut_slice().into(),
-            &Tag::from(tag),
+    let mut body = sealed[NONCE_LEN..].to_vec();
+    let len = cipher
+        .open_in_place(
+            Nonce::assume_unique_for_key(nonce),
+            Aad::from(aad),
+            &mut body,
         )
-        .map_err(|_| CryptoError::Authentication)?;
+        .map_err(|_| CryptoError::Authentication)?
+        .len();
+    body.truncate(len);
     Ok(body)
 }

@@ -1,6 +1,9 @@
-//! custos cryptographic primitives, built only on audited RustCrypto crates (`aes-gcm`,
-//! `aes-siv`, `fpe`, `hmac`, `hkdf`, `sha2`, `subtle`). Nothing here implements a block cipher,
-//! a mode or a MAC by hand.
+//! custos cryptographic primitives over audited implementations: aws-lc-rs (AES-256-GCM,
+//! HKDF, HMAC-SHA256, AES-CMAC, AES-CTR) and RustCrypto (`aes` for FF1, `fpe`, `subtle`).
+//! Nothing here implements a block cipher or a MAC. Two modes are composed here from those
+//! primitives, for speed, and checked against published vectors and an independent crate:
+//! AES-SIV's `S2V` (over aws-lc CMAC/CTR, cross-checked with `aes-siv`) and FF1 on machine
+//! integers (over RustCrypto AES, cross-checked with `fpe`).
 //!
 //! - [`aead`]: AES-256-GCM cell encryption with a self-describing header, per-run HKDF subkeys
 //!   (so random 96-bit nonces stay far below NIST SP 800-38D's 2^32 limit per key) and the

@@ -5,8 +5,7 @@
 //! tables. Truncation below 16 bytes raises the collision risk: at 8 bytes, 2^32 distinct
 //! values give a collision with probability about 1/2.
 
-use hmac::{Hmac, KeyInit, Mac};
-use sha2_11::Sha256;
+use aws_lc_rs::hmac::{HMAC_SHA256, Key, sign};
 
 use crate::{CryptoError, SecretBytes};
 
@@ -19,10 +18,10 @@ pub enum Encoding {
     Base64Url,
 }
 
-/// A keyed tokenizer; the HMAC key schedule is computed once and cloned per value.
+/// A keyed tokenizer; the HMAC key (inner and outer pads) is prepared once, not per value.
 #[derive(Clone)]
 pub struct Tokenizer {
-    mac: Hmac<Sha256>,
+    mac: Key,
     bytes: usize,
     encoding: Encoding,
 }
@@ -50,12 +49,7 @@ impl Tokenizer {
                 "token length must be 8 to 32 bytes".into(),
             ));
         }
-        let mac = <Hmac<Sha256> as KeyInit>::new_from_slice(key.expose()).map_err(|_| {
-            CryptoError::KeySize {
-                algorithm: "HMAC-SHA256",
-                expected: 32,
-            }
-        })?;
+        let mac = Key::new(HMAC_SHA256, key.expose());
         Ok(Self {
             mac,
             bytes,
@@ -65,23 +59,45 @@ impl Tokenizer {
 
     /// Appends the token of `value` to `out`.
     pub fn token_into(&self, value: &[u8], out: &mut String) {
-        let mut m = self.mac.clone();
-        m.update(value);
-        let full = m.finalize().into_bytes();
-        let t = &full[..self.bytes];
+        let full = sign(&self.mac, value);
+        let t = &full.as_ref()[..self.bytes];
         match self.encoding {
             Encoding::Hex => {
                 const HEX: &[u8; 16] = b"0123456789abcdef";
-                for b in t {
-                    out.push(HEX[(b >> 4) as usize] as char);
-                    out.push(HEX[(b & 15) as usize] as char);
+                let mut buf = [0u8; 64];
+                for (pair, b) in buf.chunks_exact_mut(2).zip(t) {
+                    pair[0] = HEX[(b >> 4) as usize];
+                    pair[1] = HEX[(b & 15) as usize];
                 }
+                // Only ASCII hex digits were written.
+                out.push_str(std::str::from_utf8(&buf[..t.len() * 2]).unwrap_or_default());
             }
             Encoding::Base64Url => {
                 use base64::Engine as _;
                 base64::engine::general_purpose::URL_SAFE_NO_PAD.encode_string(t, out);
             }
         }
+    }
+
+    /// A tokenizer under the subkey `HMAC(key, "custos/derive/" + purpose)`: values derived
+    /// for another purpose (date-shift offsets) cannot be computed from published tokens.
+    pub fn derived(&self, purpose: &str) -> Self {
+        let mut label = b"custos/derive/".to_vec();
+        label.extend_from_slice(purpose.as_bytes());
+        let sub = sign(&self.mac, &label);
+        Self {
+            mac: Key::new(HMAC_SHA256, sub.as_ref()),
+            bytes: self.bytes,
+            encoding: self.encoding,
+        }
+    }
+
+    /// The first 8 bytes of the MAC of `value` as an integer.
+    pub fn mac_u64(&self, value: &[u8]) -> u64 {
+        let tag = sign(&self.mac, value);
+        let mut b = [0u8; 8];
+        b.copy_from_slice(&tag.as_ref()[..8]);
+        u64::from_be_bytes(b)
     }
 
     /// The token of `value`.
@@ -99,10 +115,5 @@ impl Tokenizer {
 
 /// Full HMAC-SHA256, for published test vectors.
 pub fn hmac_sha256(key: &[u8], data: &[u8]) -> Vec<u8> {
-    let mut m = match <Hmac<Sha256> as KeyInit>::new_from_slice(key) {
-        Ok(m) => m,
-        Err(_) => return Vec::new(), // HMAC accepts keys of any length
-    };
-    m.update(data);
-    m.finalize().into_bytes().to_vec()
+    sign(&Key::new(HMAC_SHA256, key), data).as_ref().to_vec()
 }

@@ -160,7 +160,7 @@ impl RewrapOp {
             };
             let pt = String::from_utf8(pt).map_err(|_| "plaintext is not UTF-8".to_string())?;
             let c = self.siv(w, h.key_id, primary)?;
-            c.encrypt_text_into(&pt, ctx, out)
+            c.encrypt_text_into(&pt, ctx, &mut Vec::new(), out)
                 .map_err(|e| e.to_string())?;
             Ok(true)
         } else {

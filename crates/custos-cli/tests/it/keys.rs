@@ -201,7 +201,7 @@ fn rewrap_moves_old_ciphertexts_to_the_primary_and_shredding_makes_them_unreadab
         let (mut a, mut s, mut scratch) = (String::new(), String::new(), Vec::new());
         enc.encrypt_text_into(e, b"email", &mut scratch, &mut a)
             .unwrap();
-        det.encrypt_text_into(&format!("cust-{}", i % 2), b"cust", &mut s)
+        det.encrypt_text_into(&format!("cust-{}", i % 2), b"cust", &mut scratch, &mut s)
             .unwrap();
         csv.push_str(&format!("{i},{a},{s}\n"));
     }

@@ -43,6 +43,11 @@ fn aes_siv_rfc5297_vectors() {
         let ad: Vec<&[u8]> = ad.iter().map(Vec::as_slice).collect();
         let out = siv::raw_encrypt(&h(&t["key"]), &ad, &h(&t["plaintext"])).unwrap();
         assert_eq!(out, h(&t["output"]), "{}", t["name"]);
+        let back = siv::raw_decrypt(&h(&t["key"]), &ad, &out).unwrap();
+        assert_eq!(back, h(&t["plaintext"]), "{}", t["name"]);
+        let mut bad = out.clone();
+        bad[0] ^= 1;
+        assert!(siv::raw_decrypt(&h(&t["key"]), &ad, &bad).is_err());
     }
 }
 
@@ -185,7 +190,8 @@ fn siv_is_deterministic_bound_and_tamper_evident() {
         }
     }
     let mut s = String::new();
-    c.encrypt_text_into("ü", b"t\0id", &mut s).unwrap();
+    c.encrypt_text_into("ü", b"t\0id", &mut Vec::new(), &mut s)
+        .unwrap();
     assert!(s.starts_with("cs1."));
     assert_eq!(c.decrypt_text(&s, b"t\0id").unwrap(), "ü");
     assert!(
@@ -284,11 +290,29 @@ proptest! {
         prop_assert_eq!(AeadDecryptor::new().decrypt_text(&out, &key, b"c").unwrap(), s);
     }
 
+    /// Our S2V composition over aws-lc equals the `aes-siv` crate's on random inputs.
+    #[test]
+    fn siv_matches_aes_siv_crate(
+        key in proptest::collection::vec(any::<u8>(), 64),
+        ad in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..40), 0..4),
+        pt in proptest::collection::vec(any::<u8>(), 0..80),
+    ) {
+        use aes_siv::KeyInit as _;
+        let ad: Vec<&[u8]> = ad.iter().map(Vec::as_slice).collect();
+        let ours = siv::raw_encrypt(&key, &ad, &pt).unwrap();
+        let theirs = aes_siv::siv::Aes256Siv::new_from_slice(&key)
+            .unwrap()
+            .encrypt(&ad, &pt)
+            .unwrap();
+        prop_assert_eq!(&ours, &theirs);
+        prop_assert_eq!(siv::raw_decrypt(&key, &ad, &ours).unwrap(), pt);
+    }
+
     #[test]
     fn siv_round_trip(s in "\\PC{0,40}") {
         let mut c = SivCipher::new(1, 1, &SecretBytes::random(64)).unwrap();
         let mut out = String::new();
-        c.encrypt_text_into(&s, b"c", &mut out).unwrap();
+        c.encrypt_text_into(&s, b"c", &mut Vec::new(), &mut out).unwrap();
         prop_assert_eq!(c.decrypt_text(&out, b"c").unwrap(), s);
     }
 
