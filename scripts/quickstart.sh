@@ -13,12 +13,20 @@ cargo build --manifest-path "$root/Cargo.toml" --workspace --lib --bins --tests
 
 mkdir -p "$dir"
 cd "$dir"
+# The example protects its data with keys from a local encrypted keystore. The passphrase is
+# read by reference; this demo value is for the quickstart only: use your own (or
+# CUSTOS_KEYSTORE_PASSPHRASE_FILE) for real data.
+export CUSTOS_KEYSTORE_PASSPHRASE="${CUSTOS_KEYSTORE_PASSPHRASE:-quickstart-demo-passphrase}"
 echo "== custos init $dir"
 "$CUSTOS_BIN" init --force .
+echo "== custos scan data/customers.csv"
+"$CUSTOS_BIN" scan data/customers.csv
 echo "== custos validate pipeline.toml"
 "$CUSTOS_BIN" validate pipeline.toml
 echo "== custos run pipeline.toml"
 "$CUSTOS_BIN" run pipeline.toml
+echo "== custos run decrypt.toml (reverses the encrypted columns; plaintext allowed by [danger])"
+"$CUSTOS_BIN" run decrypt.toml
 echo "== custos runs list"
 "$CUSTOS_BIN" runs list -n 5
 echo

@@ -6,6 +6,7 @@
 mod init;
 mod keys;
 mod output;
+mod scan;
 
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
@@ -65,6 +66,24 @@ enum Command {
         /// Treat warnings as errors.
         #[arg(long)]
         deny_warnings: bool,
+    },
+    /// Find personal data: sample every column of a data file (or of a pipeline's sources),
+    /// classify it with the PII detectors and recommend a protection.
+    Scan {
+        /// A .csv, .jsonl or .parquet file, or a pipeline .toml.
+        target: PathBuf,
+        /// Rows sampled per source (seeded reservoir over all rows).
+        #[arg(long, default_value_t = 10_000)]
+        sample: usize,
+        /// Sampling seed.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+        /// Print a ready-to-paste `protect` transform instead of the table.
+        #[arg(long, conflicts_with = "json")]
+        suggest: bool,
     },
     /// Run a pipeline.
     ///
@@ -154,7 +173,7 @@ fn state_dir(cli: &Cli) -> PathBuf {
         .unwrap_or_else(custos_engine::default_state_dir)
 }
 
-fn runtime() -> Result<tokio::runtime::Runtime> {
+pub(crate) fn runtime() -> Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -173,6 +192,13 @@ fn real_main(cli: Cli) -> Result<u8> {
             deny_warnings,
         } => validate(file, *json, *deny_warnings),
         Command::Run(args) => run(&cli, args),
+        Command::Scan {
+            target,
+            sample,
+            seed,
+            json,
+            suggest,
+        } => scan::run(target, *sample, *seed, *json, *suggest),
         Command::Keys { keystore, command } => {
             let path = keystore
                 .clone()

@@ -10,8 +10,10 @@ mod diag;
 mod graph;
 mod load;
 mod model;
+mod protect;
 
 pub use diag::{Diagnostic, Diagnostics, Severity, SourceMap};
 pub use graph::Graph;
 pub use load::{LoadError, Loaded, load, load_str};
 pub use model::*;
+pub use protect::{ColumnAction, ColumnActions, DangerSection, ProtectTransform};

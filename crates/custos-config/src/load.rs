@@ -51,7 +51,7 @@ pub fn load(path: &Path) -> Result<Loaded, LoadError> {
     Ok(load_str(path, &text))
 }
 
-const TOP_KEYS: &[&str] = &["pipeline", "sources", "transforms", "sinks"];
+const TOP_KEYS: &[&str] = &["pipeline", "sources", "transforms", "sinks", "danger"];
 
 /// Checks a pipeline given as text; `path` names it in diagnostics and anchors relative paths.
 pub fn load_str(path: &Path, text: &str) -> Loaded {
@@ -80,6 +80,7 @@ pub fn load_str(path: &Path, text: &str) -> Loaded {
         sources: Vec::new(),
         transforms: Vec::new(),
         sinks: Vec::new(),
+        danger: crate::DangerSection::default(),
     };
     let mut diags = Diagnostics::default();
 
@@ -132,6 +133,23 @@ pub fn load_str(path: &Path, text: &str) -> Loaded {
                 config.pipeline = p;
             }
         }
+    }
+
+    if let Some(v) = root.get("danger")
+        && let Some(d) = deserialize::<crate::DangerSection>(v.clone(), "danger", &map, &mut diags)
+    {
+        for (i, e) in d.allow_plaintext.iter().enumerate() {
+            if !e
+                .split_once('.')
+                .is_some_and(|(a, b)| !a.is_empty() && !b.is_empty())
+            {
+                diags.push(map.error_at(
+                    &format!("danger.allow_plaintext[{i}]"),
+                    format!("\"{e}\" must be SINK.COLUMN (or SINK.*)"),
+                ));
+            }
+        }
+        config.danger = d;
     }
 
     // Every declared name, including components whose options are wrong, so that a broken
@@ -532,6 +550,10 @@ fn transform_kind(
             }
             Some(TransformKind::Sql(s))
         }
+        "protect" => {
+            let p: crate::ProtectTransform = deserialize(v, key, map, diags)?;
+            check_protect(&p, key, map, diags).then_some(TransformKind::Protect(p))
+        }
         "rewrap" => {
             let r: RewrapTransform = deserialize(v, key, map, diags)?;
             if r.columns.is_empty() {
@@ -559,6 +581,151 @@ fn transform_kind(
             ok.then_some(TransformKind::Validate(v))
         }
     }
+}
+
+const FPE_FORMATS: &[&str] = &["digits", "alphanumeric", "card", "ssn"];
+const PII_TYPES: &[&str] = &[
+    "email",
+    "phone",
+    "ssn",
+    "card",
+    "iban",
+    "ip",
+    "date_of_birth",
+    "person",
+    "address",
+];
+
+fn check_protect(
+    p: &crate::ProtectTransform,
+    key: &str,
+    map: &SourceMap,
+    diags: &mut Diagnostics,
+) -> bool {
+    use crate::ColumnAction as A;
+    let mut ok = true;
+    let mut err = |k: String, m: String| {
+        diags.push(map.error_at(&k, m));
+        ok = false;
+    };
+    if p.columns.0.is_empty() {
+        err(
+            format!("{key}.columns"),
+            "`columns` must name at least one column".into(),
+        );
+    }
+    for (col, action) in &p.columns.0 {
+        let k = format!("{key}.columns.{col}");
+        match action {
+            A::Fpe { format, .. } | A::FpeDecrypt { format, .. }
+                if !FPE_FORMATS.contains(&format.as_str()) =>
+            {
+                err(
+                    format!("{k}.format"),
+                    format!(
+                        "unknown FPE format \"{format}\"; expected one of {}",
+                        FPE_FORMATS.join(", ")
+                    ),
+                );
+            }
+            A::Tokenize {
+                length, encoding, ..
+            } => {
+                if let Some(l) = length
+                    && !(8..=32).contains(l)
+                {
+                    err(format!("{k}.length"), "must be 8 to 32 bytes".into());
+                }
+                if let Some(e) = encoding
+                    && e != "hex"
+                    && e != "base64url"
+                {
+                    err(
+                        format!("{k}.encoding"),
+                        format!("unknown encoding \"{e}\"; expected hex or base64url"),
+                    );
+                }
+            }
+            A::Mask { char, pattern, .. } => {
+                if let Some(c) = char
+                    && c.chars().count() != 1
+                {
+                    err(format!("{k}.char"), "must be one character".into());
+                }
+                if pattern.as_deref() == Some("") {
+                    err(format!("{k}.pattern"), "must not be empty".into());
+                }
+            }
+            A::Redact {
+                types,
+                with,
+                key: rk,
+            } => {
+                for (i, t) in types.iter().flatten().enumerate() {
+                    if !PII_TYPES.contains(&t.as_str()) {
+                        let mut m = format!(
+                            "unknown PII type \"{t}\"; expected one of {}",
+                            PII_TYPES.join(", ")
+                        );
+                        if let Some(d) = custos_core::did_you_mean(t, PII_TYPES.iter().copied()) {
+                            m.push_str(&format!("; did you mean \"{d}\"?"));
+                        }
+                        err(format!("{k}.types[{i}]"), m);
+                    }
+                }
+                match with.as_deref() {
+                    None | Some("label") => {}
+                    Some("token" | "encrypt") if rk.is_none() => err(
+                        format!("{k}.key"),
+                        format!(
+                            "`with = \"{}\"` needs a `key`",
+                            with.as_deref().unwrap_or("")
+                        ),
+                    ),
+                    Some("token" | "encrypt") => {}
+                    Some(w) => err(
+                        format!("{k}.with"),
+                        format!("unknown replacement \"{w}\"; expected label, token or encrypt"),
+                    ),
+                }
+            }
+            A::Generalize {
+                to,
+                bucket,
+                zip_digits,
+            } => {
+                let set = [to.is_some(), bucket.is_some(), zip_digits.is_some()]
+                    .iter()
+                    .filter(|x| **x)
+                    .count();
+                if set != 1 {
+                    err(
+                        k.clone(),
+                        "generalize needs exactly one of `to` (dates), `bucket` (numbers) or `zip_digits` (text)".into(),
+                    );
+                }
+                if let Some(t) = to
+                    && t != "month"
+                    && t != "year"
+                {
+                    err(
+                        format!("{k}.to"),
+                        format!("unknown level \"{t}\"; expected month or year"),
+                    );
+                }
+                if let Some(b) = bucket
+                    && !(*b > 0.0 && b.is_finite())
+                {
+                    err(format!("{k}.bucket"), "must be a positive number".into());
+                }
+            }
+            A::DateShift { max_days, .. } if *max_days == 0 => {
+                err(format!("{k}.max_days"), "must be at least 1".into());
+            }
+            _ => {}
+        }
+    }
+    ok
 }
 
 fn check_rule(r: &Rule, key: &str, map: &SourceMap, diags: &mut Diagnostics) -> bool {

@@ -23,6 +23,8 @@ pub struct PipelineConfig {
     pub transforms: Vec<Transform>,
     /// Sinks, in declaration order.
     pub sinks: Vec<Sink>,
+    /// The `[danger]` table.
+    pub danger: crate::DangerSection,
 }
 
 impl PipelineConfig {
@@ -132,6 +134,15 @@ impl SourceKind {
         }
     }
 
+    /// Columns declared to hold personal data (`pii = ["email", ...]`).
+    pub fn pii(&self) -> &[String] {
+        match self {
+            Self::Csv(c) => &c.pii,
+            Self::Jsonl(j) => &j.pii,
+            Self::Parquet(p) => &p.pii,
+        }
+    }
+
     /// The `type` tag.
     pub fn type_name(&self) -> &'static str {
         match self {
@@ -183,6 +194,10 @@ impl<'de> Deserialize<'de> for SchemaSpec {
 pub struct CsvSource {
     /// File, directory or glob (`data/customers-*.csv`), relative to the config file.
     pub path: String,
+    /// Columns holding personal data: the PII gate refuses to write them to a sink unless a
+    /// protection operation has passed over them.
+    #[serde(default)]
+    pub pii: Vec<String>,
     /// Column types; inferred from a sample when absent. Identifier-like columns stay strings.
     #[serde(default)]
     pub schema: Option<SchemaSpec>,
@@ -213,6 +228,10 @@ pub struct CsvSource {
 pub struct JsonlSource {
     /// File, directory or glob, relative to the config file.
     pub path: String,
+    /// Columns holding personal data: the PII gate refuses to write them to a sink unless a
+    /// protection operation has passed over them.
+    #[serde(default)]
+    pub pii: Vec<String>,
     /// Column types; inferred from a sample when absent.
     #[serde(default)]
     pub schema: Option<SchemaSpec>,
@@ -227,6 +246,10 @@ pub struct JsonlSource {
 pub struct ParquetSource {
     /// File, directory or glob, relative to the config file.
     pub path: String,
+    /// Columns holding personal data: the PII gate refuses to write them to a sink unless a
+    /// protection operation has passed over them.
+    #[serde(default)]
+    pub pii: Vec<String>,
 }
 
 fn default_delimiter() -> String {
@@ -265,11 +288,13 @@ pub enum TransformKind {
     Validate(ValidateTransform),
     /// `type = "rewrap"`.
     Rewrap(RewrapTransform),
+    /// `type = "protect"`.
+    Protect(crate::ProtectTransform),
 }
 
 impl TransformKind {
     /// The `type` tags of the transform kinds.
-    pub const TYPES: &'static [&'static str] = &["sql", "validate", "rewrap"];
+    pub const TYPES: &'static [&'static str] = &["sql", "validate", "rewrap", "protect"];
 
     /// The `type` tag.
     pub fn type_name(&self) -> &'static str {
@@ -277,6 +302,7 @@ impl TransformKind {
             Self::Sql(_) => "sql",
             Self::Validate(_) => "validate",
             Self::Rewrap(_) => "rewrap",
+            Self::Protect(_) => "protect",
         }
     }
 }

@@ -31,6 +31,10 @@ pub trait BatchOp: fmt::Debug + Send + Sync {
     fn name(&self) -> &str;
     /// Transforms one batch; rows it drops must be accounted for by the op itself.
     fn apply(&self, batch: RecordBatch) -> Result<RecordBatch>;
+    /// The schema of the batches [`BatchOp::apply`] returns for input batches of `input`.
+    fn output_schema(&self, input: &SchemaRef) -> Result<SchemaRef> {
+        Ok(input.clone())
+    }
 }
 
 /// Counts rows passing through.
@@ -84,7 +88,7 @@ impl MapExec {
         op: Arc<dyn BatchOp>,
         projection: Option<Vec<usize>>,
     ) -> Result<Self> {
-        let schema = project_schema(&input.schema(), projection.as_ref())?;
+        let schema = project_schema(&op.output_schema(&input.schema())?, projection.as_ref())?;
         let props = properties(
             schema.clone(),
             input.properties().partitioning.partition_count(),

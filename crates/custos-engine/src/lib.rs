@@ -9,11 +9,14 @@
 
 pub mod component;
 pub mod exec;
+mod gate;
 mod plan;
+pub mod protect;
 pub mod provenance;
 mod reject;
 pub mod rewrap;
 mod run;
+pub mod scan;
 pub mod state;
 pub mod validate;
 

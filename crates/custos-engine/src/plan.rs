@@ -19,8 +19,10 @@ use object_store::ObjectStore;
 
 use crate::component::ComponentTable;
 use crate::exec::{Counter, MapExec};
+use crate::protect::ProtectOp;
 use crate::rewrap::RewrapOp;
 use crate::validate::{ValidateOp, ValidateStats};
+use custos_transforms::udf::UdfEnv;
 
 /// A pipeline planned into a session.
 pub(crate) struct Planned {
@@ -46,7 +48,7 @@ pub async fn check(loaded: &Loaded) -> Diagnostics {
     diags
 }
 
-fn session(config: &PipelineConfig) -> SessionContext {
+fn session(config: &PipelineConfig, env: &Arc<UdfEnv>) -> SessionContext {
     let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
     let mut cfg = SessionConfig::new()
         .with_target_partitions(cores)
@@ -60,7 +62,57 @@ fn session(config: &PipelineConfig) -> SessionContext {
         .with_config(cfg)
         .with_default_features()
         .build();
-    SessionContext::new_with_state(state)
+    let ctx = SessionContext::new_with_state(state);
+    for udf in custos_transforms::udf::all(env) {
+        ctx.register_udf(udf);
+    }
+    ctx
+}
+
+/// Whether the pipeline uses keys: a protect action with a key, a rewrap, or a SQL query
+/// calling a protection function that takes one.
+fn needs_keys(config: &PipelineConfig) -> Option<Option<&str>> {
+    const KEYED: &[&str] = &[
+        "encrypt",
+        "decrypt",
+        "fpe",
+        "fpe_decrypt",
+        "tokenize",
+        "date_shift",
+        "encrypt_deterministic",
+        "decrypt_deterministic",
+    ];
+    let mut needed = false;
+    let mut configured = None;
+    for t in &config.transforms {
+        match &t.kind {
+            TransformKind::Protect(p) => {
+                if p.columns.0.iter().any(|(_, a)| !a.keys().is_empty()) {
+                    needed = true;
+                    configured = configured.or(p.keystore.as_deref());
+                }
+            }
+            TransformKind::Rewrap(r) => {
+                needed = true;
+                configured = configured.or(r.keystore.as_deref());
+            }
+            TransformKind::Sql(q) => {
+                let lower = q.query.to_ascii_lowercase();
+                if KEYED.iter().any(|f| {
+                    lower.match_indices(f).any(|(i, _)| {
+                        let before = lower[..i].chars().next_back();
+                        let after = lower[i + f.len()..].trim_start().chars().next();
+                        !before.is_some_and(|c| c.is_alphanumeric() || c == '_')
+                            && after == Some('(')
+                    })
+                }) {
+                    needed = true;
+                }
+            }
+            TransformKind::Validate(_) => {}
+        }
+    }
+    needed.then_some(configured)
 }
 
 fn plan_message(e: &DataFusionError) -> String {
@@ -123,7 +175,18 @@ pub(crate) async fn plan(
     diags: &mut Diagnostics,
 ) -> Option<Planned> {
     let graph = Graph::build(config);
-    let ctx = session(config);
+    let keys = match needs_keys(config) {
+        Some(configured) => open_keys(config, configured).await.map(Arc::new),
+        None => Err("the pipeline opened no keystore".to_string()),
+    };
+    if let Err(e) = &keys
+        && needs_keys(config).is_some()
+    {
+        diags.push(map.error_at_key("transforms", e.clone()));
+        return None;
+    }
+    let env = UdfEnv::new(keys.clone());
+    let ctx = session(config, &env);
     let store = local_store();
     let batch_size = config.pipeline.batch_size.unwrap_or(8192);
     let mut failed: Vec<String> = Vec::new();
@@ -246,10 +309,8 @@ pub(crate) async fn plan(
                     ));
                     Err(())
                 } else {
-                    match (
-                        ctx.table_provider(input.as_str()).await,
-                        open_keys(config, r.keystore.as_deref()).await,
-                    ) {
+                    let _ = &r.keystore;
+                    match (ctx.table_provider(input.as_str()).await, keys.clone()) {
                         (Err(e), _) => {
                             diags.push(map.error_at(&format!("{key}.inputs[0]"), plan_message(&e)));
                             Err(())
@@ -265,6 +326,40 @@ pub(crate) async fn plan(
                                 &r.columns,
                                 &provider.schema(),
                                 keys,
+                                quarantine.clone(),
+                                files.clone(),
+                                stats.clone(),
+                            );
+                            let table = op_table(compiled, provider, &key, map, diags);
+                            if table.is_ok() {
+                                validates.insert(name.clone(), stats);
+                            }
+                            table
+                        }
+                    }
+                }
+            }
+            TransformKind::Protect(p) => {
+                let input = &t.inputs[0];
+                if t.inputs.len() != 1 {
+                    diags.push(map.error_at(
+                        &format!("{key}.inputs"),
+                        "a protect transform takes exactly one input".to_string(),
+                    ));
+                    Err(())
+                } else {
+                    match ctx.table_provider(input.as_str()).await {
+                        Err(e) => {
+                            diags.push(map.error_at(&format!("{key}.inputs[0]"), plan_message(&e)));
+                            Err(())
+                        }
+                        Ok(provider) => {
+                            let stats = Arc::new(ValidateStats::default());
+                            let compiled = ProtectOp::compile(
+                                name,
+                                &p.columns,
+                                &provider.schema(),
+                                &env,
                                 quarantine.clone(),
                                 files.clone(),
                                 stats.clone(),
@@ -323,12 +418,25 @@ pub(crate) async fn plan(
             Err(()) => failed.push(name.clone()),
         }
     }
+    let declared = crate::gate::declared(config);
     for s in &config.sinks {
         let input = &s.inputs[0];
         if failed.contains(input) {
             continue;
         }
         if let Ok(t) = ctx.table_provider(input.as_str()).await {
+            for (column, class) in
+                crate::gate::static_violations(config, &s.name, &t.schema(), &declared)
+            {
+                diags.push(map.error_at(
+                    &format!("sinks.{}", s.name),
+                    format!(
+                        "{}; protect it (a `protect` transform or a protection function in SQL) or allow it under [danger] allow_plaintext = [\"{}.{column}\"]",
+                        crate::gate::blocked(&s.name, &column, &class),
+                        s.name
+                    ),
+                ));
+            }
             let visible = t
                 .schema()
                 .fields()
@@ -398,10 +506,20 @@ fn op_table<O: crate::exec::BatchOp + 'static>(
     diags: &mut Diagnostics,
 ) -> Result<Arc<dyn TableProvider>, ()> {
     match compiled {
-        Ok(op) => Ok(Arc::new(ValidateTable {
-            input,
-            op: Arc::new(op),
-        })),
+        Ok(op) => {
+            let schema = match op.output_schema(&input.schema()) {
+                Ok(s) => s,
+                Err(e) => {
+                    diags.push(map.error_at(key, plan_message(&e)));
+                    return Err(());
+                }
+            };
+            Ok(Arc::new(ValidateTable {
+                input,
+                op: Arc::new(op),
+                schema,
+            }))
+        }
         Err(errs) => {
             for (k, m) in errs {
                 diags.push(map.error_at(&format!("{key}.{k}"), m));
@@ -417,12 +535,13 @@ fn op_table<O: crate::exec::BatchOp + 'static>(
 struct ValidateTable {
     input: Arc<dyn TableProvider>,
     op: Arc<dyn crate::exec::BatchOp>,
+    schema: datafusion::arrow::datatypes::SchemaRef,
 }
 
 #[async_trait::async_trait]
 impl TableProvider for ValidateTable {
     fn schema(&self) -> datafusion::arrow::datatypes::SchemaRef {
-        self.input.schema()
+        self.schema.clone()
     }
     fn table_type(&self) -> datafusion::datasource::TableType {
         datafusion::datasource::TableType::Base

@@ -37,7 +37,7 @@ struct Writers {
 pub struct RewrapOp {
     component: String,
     columns: Vec<(usize, String)>,
-    keys: KeySet,
+    keys: Arc<KeySet>,
     writers: Mutex<Writers>,
     stats: Arc<ValidateStats>,
     rejector: Rejector,
@@ -58,7 +58,7 @@ impl RewrapOp {
         component: &str,
         columns: &[String],
         schema: &Schema,
-        keys: KeySet,
+        keys: Arc<KeySet>,
         quarantine: Arc<Quarantine>,
         files: Arc<Vec<Vec<PathBuf>>>,
         stats: Arc<ValidateStats>,

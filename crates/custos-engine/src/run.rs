@@ -372,6 +372,10 @@ async fn execute(
     let config = &loaded.config;
     let mut tasks = Vec::new();
     let mut temps = Vec::new();
+    let detector = Arc::new(
+        custos_detect::Detector::new(custos_detect::DetectorConfig::default())
+            .map_err(|e| format!("PII detector: {e}"))?,
+    );
     for s in &config.sinks {
         let target = config.resolve(s.kind.path());
         temps.push(SinkOutput {
@@ -394,6 +398,7 @@ async fn execute(
             .execute_stream()
             .await
             .map_err(|e| crate::redact_values(&e.strip_backtrace()))?;
+        let stream = crate::gate::guard(config, &s.name, detector.clone(), stream);
         let (name, kind, run_id, store, rows): (String, SinkKind, String, _, _) = (
             s.name.clone(),
             s.kind.clone(),
@@ -451,7 +456,9 @@ async fn execute(
             match r {
                 Ok(Ok(o)) => outs.push(o),
                 Ok(Err(e)) => {
-                    first_err.get_or_insert(crate::redact_values(&e.to_string()));
+                    first_err.get_or_insert(crate::gate::unwrap_message(&crate::redact_values(
+                        &e.to_string(),
+                    )));
                 }
                 Err(e) => {
                     first_err.get_or_insert(format!("sink task failed: {e}"));

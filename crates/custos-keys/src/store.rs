@@ -563,6 +563,8 @@ pub struct KeySet {
     pub primary: std::collections::HashMap<u32, (u32, Purpose)>,
     /// Why a (key id, version) cannot decrypt.
     pub unusable: std::collections::HashMap<(u32, u32), String>,
+    /// Key id per key name.
+    pub names: std::collections::HashMap<String, u32>,
 }
 
 impl std::fmt::Debug for KeySet {
@@ -574,6 +576,49 @@ impl std::fmt::Debug for KeySet {
 }
 
 impl KeySet {
+    /// The id, primary version, purpose and material of the key named `name`, for writing.
+    pub fn primary(&self, name: &str) -> Result<(u32, u32, Purpose, &SecretBytes), String> {
+        let id = self.id(name)?;
+        let (version, purpose) = *self
+            .primary
+            .get(&id)
+            .ok_or_else(|| format!("key \"{name}\" has no active version"))?;
+        let material = self
+            .material
+            .get(&(id, version))
+            .ok_or_else(|| self.why(id, version))?;
+        Ok((id, version, purpose, material))
+    }
+
+    /// The material of version `version` of the key named `name`.
+    pub fn version(&self, name: &str, version: u32) -> Result<(u32, &SecretBytes), String> {
+        let id = self.id(name)?;
+        self.material
+            .get(&(id, version))
+            .map(|m| (id, m))
+            .ok_or_else(|| self.why(id, version))
+    }
+
+    /// The id of the key named `name`.
+    pub fn id(&self, name: &str) -> Result<u32, String> {
+        self.names.get(name).copied().ok_or_else(|| {
+            let mut m = format!("no key named \"{name}\" in the keystore");
+            if let Some(d) = custos_core::did_you_mean(name, self.names.keys().map(String::as_str))
+            {
+                m.push_str(&format!("; did you mean \"{d}\"?"));
+            }
+            m
+        })
+    }
+
+    /// The name of the key with id `id`.
+    pub fn name_of(&self, id: u32) -> Option<&str> {
+        self.names
+            .iter()
+            .find(|(_, v)| **v == id)
+            .map(|(k, _)| k.as_str())
+    }
+
     /// The reason (key id, version) cannot decrypt, for keys not in the set.
     pub fn why(&self, id: u32, version: u32) -> String {
         self.unusable
@@ -590,8 +635,10 @@ impl Keystore {
             material: Default::default(),
             primary: Default::default(),
             unusable: Default::default(),
+            names: Default::default(),
         };
         for k in &self.doc.keys {
+            set.names.insert(k.name.clone(), k.id);
             if let Some(p) = k.primary() {
                 set.primary.insert(k.id, (p.version, k.purpose));
             }

@@ -26,6 +26,10 @@ path = "out/out.csv"
 type = "parquet"
 inputs = ["clean"]
 path = "out/out.parquet"
+
+# Synthetic PII-like test data, written in the clear on purpose.
+[danger]
+allow_plaintext = ["out.*", "pq.*"]
 "#;
 
 fn hidden_temps(p: &Project) -> Vec<String> {

@@ -21,6 +21,10 @@ type = "parquet"
 inputs = ["raw"]
 path = "mid/data.parquet"
 compression = "snappy"
+
+# Synthetic PII-like test data, written in the clear on purpose.
+[danger]
+allow_plaintext = ["pq.*"]
 "#,
     );
     p.write(
@@ -38,6 +42,10 @@ rules = [{ column = "email", regex = "@" }]
 type = "csv"
 inputs = ["checked"]
 path = "out.csv"
+
+# Synthetic PII-like test data, written in the clear on purpose.
+[danger]
+allow_plaintext = ["out.*"]
 "#,
     );
     let (code, s1, stderr) = p.run_json("to_parquet.toml");
@@ -82,6 +90,10 @@ query = "SELECT id * 10 AS id10, phone || '' AS phone, amount * 2 AS amount2, ta
 type = "jsonl"
 inputs = ["t"]
 path = "out.jsonl"
+
+# Synthetic PII-like test data, written in the clear on purpose.
+[danger]
+allow_plaintext = ["out.*"]
 "#,
     );
     let (code, s, stderr) = p.run_json("pipeline.toml");
@@ -113,6 +125,10 @@ inputs = ["raw"]
 path = "out.csv"
 delimiter = "|"
 header = false
+
+# Synthetic PII-like test data, written in the clear on purpose.
+[danger]
+allow_plaintext = ["out.*"]
 "#,
     );
     let (code, _, stderr) = p.run_json("pipeline.toml");

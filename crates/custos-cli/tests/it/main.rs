@@ -6,6 +6,7 @@ mod crash;
 mod formats;
 mod golden;
 mod keys;
+mod protect;
 mod quarantine;
 mod runs;
 
@@ -46,6 +47,7 @@ impl Project {
         let mut c = Command::cargo_bin("custos").expect("custos binary");
         c.current_dir(self.path())
             .env("CUSTOS_STATE_DIR", self.path().join(".custos"))
+            .env("CUSTOS_KEYSTORE_PASSPHRASE", "test-passphrase-not-secret")
             .env_remove("CUSTOS_LOG");
         c
     }

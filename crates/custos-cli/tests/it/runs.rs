@@ -23,10 +23,97 @@ fn init_creates_a_project_that_runs() {
     let (code, summary, stderr) = p.run_json("pipeline.toml");
     assert_eq!(code, 0, "{stderr}");
     assert_invariant(&summary);
-    assert_eq!(summary["rows_read"], 10);
-    assert_eq!(summary["rows_written"], 5);
-    assert_eq!(summary["rows_quarantined"], 5);
+    assert_eq!(summary["rows_read"], 13);
+    assert_eq!(summary["rows_written"], 10);
+    assert_eq!(summary["rows_quarantined"], 3);
     assert!(p.path().join("out/customers.parquet").is_file());
+    let reasons: Vec<String> = p
+        .quarantine(&summary)
+        .iter()
+        .map(|q| format!("{} {}", q["rule"], q["line"]))
+        .collect();
+    assert_eq!(reasons.len(), 3, "{reasons:?}");
+
+    // The protected Parquet decrypts back to the input with the CLI.
+    let (code, _, stderr) = p.run_json("decrypt.toml");
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stderr.contains("DANGER"), "{stderr}");
+    let input = p.read("data/customers.csv");
+    let back = p.read("out/customers-decrypted.csv");
+    let header: Vec<&str> = back.lines().next().unwrap().split(',').collect();
+    let col = |n: &str| header.iter().position(|h| *h == n).unwrap();
+    let mut n = 0;
+    for line in back.lines().skip(1) {
+        let f: Vec<&str> = line.split(',').collect();
+        let (id, name, email, ssn) = (
+            f[col("id")],
+            f[col("full_name")],
+            f[col("email")],
+            f[col("ssn")],
+        );
+        let orig = input
+            .lines()
+            .find(|l| l.starts_with(&format!("{id},")))
+            .unwrap();
+        assert!(
+            orig.starts_with(&format!("{id},{name},{email},"))
+                && orig.contains(&format!(",{ssn},")),
+            "row {id}: {line}"
+        );
+        n += 1;
+    }
+    assert_eq!(n, 10);
+    // Protected columns are not the plaintext; PyArrow reads the file when available.
+    let pq = std::fs::read(p.path().join("out/customers.parquet")).unwrap();
+    assert!(!String::from_utf8_lossy(&pq).contains("morgan_bennett2001@orozco-hansen.info"));
+    if let Ok(py) = std::env::var("CUSTOS_PYTHON") {
+        let out = std::process::Command::new(py)
+            .args([
+                "-c",
+                "import sys, pyarrow.parquet as pq; t = pq.read_table(sys.argv[1]); print(t.num_rows, t.column('email')[0].as_py()[:4])",
+            ])
+            .arg(p.path().join("out/customers.parquet"))
+            .output()
+            .unwrap();
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout).trim(),
+            "10 cx1.",
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    // scan finds the personal data and suggests the protect transform.
+    let out = p.run(&["scan", "data/customers.csv", "--json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let rec = |c: &str| {
+        v[0]["columns"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|x| x["name"] == c)
+            .unwrap()["profile"]["recommended"]["action"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    assert_eq!(rec("email"), "encrypt");
+    assert_eq!(rec("ssn"), "fpe");
+    assert_eq!(rec("credit_card"), "tokenize");
+    assert_eq!(rec("notes"), "redact");
+    assert_eq!(rec("id"), "keep");
+    let out = p.run(&["scan", "pipeline.toml", "--suggest"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("[transforms.raw_protected]")
+            && text.contains("columns.email = { action = \"encrypt\", key = \"pii-main\" }"),
+        "{text}"
+    );
     // init refuses to clobber without --force.
     assert_eq!(p.run(&["init"]).status.code(), Some(1));
     assert_eq!(p.run(&["init", "--force"]).status.code(), Some(0));
@@ -66,7 +153,7 @@ fn runs_are_recorded_with_file_digests() {
         .iter()
         .map(|c| c["name"].as_str().unwrap())
         .collect();
-    assert_eq!(comps, ["raw", "clean", "checked", "out"]);
+    assert_eq!(comps, ["raw", "checked", "safe", "out"]);
     // Human-readable forms.
     let text = String::from_utf8(p.run(&["runs", "show", id]).stdout).unwrap();
     assert!(text.contains("invariant held"), "{text}");

@@ -1,0 +1,65 @@
+//! The crate's error type.
+
+use thiserror::Error;
+
+/// Everything that can go wrong while building a [`crate::Detector`] or naming a kind.
+///
+/// Messages never contain scanned text: only config names and patterns, which come from the
+/// operator's configuration and not from the data being scanned.
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum DetectError {
+    /// A custom detector's regular expression did not compile.
+    #[error("custom detector \"{name}\": invalid pattern: {source}")]
+    InvalidPattern {
+        /// The custom detector's configured name.
+        name: String,
+        /// Why the regex crate refused the pattern.
+        #[source]
+        source: Box<regex::Error>,
+    },
+    /// A custom detector's name is empty, malformed, or already taken.
+    #[error("custom detector \"{name}\": {reason}")]
+    InvalidCustomName {
+        /// The offending name.
+        name: String,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+    /// A score in the configuration is not a number in 0.0..=1.0.
+    #[error("{field}: score must be a number between 0 and 1")]
+    InvalidScore {
+        /// Which config field holds the score (`min_score` or `custom.<name>.score`).
+        field: String,
+    },
+    /// A context word of a custom detector is empty or only whitespace.
+    #[error("custom detector \"{name}\": context words must not be empty")]
+    EmptyContextWord {
+        /// The custom detector's configured name.
+        name: String,
+    },
+    /// Too many custom detectors for the kind index.
+    #[error("too many custom detectors: {count} (at most {max})")]
+    TooManyCustom {
+        /// How many were configured.
+        count: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// The combined automaton of all patterns could not be built.
+    #[error("building the combined {what} failed: {reason}")]
+    Build {
+        /// Which automaton (custom patterns or context words).
+        what: &'static str,
+        /// The underlying error, as text.
+        reason: String,
+    },
+    /// A PII kind name that is neither built in nor a configured custom detector.
+    #[error("unknown pii kind \"{name}\"; valid names: {valid}")]
+    UnknownKind {
+        /// The name that was asked for (a config value, never a cell value).
+        name: String,
+        /// The valid names, comma separated.
+        valid: String,
+    },
+}

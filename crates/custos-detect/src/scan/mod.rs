@@ -1,0 +1,742 @@
+//! The single pass over a text that finds candidates for every built-in detector.
+//!
+//! The scanner walks the bytes once. Only a few bytes start work: a digit, `+` or `(` at a
+//! word start (cards, phones, SSNs, IPv4, numeric dates, house numbers: `numbers`, `address`),
+//! an upper-case letter at a word start (IBANs, names, titles, month names: `names`, `dates`),
+//! `:` (IPv6 written in lower case or starting with `::`) and `@` (emails). Lower-case letters,
+//! spaces and punctuation are skipped with one table lookup per byte, and a word that does not
+//! start a candidate is skipped whole. Candidates are validated by hand-written parsers
+//! (checksums, structural rules, `std::net`); context words are looked up only for candidates
+//! that survive validation.
+
+mod address;
+mod dates;
+mod names;
+mod numbers;
+
+use std::net::Ipv6Addr;
+use std::str::FromStr;
+
+use numbers::{PhoneForm, SsnForm, boundaries_ok, card, date_groups, ipv4, phone, ssn};
+
+use crate::checksum::mod97;
+use crate::context::Ctx;
+use crate::detector::Inner;
+use crate::dict::{self, Dicts};
+use crate::kind::KindSet;
+use crate::tables;
+use crate::{Finding, PiiKind};
+
+/// Kinds whose candidates start with a digit, `+` or `(`.
+const NUMERIC_KINDS: KindSet = KindSet::of(&[
+    PiiKind::Phone,
+    PiiKind::Ssn,
+    PiiKind::Card,
+    PiiKind::Ip,
+    PiiKind::DateOfBirth,
+    PiiKind::Address,
+]);
+/// Kinds whose candidates start with an upper-case letter.
+const UPPER_KINDS: KindSet = KindSet::of(&[
+    PiiKind::Iban,
+    PiiKind::Ip,
+    PiiKind::DateOfBirth,
+    PiiKind::Address,
+    PiiKind::Person,
+]);
+
+/// Bytes that may start a candidate: digits and upper-case letters (at a word start), `@`,
+/// `+`, `(` and `:`.
+static STARTS: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut c = 0;
+    while c < 256 {
+        let b = c as u8;
+        t[c] =
+            b.is_ascii_digit() || b.is_ascii_uppercase() || matches!(b, b'@' | b'+' | b'(' | b':');
+        c += 1;
+    }
+    t
+};
+
+/// At most this many digit groups make one numeric chunk ("+44 20 7123 4567" has four).
+const MAX_GROUPS: usize = 8;
+/// Longest digit run considered (19-digit PANs); longer runs are not PII we know.
+const MAX_RUN: usize = 20;
+
+/// One run of digits inside a numeric chunk.
+#[derive(Debug, Clone, Copy, Default)]
+struct Group {
+    /// Byte offset of the first digit.
+    s: usize,
+    /// Byte offset after the last digit.
+    e: usize,
+    /// Separator byte before this group (0 for the first; `)` after a parenthesised group).
+    sep: u8,
+    /// Whether the group is written in parentheses, "(718)".
+    paren: bool,
+}
+
+impl Group {
+    #[inline]
+    fn len(&self) -> usize {
+        self.e - self.s
+    }
+}
+
+/// Digit groups joined by single separators, e.g. "(718) 574-5483" or "4111 1111 1111 1111".
+#[derive(Debug, Clone, Copy)]
+struct Chunk {
+    /// `+`, `(` or 0: the byte that opened the chunk.
+    lead: u8,
+    /// Offset of the lead byte or of the first digit.
+    start: usize,
+    g: [Group; MAX_GROUPS],
+    n: usize,
+}
+
+impl Chunk {
+    /// Byte range of groups `a..=b`, including the lead and parentheses that belong to them.
+    fn span(&self, a: usize, b: usize) -> (usize, usize) {
+        let ga = self.g[a];
+        let s = if a == 0 {
+            self.start
+        } else if ga.paren {
+            ga.s - 1
+        } else {
+            ga.s
+        };
+        let gb = self.g[b];
+        let e = if gb.paren { gb.e + 1 } else { gb.e };
+        (s, e)
+    }
+}
+
+/// Collected digits of a span, without allocating.
+struct Digits {
+    buf: [u8; 24],
+    n: usize,
+}
+
+impl Digits {
+    fn as_slice(&self) -> &[u8] {
+        &self.buf[..self.n]
+    }
+}
+
+/// How the scanned text is used: a sentence to search, or one whole cell value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Mode {
+    /// Free text: bare numbers need context words.
+    Text,
+    /// A whole cell: the column itself is the context, so bare forms score higher.
+    Cell,
+}
+
+/// Word characters for boundaries: ASCII alphanumerics and any non-ASCII byte (so a digit run
+/// glued to a letter of another script is not a word start either).
+#[inline]
+fn is_word(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b >= 0x80
+}
+
+#[inline]
+fn is_hex(b: u8) -> bool {
+    b.is_ascii_hexdigit()
+}
+
+/// A pass over one text, feeding findings to `emit`.
+pub(crate) struct Scan<'a, F: FnMut(Finding)> {
+    det: &'a Inner,
+    dicts: &'static Dicts,
+    b: &'a [u8],
+    mode: Mode,
+    /// Findings below this are not emitted.
+    min_score: f32,
+    emit: F,
+}
+
+impl<'a, F: FnMut(Finding)> Scan<'a, F> {
+    /// Prepares a pass over `text`.
+    pub(crate) fn new(det: &'a Inner, text: &'a str, mode: Mode, min_score: f32, emit: F) -> Self {
+        Scan {
+            det,
+            dicts: dict::dicts(),
+            b: text.as_bytes(),
+            mode,
+            min_score,
+            emit,
+        }
+    }
+
+    /// Byte at `i`, or 0 past the end (0 never belongs to any class we look for).
+    #[inline]
+    fn at(&self, i: usize) -> u8 {
+        self.b.get(i).copied().unwrap_or(0)
+    }
+
+    #[inline]
+    fn word_start(&self, i: usize) -> bool {
+        i == 0 || !is_word(self.b[i - 1])
+    }
+
+    /// End of the run of word bytes starting at `i`.
+    #[inline]
+    fn word_end(&self, mut i: usize) -> usize {
+        while i < self.b.len() && is_word(self.b[i]) {
+            i += 1;
+        }
+        i
+    }
+
+    #[inline]
+    fn on(&self, kind: PiiKind) -> bool {
+        self.det.enabled.has(kind)
+    }
+
+    fn ctx(&self, s: usize, e: usize) -> Ctx {
+        match self.mode {
+            Mode::Text => self.det.context.lookup(self.b, s, e),
+            Mode::Cell => Ctx::default(),
+        }
+    }
+
+    fn push(&mut self, kind: PiiKind, start: usize, end: usize, score: f32) {
+        let score = score.clamp(0.0, 1.0);
+        if self.det.enabled.has(kind) && score >= self.min_score {
+            (self.emit)(Finding {
+                kind,
+                start,
+                end,
+                score,
+            });
+        }
+    }
+
+    /// Runs the pass.
+    pub(crate) fn run(mut self) {
+        let b = self.b;
+        let n = b.len();
+        let numeric = self.det.enabled.any(NUMERIC_KINDS);
+        let upper = self.det.enabled.any(UPPER_KINDS);
+        let email = self.on(PiiKind::Email);
+        let ip = self.on(PiiKind::Ip);
+        let mut i = 0;
+        loop {
+            // Lower-case letters, spaces and most punctuation never start a candidate.
+            while i < n && !STARTS[usize::from(b[i])] {
+                i += 1;
+            }
+            if i >= n {
+                break;
+            }
+            let c = b[i];
+            if c.is_ascii_alphanumeric() {
+                if !self.word_start(i) {
+                    i = self.word_end(i);
+                    continue;
+                }
+                let next = if c.is_ascii_digit() {
+                    if numeric { self.numeric(i) } else { None }
+                } else if upper {
+                    self.upper_word(i)
+                } else {
+                    None
+                };
+                i = match next {
+                    Some(e) if e > i => e,
+                    _ => self.word_end(i),
+                };
+                continue;
+            }
+            let next = match c {
+                b'@' if email => self.email(i),
+                b'+' | b'(' if numeric && self.at(i + 1).is_ascii_digit() && self.word_start(i) => {
+                    // "++1" or "a+1" is arithmetic, not a phone number.
+                    if i > 0 && matches!(b[i - 1], b'+' | b'(') {
+                        None
+                    } else {
+                        self.numeric(i)
+                    }
+                }
+                b':' if ip => self.colon(i),
+                _ => None,
+            };
+            i = match next {
+                Some(e) if e > i => e,
+                _ => i + 1,
+            };
+        }
+    }
+
+    /// IPv6 addresses that start with "::" or with a lower-case hex word ("fe80::1"); those
+    /// starting with a digit or an upper-case letter were tried at their first byte.
+    fn colon(&mut self, i: usize) -> Option<usize> {
+        let b = self.b;
+        if self.at(i + 1) == b':' && (i == 0 || !(is_hex(b[i - 1]) || b[i - 1] == b':')) {
+            return self.ipv6(i);
+        }
+        let mut k = i;
+        while k > 0 && i - k < 4 && is_hex(b[k - 1]) {
+            k -= 1;
+        }
+        if k < i && b[k].is_ascii_lowercase() && self.word_start(k) {
+            return self.ipv6(k);
+        }
+        None
+    }
+
+    // ------------------------------------------------------------------ emails
+
+    /// An email around the `@` at `at`; returns where scanning resumes.
+    fn email(&mut self, at: usize) -> Option<usize> {
+        let b = self.b;
+        let mut s = at;
+        while s > 0 && at - s < 64 && is_local(b[s - 1]) {
+            s -= 1;
+        }
+        while s < at && matches!(b[s], b'.' | b'-' | b'+' | b'\'') {
+            s += 1;
+        }
+        if s == at || b[at - 1] == b'.' {
+            return None;
+        }
+        let mut e = at + 1;
+        while e < b.len()
+            && e - at <= 253
+            && (b[e].is_ascii_alphanumeric() || matches!(b[e], b'.' | b'-'))
+        {
+            e += 1;
+        }
+        while e > at + 1 && matches!(b[e - 1], b'.' | b'-') {
+            e -= 1;
+        }
+        if e < b.len() && b[e] >= 0x80 {
+            return None;
+        }
+        if !domain_ok(&b[at + 1..e]) {
+            return None;
+        }
+        let ctx = self.ctx(s, e);
+        let score = if ctx.pos.has(PiiKind::Email) {
+            0.95
+        } else {
+            0.9
+        };
+        self.push(PiiKind::Email, s, e, score);
+        Some(e)
+    }
+
+    // ------------------------------------------------------------------ IPv6
+
+    /// An IPv6 address starting at `i` (a hex digit or `::`); None when the word is not one.
+    fn ipv6(&mut self, i: usize) -> Option<usize> {
+        let b = self.b;
+        let mut j = i;
+        while j < b.len() && j - i < 5 && is_hex(b[j]) {
+            j += 1;
+        }
+        if self.at(j) != b':' {
+            return None;
+        }
+        let mut e = i;
+        let mut colons = 0;
+        while e < b.len() && e - i < 46 && (is_hex(b[e]) || b[e] == b':' || b[e] == b'.') {
+            colons += usize::from(b[e] == b':');
+            e += 1;
+        }
+        // Sentence punctuation after the address is not part of it.
+        loop {
+            let last = b[e - 1];
+            if last == b'.' || (last == b':' && e >= i + 2 && b[e - 2] != b':') {
+                e -= 1;
+                colons -= usize::from(last == b':');
+            } else {
+                break;
+            }
+        }
+        if colons < 2 || self.at(e).is_ascii_alphanumeric() || e <= i {
+            return None;
+        }
+        let s = std::str::from_utf8(&b[i..e]).ok()?;
+        Ipv6Addr::from_str(s).ok()?;
+        let ctx = self.ctx(i, e);
+        let score = if ctx.pos.has(PiiKind::Ip) { 0.95 } else { 0.85 };
+        self.push(PiiKind::Ip, i, e, score);
+        Some(e)
+    }
+
+    // ------------------------------------------------------------------ numbers
+
+    /// Everything that starts with a digit, `+` or `(` at `i`; returns where scanning resumes.
+    fn numeric(&mut self, i: usize) -> Option<usize> {
+        if self.on(PiiKind::Ip)
+            && is_hex(self.b[i])
+            && let Some(e) = self.ipv6(i)
+        {
+            return Some(e);
+        }
+        let mut chunk = self.chunk(i)?;
+        let mut end = chunk.span(0, chunk.n - 1).1;
+        // A number glued to letters ("5pm", "172B") or to an email's '@' ends before it.
+        if is_word(self.at(end)) || self.at(end) == b'@' {
+            chunk.n -= 1;
+            if chunk.n == 0 {
+                return None;
+            }
+        }
+        if self.is_amount(&chunk) {
+            return Some(end);
+        }
+        let mut ctx: Option<Ctx> = None;
+        let mut found_end = None;
+        let mut a = 0;
+        while a < chunk.n {
+            let mut hit = None;
+            for z in (a..chunk.n).rev() {
+                if !boundaries_ok(&chunk, a, z) {
+                    continue;
+                }
+                if let Some(h) = self.classify_span(&chunk, a, z, &mut ctx) {
+                    hit = Some((z, h));
+                    break;
+                }
+            }
+            match hit {
+                Some((z, (kind, score))) => {
+                    let (s, e) = chunk.span(a, z);
+                    self.push(kind, s, e, score);
+                    found_end = Some(e);
+                    a = z + 1;
+                }
+                None => a += 1,
+            }
+        }
+        end = chunk.span(0, chunk.n - 1).1;
+        if found_end.is_none() && chunk.n == 1 && chunk.lead == 0 {
+            let g = chunk.g[0];
+            if g.len() <= 2
+                && self.on(PiiKind::DateOfBirth)
+                && let Some(e) = self.date_day_first(g)
+            {
+                return Some(e);
+            }
+            if g.len() <= 6
+                && self.on(PiiKind::Address)
+                && let Some(e) = self.address(g.s, g.e)
+            {
+                return Some(e);
+            }
+        }
+        Some(found_end.map_or(end, |f| f.max(end)))
+    }
+
+    /// Reads a chunk of digit groups starting at `i` (a digit, `+` or `(`).
+    fn chunk(&self, i: usize) -> Option<Chunk> {
+        let b = self.b;
+        let mut c = Chunk {
+            lead: 0,
+            start: i,
+            g: [Group::default(); MAX_GROUPS],
+            n: 0,
+        };
+        let mut j = i;
+        let mut paren = false;
+        if b[i] == b'+' {
+            c.lead = b'+';
+            j += 1;
+        } else if b[i] == b'(' {
+            c.lead = b'(';
+            paren = true;
+            j += 1;
+        }
+        let mut sep = 0u8;
+        loop {
+            let s = j;
+            while j < b.len() && b[j].is_ascii_digit() && j - s < MAX_RUN {
+                j += 1;
+            }
+            if j == s {
+                break;
+            }
+            if paren && self.at(j) != b')' {
+                // An unclosed "(718" is not a group; keep what came before it.
+                break;
+            }
+            c.g[c.n] = Group {
+                s,
+                e: j,
+                sep,
+                paren,
+            };
+            c.n += 1;
+            if c.n == MAX_GROUPS {
+                break;
+            }
+            if paren {
+                j += 1;
+                paren = false;
+                match self.at(j) {
+                    d if d.is_ascii_digit() => {
+                        sep = b')';
+                        continue;
+                    }
+                    b' ' | b'-' | b'.' if self.at(j + 1).is_ascii_digit() => {
+                        sep = b')';
+                        j += 1;
+                        continue;
+                    }
+                    _ => break,
+                }
+            }
+            let d = self.at(j);
+            if !matches!(d, b'-' | b'.' | b' ' | b'/' | b':') {
+                break;
+            }
+            let nx = self.at(j + 1);
+            if nx.is_ascii_digit() {
+                sep = d;
+                j += 1;
+            } else if d == b' ' && nx == b'(' && c.n == 1 && self.at(j + 2).is_ascii_digit() {
+                // "+1 (718) 574-5483": only the area code after a country code.
+                sep = d;
+                paren = true;
+                j += 2;
+            } else {
+                break;
+            }
+        }
+        (c.n > 0).then_some(c)
+    }
+
+    /// Whether the chunk is a money amount: "$1,234.56", "€ 120", or the "345.67" of
+    /// "12,345.67" (a comma list of phone numbers, "...-5483,212-555-0100", is not).
+    fn is_amount(&self, c: &Chunk) -> bool {
+        let b = self.b;
+        let s = c.start;
+        if s >= 2 && b[s - 1] == b',' && b[s - 2].is_ascii_digit() && c.g[0].len() == 3 {
+            let cents = c.n == 2 && c.g[1].sep == b'.' && c.g[1].len() == 2;
+            if c.n == 1 || cents {
+                return true;
+            }
+        }
+        let mut k = s;
+        if k > 0 && b[k - 1] == b' ' {
+            k -= 1;
+        }
+        let head = &b[..k];
+        head.ends_with(b"$") || head.ends_with("€".as_bytes()) || head.ends_with("£".as_bytes())
+    }
+
+    /// Concatenated digits of groups `a..=z` (None when more than fit).
+    fn digits(&self, c: &Chunk, a: usize, z: usize) -> Option<Digits> {
+        let mut d = Digits { buf: [0; 24], n: 0 };
+        for g in &c.g[a..=z] {
+            let src = &self.b[g.s..g.e];
+            let dst = d.buf.get_mut(d.n..d.n + src.len())?;
+            dst.copy_from_slice(src);
+            d.n += src.len();
+        }
+        Some(d)
+    }
+
+    /// The best reading of groups `a..=z`: card, phone, SSN, IPv4 or date.
+    fn classify_span(
+        &self,
+        c: &Chunk,
+        a: usize,
+        z: usize,
+        ctx: &mut Option<Ctx>,
+    ) -> Option<(PiiKind, f32)> {
+        let d = self.digits(c, a, z)?;
+        let groups = &c.g[a..=z];
+        let lead = if a == 0 { c.lead } else { 0 };
+        let mut ctx_of = |this: &Self| -> Ctx {
+            *ctx.get_or_insert_with(|| {
+                let (s, e) = c.span(0, c.n - 1);
+                this.ctx(s, e)
+            })
+        };
+        if lead == 0 {
+            if self.on(PiiKind::Card)
+                && let Some(base) = card(groups, d.as_slice())
+            {
+                let cx = ctx_of(self);
+                return Some((PiiKind::Card, adjust(base, cx, PiiKind::Card, 0.1, 0.35)));
+            }
+            if self.on(PiiKind::Ssn)
+                && let Some(form) = ssn(groups, d.as_slice())
+            {
+                let cx = ctx_of(self);
+                let score = match (form, self.mode) {
+                    (SsnForm::Bare, Mode::Cell) => 0.6,
+                    (SsnForm::Bare, Mode::Text) if cx.neg.has(PiiKind::Ssn) => return None,
+                    (SsnForm::Bare, Mode::Text) if cx.pos.has(PiiKind::Ssn) => 0.85,
+                    (SsnForm::Bare, Mode::Text) => 0.3,
+                    (SsnForm::Dashed, _) => adjust(0.75, cx, PiiKind::Ssn, 0.2, 0.4),
+                    (SsnForm::Spaced, _) => adjust(0.6, cx, PiiKind::Ssn, 0.3, 0.4),
+                };
+                return Some((PiiKind::Ssn, score));
+            }
+        }
+        if self.on(PiiKind::Phone)
+            && lead != b'('
+            && let Some(form) = phone(groups, d.as_slice(), lead)
+        {
+            let cx = ctx_of(self);
+            let score = match (form, self.mode) {
+                // Ten bare digits are as often an id as a phone number: a cell needs the
+                // column name to agree (see `classify_column`).
+                (PhoneForm::Bare, Mode::Cell) => 0.45,
+                (PhoneForm::Bare, Mode::Text) if cx.neg.has(PiiKind::Phone) => return None,
+                (PhoneForm::Bare, Mode::Text) if cx.pos.has(PiiKind::Phone) => 0.8,
+                (PhoneForm::Bare, Mode::Text) => 0.4,
+                (PhoneForm::Formatted(base), _) => adjust(base, cx, PiiKind::Phone, 0.15, 0.4),
+            };
+            return Some((PiiKind::Phone, score));
+        }
+        if lead == b'('
+            && self.on(PiiKind::Phone)
+            && let Some(PhoneForm::Formatted(base)) = phone(groups, d.as_slice(), 0)
+        {
+            let cx = ctx_of(self);
+            return Some((PiiKind::Phone, adjust(base, cx, PiiKind::Phone, 0.15, 0.4)));
+        }
+        if lead != 0 {
+            return None;
+        }
+        if self.on(PiiKind::Ip) && ipv4(self.b, groups) {
+            let cx = ctx_of(self);
+            if cx.neg.has(PiiKind::Ip) {
+                return None;
+            }
+            return Some((PiiKind::Ip, adjust(0.75, cx, PiiKind::Ip, 0.15, 0.0)));
+        }
+        if self.on(PiiKind::DateOfBirth) && date_groups(self.b, groups) {
+            let cx = ctx_of(self);
+            if cx.neg.has(PiiKind::DateOfBirth) {
+                return None;
+            }
+            return Some((PiiKind::DateOfBirth, self.date_score(cx)));
+        }
+        None
+    }
+
+    #[inline]
+    fn alpha_end(&self, mut i: usize) -> usize {
+        while i < self.b.len() && self.b[i].is_ascii_alphabetic() {
+            i += 1;
+        }
+        i
+    }
+
+    // ------------------------------------------------------------------ IBAN
+
+    /// An IBAN at `i` ("DE89 3704 0044 0532 0130 00" or compact).
+    fn iban(&mut self, i: usize) -> Option<usize> {
+        let b = self.b;
+        let rule = tables::iban_rule([b[i], b[i + 1]])?;
+        let len = usize::from(rule.len);
+        let mut buf = [0u8; 34];
+        buf[..4].copy_from_slice(&b[i..i + 4]);
+        let mut n = 4;
+        let mut j = i + 4;
+        if self.at(j) == b' ' {
+            // Grouped: blocks of four, the last one shorter.
+            while n < len {
+                if self.at(j) != b' ' {
+                    return None;
+                }
+                j += 1;
+                let take = (len - n).min(4);
+                let blk = b.get(j..j + take)?;
+                if !blk
+                    .iter()
+                    .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit())
+                {
+                    return None;
+                }
+                buf[n..n + take].copy_from_slice(blk);
+                n += take;
+                j += take;
+                if take < 4 && is_word(self.at(j)) {
+                    return None;
+                }
+            }
+        } else {
+            let blk = b.get(j..i + len)?;
+            if !blk
+                .iter()
+                .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit())
+            {
+                return None;
+            }
+            buf[4..len].copy_from_slice(blk);
+            j = i + len;
+        }
+        if is_word(self.at(j)) {
+            return None;
+        }
+        let iban = &buf[..len];
+        if !tables::bban_ok(rule, &iban[4..]) || !mod97(iban) {
+            return None;
+        }
+        let cx = self.ctx(i, j);
+        let score = if cx.pos.has(PiiKind::Iban) { 1.0 } else { 0.9 };
+        self.push(PiiKind::Iban, i, j, score);
+        Some(j)
+    }
+}
+
+/// Raises a base score for supporting context, lowers it for objecting context.
+#[inline]
+fn adjust(base: f32, cx: Ctx, kind: PiiKind, up: f32, down: f32) -> f32 {
+    if cx.neg.has(kind) {
+        base - down
+    } else if cx.pos.has(kind) {
+        base + up
+    } else {
+        base
+    }
+}
+
+#[inline]
+fn is_local(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'%' | b'+' | b'-' | b'\'')
+}
+
+/// Domain labels: at least two, each 1..=63 alphanumerics or inner hyphens, alphabetic TLD.
+fn domain_ok(d: &[u8]) -> bool {
+    if d.is_empty() || d.len() > 253 {
+        return false;
+    }
+    let mut labels = 0;
+    let mut last: &[u8] = &[];
+    for label in d.split(|&c| c == b'.') {
+        if label.is_empty()
+            || label.len() > 63
+            || label.first() == Some(&b'-')
+            || label.last() == Some(&b'-')
+        {
+            return false;
+        }
+        labels += 1;
+        last = label;
+    }
+    labels >= 2 && last.len() >= 2 && last.iter().all(u8::is_ascii_alphabetic)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn domains() {
+        assert!(domain_ok(b"example.com"));
+        assert!(domain_ok(b"mail.co.uk"));
+        assert!(!domain_ok(b"localhost"));
+        assert!(!domain_ok(b"-a.com"));
+        assert!(!domain_ok(b"a..com"));
+        assert!(!domain_ok(b"a.c0m"));
+    }
+}

@@ -1,0 +1,649 @@
+//! The protection kernels: one [`Kernel`] per configured column (or SQL call), applied to whole
+//! Arrow arrays. Keys are resolved and expanded when the kernel is built or once per batch,
+//! never per cell; output builders are sized once per batch.
+
+use std::sync::Arc;
+
+use custos_config::ColumnAction;
+use custos_crypto::aead::{self, AeadDecryptor, AeadEncryptor};
+use custos_crypto::fpe::{Format, FpeCipher};
+use custos_crypto::siv::{self, SivCipher};
+use custos_crypto::token::{Encoding, Tokenizer};
+use custos_crypto::{Header, SecretBytes};
+use custos_keys::{KeySet, Purpose};
+use datafusion::arrow::array::{
+    Array, ArrayRef, BinaryArray, BinaryBuilder, StringArray, StringBuilder,
+};
+use datafusion::arrow::compute::cast;
+use datafusion::arrow::datatypes::DataType;
+
+use crate::mask::MaskSpec;
+use crate::redact::Redactor;
+
+/// Why a kernel could not be built or run. Never holds a cell value or key material.
+#[derive(Debug, thiserror::Error)]
+pub enum KernelError {
+    /// The operation's configuration is wrong (unknown key, wrong purpose, bad option).
+    #[error("{0}")]
+    Config(String),
+    /// The input column's type does not suit the operation.
+    #[error("{0}")]
+    Type(String),
+    /// Arrow failed (casting, building arrays).
+    #[error("{0}")]
+    Arrow(#[from] datafusion::arrow::error::ArrowError),
+}
+
+/// A kernel's result over one array.
+#[derive(Debug)]
+pub struct Output {
+    /// The protected values; rows that failed are null.
+    pub array: ArrayRef,
+    /// `(row, reason)` for every row the operation could not handle (the reason names no value).
+    pub failures: Vec<(usize, String)>,
+}
+
+/// What replaces a detected span in `redact`.
+#[derive(Debug, Clone)]
+pub enum Replacement {
+    /// `<EMAIL>`.
+    Label,
+    /// `<EMAIL:token>`.
+    Token(Box<Tokenizer>),
+    /// An AES-256-GCM ciphertext (`cx1.`) of the span, bound to the column.
+    Encrypt {
+        /// Key id.
+        id: u32,
+        /// Key version.
+        version: u32,
+        /// Key material.
+        key: SecretBytes,
+    },
+}
+
+#[derive(Debug)]
+enum Op {
+    Encrypt {
+        id: u32,
+        version: u32,
+        key: SecretBytes,
+    },
+    Decrypt {
+        id: u32,
+        keys: Arc<KeySet>,
+    },
+    Seal {
+        id: u32,
+        version: u32,
+        key: SecretBytes,
+    },
+    Open {
+        id: u32,
+        keys: Arc<KeySet>,
+    },
+    Fpe {
+        cipher: Box<FpeCipher>,
+        format: Format,
+        decrypt: bool,
+    },
+    Tokenize(Tokenizer),
+    Mask(MaskSpec),
+    Redact(Arc<Redactor>),
+    GeneralizeDate {
+        year: bool,
+    },
+    GeneralizeNumber(f64),
+    GeneralizeZip(usize),
+    DateShift {
+        mac: Tokenizer,
+        max_days: u32,
+    },
+}
+
+/// One protection operation bound to one column.
+#[derive(Debug)]
+pub struct Kernel {
+    op: Op,
+    action: &'static str,
+    /// The column binding: associated data (AEAD, SIV) and tweak (FPE).
+    context: Vec<u8>,
+}
+
+fn purpose_name(p: Purpose) -> &'static str {
+    match p {
+        Purpose::Aead => "aead",
+        Purpose::Daead => "daead",
+        Purpose::Fpe => "fpe",
+        Purpose::Hmac => "hmac",
+    }
+}
+
+/// The keys a kernel needs, or why they are not available (no keystore, no passphrase).
+pub type Keys<'a> = Result<&'a Arc<KeySet>, &'a str>;
+
+fn keyset<'a>(keys: Keys<'a>, action: &str) -> Result<&'a Arc<KeySet>, KernelError> {
+    keys.map_err(|why| KernelError::Config(format!("{action} needs keys: {why}")))
+}
+
+fn primary(
+    keys: &KeySet,
+    name: &str,
+    want: Purpose,
+    action: &str,
+) -> Result<(u32, u32, SecretBytes), KernelError> {
+    let (id, version, purpose, material) = keys.primary(name).map_err(KernelError::Config)?;
+    if purpose != want {
+        return Err(KernelError::Config(format!(
+            "key \"{name}\" has purpose {}; {action} needs a key of purpose {}",
+            purpose_name(purpose),
+            purpose_name(want)
+        )));
+    }
+    Ok((id, version, material.clone()))
+}
+
+fn tokenizer(
+    keys: &KeySet,
+    name: &str,
+    action: &str,
+    bytes: usize,
+    encoding: Encoding,
+) -> Result<Tokenizer, KernelError> {
+    let (_, _, key) = primary(keys, name, Purpose::Hmac, action)?;
+    Tokenizer::new(&key, bytes, encoding).map_err(|e| KernelError::Config(e.to_string()))
+}
+
+impl Kernel {
+    /// Builds the kernel for `action` on `column`. `detector` builds the PII detector for
+    /// `redact` (shared between columns by the caller).
+    pub fn new(
+        action: &ColumnAction,
+        column: &str,
+        keys: Keys<'_>,
+        redactor: impl FnOnce(&[String]) -> Result<Arc<Redactor>, KernelError>,
+    ) -> Result<Self, KernelError> {
+        let name = action.name();
+        let op = match action {
+            ColumnAction::Encrypt { key } => {
+                let (id, version, key) = primary(keyset(keys, name)?, key, Purpose::Aead, name)?;
+                Op::Encrypt { id, version, key }
+            }
+            ColumnAction::Decrypt { key } => {
+                let ks = keyset(keys, name)?;
+                Op::Decrypt {
+                    id: ks.id(key).map_err(KernelError::Config)?,
+                    keys: ks.clone(),
+                }
+            }
+            ColumnAction::EncryptDeterministic { key } => {
+                let (id, version, key) = primary(keyset(keys, name)?, key, Purpose::Daead, name)?;
+                Op::Seal { id, version, key }
+            }
+            ColumnAction::DecryptDeterministic { key } => {
+                let ks = keyset(keys, name)?;
+                Op::Open {
+                    id: ks.id(key).map_err(KernelError::Config)?,
+                    keys: ks.clone(),
+                }
+            }
+            ColumnAction::Fpe {
+                key,
+                format,
+                version,
+            }
+            | ColumnAction::FpeDecrypt {
+                key,
+                format,
+                version,
+            } => {
+                let ks = keyset(keys, name)?;
+                let material = match version {
+                    None => primary(ks, key, Purpose::Fpe, name)?.2,
+                    Some(v) => ks.version(key, *v).map_err(KernelError::Config)?.1.clone(),
+                };
+                let format = Format::parse(format).ok_or_else(|| {
+                    KernelError::Config(format!(
+                        "unknown FPE format \"{format}\"; expected digits, alphanumeric, card or ssn"
+                    ))
+                })?;
+                Op::Fpe {
+                    cipher: Box::new(
+                        FpeCipher::new(&material)
+                            .map_err(|e| KernelError::Config(e.to_string()))?,
+                    ),
+                    format,
+                    decrypt: matches!(action, ColumnAction::FpeDecrypt { .. }),
+                }
+            }
+            ColumnAction::Tokenize {
+                key,
+                length,
+                encoding,
+            } => {
+                let encoding = match encoding.as_deref() {
+                    None | Some("hex") => Encoding::Hex,
+                    Some("base64url") => Encoding::Base64Url,
+                    Some(e) => {
+                        return Err(KernelError::Config(format!(
+                            "unknown token encoding \"{e}\"; expected hex or base64url"
+                        )));
+                    }
+                };
+                Op::Tokenize(tokenizer(
+                    keyset(keys, name)?,
+                    key,
+                    name,
+                    length.unwrap_or(16),
+                    encoding,
+                )?)
+            }
+            ColumnAction::Mask {
+                keep_first,
+                keep_last,
+                char,
+                keep_separators,
+                email,
+                pattern,
+            } => Op::Mask(MaskSpec {
+                keep_first: *keep_first,
+                keep_last: *keep_last,
+                mask: char
+                    .as_deref()
+                    .and_then(|c| c.chars().next())
+                    .unwrap_or('*'),
+                keep_separators: keep_separators.unwrap_or(true),
+                email: *email,
+                pattern: pattern.clone(),
+            }),
+            ColumnAction::Redact { types, with, key } => {
+                let types = types.clone().unwrap_or_else(|| {
+                    ["email", "phone", "ssn", "card", "iban", "ip"]
+                        .iter()
+                        .map(|s| s.to_string())
+                        .collect()
+                });
+                let mut r = redactor(&types)?;
+                let replacement = match (with.as_deref(), key) {
+                    (None | Some("label"), _) => Replacement::Label,
+                    (Some("token"), Some(k)) => Replacement::Token(Box::new(tokenizer(
+                        keyset(keys, name)?,
+                        k,
+                        name,
+                        8,
+                        Encoding::Hex,
+                    )?)),
+                    (Some("encrypt"), Some(k)) => {
+                        let (id, version, key) =
+                            primary(keyset(keys, name)?, k, Purpose::Aead, name)?;
+                        Replacement::Encrypt { id, version, key }
+                    }
+                    (Some(w), _) => {
+                        return Err(KernelError::Config(format!(
+                            "redact with \"{w}\" needs a valid `key` (label, token or encrypt)"
+                        )));
+                    }
+                };
+                Arc::make_mut(&mut r).set_replacement(replacement);
+                Op::Redact(r)
+            }
+            ColumnAction::Generalize {
+                to,
+                bucket,
+                zip_digits,
+            } => match (to.as_deref(), bucket, zip_digits) {
+                (Some("year"), None, None) => Op::GeneralizeDate { year: true },
+                (Some("month"), None, None) => Op::GeneralizeDate { year: false },
+                (None, Some(b), None) if *b > 0.0 && b.is_finite() => Op::GeneralizeNumber(*b),
+                (None, None, Some(d)) => Op::GeneralizeZip(*d),
+                _ => {
+                    return Err(KernelError::Config(
+                        "generalize needs exactly one of to = \"month\"|\"year\", bucket (> 0) or zip_digits".into(),
+                    ));
+                }
+            },
+            ColumnAction::DateShift { max_days, key, .. } => {
+                if *max_days == 0 {
+                    return Err(KernelError::Config("max_days must be at least 1".into()));
+                }
+                Op::DateShift {
+                    mac: tokenizer(keyset(keys, name)?, key, name, 8, Encoding::Hex)?
+                        .derived("date_shift"),
+                    max_days: *max_days,
+                }
+            }
+            ColumnAction::Drop => {
+                return Err(KernelError::Config(
+                    "drop removes the column; it has no kernel".into(),
+                ));
+            }
+        };
+        Ok(Self {
+            op,
+            action: name,
+            context: column.as_bytes().to_vec(),
+        })
+    }
+
+    /// The operation's name (`encrypt`, `mask`, ...).
+    pub fn action(&self) -> &'static str {
+        self.action
+    }
+
+    /// Whether the operation reads a subject column (`date_shift`).
+    pub fn needs_subject(&self) -> bool {
+        matches!(self.op, Op::DateShift { .. })
+    }
+
+    /// Whether the output is plaintext again.
+    pub fn reveals(&self) -> bool {
+        matches!(
+            &self.op,
+            Op::Decrypt { .. } | Op::Open { .. } | Op::Fpe { decrypt: true, .. }
+        )
+    }
+
+    /// Whether the operation gives a different output for the same input on each call.
+    pub fn is_volatile(&self) -> bool {
+        match &self.op {
+            Op::Encrypt { .. } => true,
+            Op::Redact(r) => r.is_volatile(),
+            _ => false,
+        }
+    }
+
+    /// The output type for an input of type `input`, or why the type does not suit.
+    pub fn output_type(&self, input: &DataType) -> Result<DataType, KernelError> {
+        let text = |t: &DataType| match t {
+            DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => t.clone(),
+            _ => DataType::Utf8,
+        };
+        match &self.op {
+            Op::Encrypt { .. } | Op::Decrypt { .. } | Op::Seal { .. } | Op::Open { .. } => {
+                Ok(match input {
+                    DataType::Binary | DataType::LargeBinary | DataType::BinaryView => {
+                        DataType::Binary
+                    }
+                    t => text(t),
+                })
+            }
+            Op::GeneralizeDate { .. } | Op::DateShift { .. } => match input {
+                DataType::Date32
+                | DataType::Date64
+                | DataType::Timestamp(..)
+                | DataType::Utf8
+                | DataType::LargeUtf8
+                | DataType::Utf8View => Ok(input.clone()),
+                t => Err(KernelError::Type(format!(
+                    "{} needs a date, timestamp or ISO date text column, found {t}",
+                    self.action
+                ))),
+            },
+            Op::GeneralizeNumber(b) => {
+                if input.is_integer() && b.fract() != 0.0 {
+                    Err(KernelError::Type(
+                        "an integer column needs a whole-number bucket".into(),
+                    ))
+                } else if input.is_numeric() {
+                    Ok(input.clone())
+                } else {
+                    Err(KernelError::Type(format!(
+                        "generalize with bucket needs a numeric column, found {input}"
+                    )))
+                }
+            }
+            _ => Ok(text(input)),
+        }
+    }
+
+    /// Applies the operation to `input`; `subject` is the subject column for `date_shift`.
+    pub fn apply(
+        &self,
+        input: &ArrayRef,
+        subject: Option<&ArrayRef>,
+    ) -> Result<Output, KernelError> {
+        let out_type = self.output_type(input.data_type())?;
+        let ctx = self.context.as_slice();
+        let out = match &self.op {
+            Op::Encrypt { id, version, key } => {
+                let mut enc = AeadEncryptor::new(*id, *version, key)
+                    .map_err(|e| KernelError::Config(e.to_string()))?;
+                if out_type == DataType::Binary {
+                    map_binary(input, aead::OVERHEAD, |v, out| {
+                        enc.encrypt_into(v, ctx, out).map_err(|e| e.to_string())
+                    })?
+                } else {
+                    let mut scratch = Vec::with_capacity(256);
+                    map_text(input, 64, |_, v, out| {
+                        enc.encrypt_text_into(v, ctx, &mut scratch, out)
+                            .map_err(|e| e.to_string())
+                    })?
+                }
+            }
+            Op::Decrypt { id, keys } => {
+                let mut dec = AeadDecryptor::new();
+                let mut open = |bin: &[u8]| -> Result<Vec<u8>, String> {
+                    let h = aead::header_of(bin).map_err(|e| e.to_string())?;
+                    let key = key_for(keys, *id, &h)?;
+                    dec.decrypt(bin, key, ctx).map_err(|e| e.to_string())
+                };
+                if out_type == DataType::Binary {
+                    map_binary(input, 0, |v, out| {
+                        out.extend_from_slice(&open(v)?);
+                        Ok(())
+                    })?
+                } else {
+                    map_text(input, 0, |_, v, out| {
+                        let bin = aead::decode(v).map_err(|e| e.to_string())?;
+                        let pt = open(&bin)?;
+                        out.push_str(
+                            std::str::from_utf8(&pt).map_err(|_| "plaintext is not UTF-8")?,
+                        );
+                        Ok(())
+                    })?
+                }
+            }
+            Op::Seal { id, version, key } => {
+                let mut c = SivCipher::new(*id, *version, key)
+                    .map_err(|e| KernelError::Config(e.to_string()))?;
+                if out_type == DataType::Binary {
+                    map_binary(input, 26, |v, out| {
+                        c.encrypt_into(v, ctx, out).map_err(|e| e.to_string())
+                    })?
+                } else {
+                    let mut scratch = Vec::with_capacity(256);
+                    map_text(input, 40, |_, v, out| {
+                        c.encrypt_text_into(v, ctx, &mut scratch, out)
+                            .map_err(|e| e.to_string())
+                    })?
+                }
+            }
+            Op::Open { id, keys } => {
+                let mut ciphers: Vec<(u32, SivCipher)> = Vec::new();
+                let mut open = |bin: &[u8]| -> Result<Vec<u8>, String> {
+                    let h = siv::header_of(bin).map_err(|e| e.to_string())?;
+                    let key = key_for(keys, *id, &h)?;
+                    let pos = match ciphers.iter().position(|(v, _)| *v == h.version) {
+                        Some(p) => p,
+                        None => {
+                            let c = SivCipher::new(h.key_id, h.version, key)
+                                .map_err(|e| e.to_string())?;
+                            ciphers.push((h.version, c));
+                            ciphers.len() - 1
+                        }
+                    };
+                    ciphers[pos].1.decrypt(bin, ctx).map_err(|e| e.to_string())
+                };
+                if out_type == DataType::Binary {
+                    map_binary(input, 0, |v, out| {
+                        out.extend_from_slice(&open(v)?);
+                        Ok(())
+                    })?
+                } else {
+                    map_text(input, 0, |_, v, out| {
+                        let bin = siv::decode(v).map_err(|e| e.to_string())?;
+                        let pt = open(&bin)?;
+                        out.push_str(
+                            std::str::from_utf8(&pt).map_err(|_| "plaintext is not UTF-8")?,
+                        );
+                        Ok(())
+                    })?
+                }
+            }
+            Op::Fpe {
+                cipher,
+                format,
+                decrypt,
+            } => map_text(input, 0, |_, v, out| {
+                let r = if *decrypt {
+                    cipher.decrypt(v, *format, ctx)
+                } else {
+                    cipher.encrypt(v, *format, ctx)
+                };
+                out.push_str(&r.map_err(|e| e.to_string())?);
+                Ok(())
+            })?,
+            Op::Tokenize(t) => map_text(input, 0, |_, v, out| {
+                t.token_into(v.as_bytes(), out);
+                Ok(())
+            })?,
+            Op::Mask(m) => map_text(input, 0, |_, v, out| {
+                m.apply(v, out);
+                Ok(())
+            })?,
+            Op::Redact(r) => {
+                let mut state = r.state(ctx)?;
+                map_text(input, 0, |_, v, out| r.redact(v, &mut state, out))?
+            }
+            Op::GeneralizeZip(keep) => map_text(input, 0, |_, v, out| {
+                let mut digits = 0;
+                for c in v.chars() {
+                    if c.is_ascii_digit() {
+                        digits += 1;
+                        out.push(if digits > *keep { '*' } else { c });
+                    } else {
+                        out.push(c);
+                    }
+                }
+                Ok(())
+            })?,
+            Op::GeneralizeDate { year } => crate::time::generalize(input, *year)?,
+            Op::GeneralizeNumber(b) => crate::time::bucket(input, *b)?,
+            Op::DateShift { mac, max_days } => {
+                let subject = subject.ok_or_else(|| {
+                    KernelError::Config("date_shift needs its subject column".into())
+                })?;
+                let subject = cast(subject, &DataType::Utf8)?;
+                let subject = subject
+                    .as_any()
+                    .downcast_ref::<StringArray>()
+                    .ok_or_else(|| KernelError::Type("subject is not text".into()))?;
+                let span = 2 * u64::from(*max_days) + 1;
+                let offsets: Vec<Option<i64>> = (0..subject.len())
+                    .map(|i| {
+                        (!subject.is_null(i)).then(|| {
+                            (mac.mac_u64(subject.value(i).as_bytes()) % span) as i64
+                                - i64::from(*max_days)
+                        })
+                    })
+                    .collect();
+                crate::time::shift(input, &offsets)?
+            }
+        };
+        let array = if out.array.data_type() != &out_type {
+            cast(&out.array, &out_type)?
+        } else {
+            out.array
+        };
+        Ok(Output {
+            array,
+            failures: out.failures,
+        })
+    }
+}
+
+/// The material for the version a ciphertext header names, if it belongs to key `id`.
+fn key_for<'k>(keys: &'k KeySet, id: u32, h: &Header) -> Result<&'k SecretBytes, String> {
+    if h.key_id != id {
+        let named = keys.name_of(h.key_id).map_or_else(
+            || format!("key id {}", h.key_id),
+            |n| format!("key \"{n}\""),
+        );
+        return Err(format!("the ciphertext was written with {named}"));
+    }
+    keys.material
+        .get(&(h.key_id, h.version))
+        .ok_or_else(|| keys.why(h.key_id, h.version))
+}
+
+/// Runs `f` over every non-null cell of `input` as text, building a string array.
+pub(crate) fn map_text(
+    input: &ArrayRef,
+    extra_per_cell: usize,
+    mut f: impl FnMut(usize, &str, &mut String) -> Result<(), String>,
+) -> Result<Output, KernelError> {
+    let text = cast(input, &DataType::Utf8)?;
+    let text = text
+        .as_any()
+        .downcast_ref::<StringArray>()
+        .ok_or_else(|| KernelError::Type("cast to text failed".into()))?;
+    let n = text.len();
+    let mut b = StringBuilder::with_capacity(
+        n,
+        text.value_data().len() * if extra_per_cell > 0 { 2 } else { 1 } + n * extra_per_cell,
+    );
+    let mut cell = String::with_capacity(256);
+    let mut failures = Vec::new();
+    for i in 0..n {
+        if text.is_null(i) {
+            b.append_null();
+            continue;
+        }
+        cell.clear();
+        match f(i, text.value(i), &mut cell) {
+            Ok(()) => b.append_value(&cell),
+            Err(reason) => {
+                failures.push((i, reason));
+                b.append_null();
+            }
+        }
+    }
+    Ok(Output {
+        array: Arc::new(b.finish()),
+        failures,
+    })
+}
+
+/// Runs `f` over every non-null cell of a binary `input`.
+fn map_binary(
+    input: &ArrayRef,
+    extra_per_cell: usize,
+    mut f: impl FnMut(&[u8], &mut Vec<u8>) -> Result<(), String>,
+) -> Result<Output, KernelError> {
+    let bin = cast(input, &DataType::Binary)?;
+    let bin = bin
+        .as_any()
+        .downcast_ref::<BinaryArray>()
+        .ok_or_else(|| KernelError::Type("cast to binary failed".into()))?;
+    let n = bin.len();
+    let mut b = BinaryBuilder::with_capacity(n, bin.value_data().len() + n * extra_per_cell);
+    let mut cell = Vec::with_capacity(256);
+    let mut failures = Vec::new();
+    for i in 0..n {
+        if bin.is_null(i) {
+            b.append_null();
+            continue;
+        }
+        cell.clear();
+        match f(bin.value(i), &mut cell) {
+            Ok(()) => b.append_value(&cell),
+            Err(reason) => {
+                failures.push((i, reason));
+                b.append_null();
+            }
+        }
+    }
+    Ok(Output {
+        array: Arc::new(b.finish()),
+        failures,
+    })
+}

@@ -1,0 +1,24 @@
+//! custos protection operations: one kernel per operation over Arrow arrays ([`Kernel`]),
+//! exposed twice with the same code path: as DataFusion scalar UDFs for SQL ([`udf`]) and to
+//! the engine's declarative `protect` transform.
+//!
+//! Every output field of a protection operation carries the field metadata
+//! [`PROTECTED_META`] (the operation's name); fields holding personal data carry [`PII_META`]
+//! (its class). The engine's PII gate reads both before a sink commits.
+
+mod kernel;
+mod mask;
+mod redact;
+mod time;
+pub mod udf;
+
+pub use kernel::{Kernel, KernelError, Output, Replacement};
+pub use mask::MaskSpec;
+pub use redact::Redactor;
+
+/// Field metadata key set on every column a protection operation produced (value: the
+/// operation, e.g. `encrypt`).
+pub const PROTECTED_META: &str = "custos.protected";
+/// Field metadata key on columns known to hold personal data (value: the class, e.g. `email`,
+/// or `declared`).
+pub const PII_META: &str = "custos.pii";
