@@ -149,17 +149,27 @@ pub async fn write(
                             PqCompression::ZSTD(ZstdLevel::try_new(l).unwrap_or_default())
                         }
                     };
-                let props = WriterProperties::builder()
-                    .set_compression(compression)
-                    .set_max_row_group_row_count(Some(p.row_group_size))
-                    .set_created_by(format!("custos {}", env!("CARGO_PKG_VERSION")))
-                    .build();
                 let schema = Arc::new(
                     stream
                         .schema()
                         .project(&cols)
                         .map_err(|e| df_err(ctx.clone())(e.into()))?,
                 );
+                let mut props = WriterProperties::builder()
+                    .set_compression(compression)
+                    .set_max_row_group_row_count(Some(p.row_group_size))
+                    .set_created_by(format!("custos {}", env!("CARGO_PKG_VERSION")));
+                // Ciphertexts and tokens are incompressible: compressing them costs time
+                // (zstd: ~0.8 s per 1M cells) and saves nothing.
+                for f in schema.fields() {
+                    if custos_core::incompressible(f.metadata()) {
+                        props = props.set_column_compression(
+                            datafusion::parquet::schema::types::ColumnPath::from(f.name().as_str()),
+                            PqCompression::UNCOMPRESSED,
+                        );
+                    }
+                }
+                let props = props.build();
                 let mut w = AsyncArrowWriter::try_new(out, schema, Some(props)).map_err(|e| {
                     df_err(ctx.clone())(datafusion::error::DataFusionError::ParquetError(Box::new(
                         e,

@@ -66,10 +66,18 @@ pub(crate) fn parse_bool(t: &str) -> Option<bool> {
 
 /// Days since 1970-01-01 of a `YYYY-MM-DD` date.
 pub fn parse_date(t: &str) -> Option<i32> {
-    if t.len() != 10 {
+    let b = t.as_bytes();
+    if b.len() != 10 || b[4] != b'-' || b[7] != b'-' {
         return None;
     }
-    let d = NaiveDate::parse_from_str(t, "%Y-%m-%d").ok()?;
+    // A fixed layout: parse the digits directly (chrono's format parser is the slow part of
+    // reading date columns).
+    let num = |r: std::ops::Range<usize>| -> Option<u32> {
+        b[r].iter().try_fold(0u32, |acc, c| {
+            c.is_ascii_digit().then(|| acc * 10 + u32::from(c - b'0'))
+        })
+    };
+    let d = NaiveDate::from_ymd_opt(i32::try_from(num(0..4)?).ok()?, num(5..7)?, num(8..10)?)?;
     i32::try_from(d.signed_duration_since(EPOCH).num_days()).ok()
 }
 
@@ -221,5 +229,29 @@ mod tests {
             Ok(Cell::Ts(1_000_000))
         ));
         assert!(coerce(ColumnType::Float64, "inf").is_err());
+    }
+}
+
+#[cfg(test)]
+mod date_tests {
+    use super::parse_date;
+
+    #[test]
+    fn iso_dates_parse_and_impossible_ones_do_not() {
+        assert_eq!(parse_date("1970-01-01"), Some(0));
+        assert_eq!(parse_date("2024-02-29"), Some(19_782));
+        assert_eq!(parse_date("1969-12-31"), Some(-1));
+        for bad in [
+            "2023-02-29",
+            "2024-13-01",
+            "2024-00-10",
+            "2024-1-010",
+            "+024-01-01",
+            "2024/01/01",
+            "2024-01-0a",
+            "20240101",
+        ] {
+            assert_eq!(parse_date(bad), None, "{bad}");
+        }
     }
 }

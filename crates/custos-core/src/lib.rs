@@ -13,6 +13,21 @@ pub use types::{ColumnType, ColumnTypeError};
 /// User columns may not start with it; sinks never write such columns.
 pub const RESERVED_PREFIX: &str = "_custos_";
 
+/// Field metadata key set on every column a protection operation produced (value: the
+/// operation, e.g. `encrypt`).
+pub const PROTECTED_META: &str = "custos.protected";
+/// Field metadata key on columns known to hold personal data (value: the class).
+pub const PII_META: &str = "custos.pii";
+
+/// Whether a protected column's values look random (ciphertexts, tokens), so that compressing
+/// them only costs time.
+pub fn incompressible(metadata: &std::collections::HashMap<String, String>) -> bool {
+    matches!(
+        metadata.get(PROTECTED_META).map(String::as_str),
+        Some("encrypt" | "encrypt_deterministic" | "tokenize")
+    )
+}
+
 /// True when `name` is a column custos manages itself.
 pub fn is_reserved_column(name: &str) -> bool {
     name.starts_with(RESERVED_PREFIX)

@@ -52,6 +52,18 @@ fn main() {
         }
         total
     });
+    measure("aes256gcm encrypt binary", n, || {
+        let mut enc = AeadEncryptor::new(1, 1, &key).unwrap();
+        let mut out = Vec::with_capacity(100);
+        let mut total = 0;
+        for s in &data {
+            out.clear();
+            enc.encrypt_into(s.as_bytes(), b"t\0email", &mut out)
+                .unwrap();
+            total += out.len();
+        }
+        total
+    });
     let mut enc = AeadEncryptor::new(1, 1, &key).unwrap();
     let cts: Vec<Vec<u8>> = data
         .iter()

@@ -137,10 +137,16 @@ impl AeadEncryptor {
         out.extend_from_slice(&self.salt);
         out.extend_from_slice(&nonce);
         out.extend_from_slice(plaintext);
-        self.aad.clear();
-        self.aad
-            .extend_from_slice(&out[start..start + HEADER_LEN + SALT_LEN]);
-        self.aad.extend_from_slice(context);
+        // The associated data only changes with the salt or the context: rebuild it then.
+        if self.aad.len() < HEADER_LEN + SALT_LEN
+            || self.aad[HEADER_LEN..HEADER_LEN + SALT_LEN] != self.salt
+            || &self.aad[HEADER_LEN + SALT_LEN..] != context
+        {
+            self.aad.clear();
+            self.aad
+                .extend_from_slice(&out[start..start + HEADER_LEN + SALT_LEN]);
+            self.aad.extend_from_slice(context);
+        }
         let body = &mut out[start + PREFIX_LEN..];
         let tag = self
             .cipher

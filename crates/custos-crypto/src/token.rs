@@ -5,7 +5,8 @@
 //! tables. Truncation below 16 bytes raises the collision risk: at 8 bytes, 2^32 distinct
 //! values give a collision with probability about 1/2.
 
-use aws_lc_rs::hmac::{HMAC_SHA256, Key, sign};
+use hmac::{Hmac, KeyInit, Mac};
+use sha2_11::Sha256;
 
 use crate::{CryptoError, SecretBytes};
 
@@ -21,7 +22,7 @@ pub enum Encoding {
 /// A keyed tokenizer; the HMAC key (inner and outer pads) is prepared once, not per value.
 #[derive(Clone)]
 pub struct Tokenizer {
-    mac: Key,
+    mac: Hmac<Sha256>,
     bytes: usize,
     encoding: Encoding,
 }
@@ -49,7 +50,12 @@ impl Tokenizer {
                 "token length must be 8 to 32 bytes".into(),
             ));
         }
-        let mac = Key::new(HMAC_SHA256, key.expose());
+        let mac = <Hmac<Sha256> as KeyInit>::new_from_slice(key.expose()).map_err(|_| {
+            CryptoError::KeySize {
+                algorithm: "HMAC-SHA256",
+                expected: 32,
+            }
+        })?;
         Ok(Self {
             mac,
             bytes,
@@ -59,8 +65,8 @@ impl Tokenizer {
 
     /// Appends the token of `value` to `out`.
     pub fn token_into(&self, value: &[u8], out: &mut String) {
-        let full = sign(&self.mac, value);
-        let t = &full.as_ref()[..self.bytes];
+        let full = self.sign(value);
+        let t = &full[..self.bytes];
         match self.encoding {
             Encoding::Hex => {
                 const HEX: &[u8; 16] = b"0123456789abcdef";
@@ -79,14 +85,23 @@ impl Tokenizer {
         }
     }
 
+    /// The full MAC of `value`: the prepared key state is cloned, so per value this costs
+    /// the two compressions of a short message and no key schedule.
+    fn sign(&self, value: &[u8]) -> [u8; 32] {
+        let mut m = self.mac.clone();
+        m.update(value);
+        m.finalize().into_bytes().into()
+    }
+
     /// A tokenizer under the subkey `HMAC(key, "custos/derive/" + purpose)`: values derived
     /// for another purpose (date-shift offsets) cannot be computed from published tokens.
     pub fn derived(&self, purpose: &str) -> Self {
         let mut label = b"custos/derive/".to_vec();
         label.extend_from_slice(purpose.as_bytes());
-        let sub = sign(&self.mac, &label);
+        let sub = self.sign(&label);
         Self {
-            mac: Key::new(HMAC_SHA256, sub.as_ref()),
+            mac: <Hmac<Sha256> as KeyInit>::new_from_slice(&sub)
+                .unwrap_or_else(|_| self.mac.clone()),
             bytes: self.bytes,
             encoding: self.encoding,
         }
@@ -94,9 +109,9 @@ impl Tokenizer {
 
     /// The first 8 bytes of the MAC of `value` as an integer.
     pub fn mac_u64(&self, value: &[u8]) -> u64 {
-        let tag = sign(&self.mac, value);
+        let tag = self.sign(value);
         let mut b = [0u8; 8];
-        b.copy_from_slice(&tag.as_ref()[..8]);
+        b.copy_from_slice(&tag[..8]);
         u64::from_be_bytes(b)
     }
 
@@ -115,5 +130,11 @@ impl Tokenizer {
 
 /// Full HMAC-SHA256, for published test vectors.
 pub fn hmac_sha256(key: &[u8], data: &[u8]) -> Vec<u8> {
-    sign(&Key::new(HMAC_SHA256, key), data).as_ref().to_vec()
+    match <Hmac<Sha256> as KeyInit>::new_from_slice(key) {
+        Ok(mut m) => {
+            m.update(data);
+            m.finalize().into_bytes().to_vec()
+        }
+        Err(_) => Vec::new(), // HMAC accepts keys of any length
+    }
 }

@@ -16,9 +16,4 @@ pub use kernel::{Kernel, KernelError, Output, Replacement};
 pub use mask::MaskSpec;
 pub use redact::Redactor;
 
-/// Field metadata key set on every column a protection operation produced (value: the
-/// operation, e.g. `encrypt`).
-pub const PROTECTED_META: &str = "custos.protected";
-/// Field metadata key on columns known to hold personal data (value: the class, e.g. `email`,
-/// or `declared`).
-pub const PII_META: &str = "custos.pii";
+pub use custos_core::{PII_META, PROTECTED_META};
