@@ -16,4 +16,4 @@ pub use diag::{Diagnostic, Diagnostics, Severity, SourceMap};
 pub use graph::Graph;
 pub use load::{LoadError, Loaded, load, load_str};
 pub use model::*;
-pub use protect::{ColumnAction, ColumnActions, DangerSection, ProtectTransform};
+pub use protect::{ColumnAction, ColumnActions, DangerSection, DetectionSection, ProtectTransform};

@@ -51,7 +51,14 @@ pub fn load(path: &Path) -> Result<Loaded, LoadError> {
     Ok(load_str(path, &text))
 }
 
-const TOP_KEYS: &[&str] = &["pipeline", "sources", "transforms", "sinks", "danger"];
+const TOP_KEYS: &[&str] = &[
+    "pipeline",
+    "sources",
+    "transforms",
+    "sinks",
+    "danger",
+    "detection",
+];
 
 /// Checks a pipeline given as text; `path` names it in diagnostics and anchors relative paths.
 pub fn load_str(path: &Path, text: &str) -> Loaded {
@@ -81,6 +88,7 @@ pub fn load_str(path: &Path, text: &str) -> Loaded {
         transforms: Vec::new(),
         sinks: Vec::new(),
         danger: crate::DangerSection::default(),
+        detection: crate::DetectionSection::default(),
     };
     let mut diags = Diagnostics::default();
 
@@ -152,6 +160,22 @@ pub fn load_str(path: &Path, text: &str) -> Loaded {
         config.danger = d;
     }
 
+    if let Some(v) = root.get("detection")
+        && let Some(d) =
+            deserialize::<crate::DetectionSection>(v.clone(), "detection", &map, &mut diags)
+    {
+        match custos_detect::Detector::new(d.detector_config()) {
+            Ok(_) => config.detection = d,
+            Err(e) => diags.push(map.error_at("detection.custom", e.to_string())),
+        }
+    }
+    let custom_names: Vec<String> = config
+        .detection
+        .custom
+        .iter()
+        .map(|c| c.name.clone())
+        .collect();
+
     // Every declared name, including components whose options are wrong, so that a broken
     // component does not also produce "no component named" errors downstream.
     let mut names: Vec<(String, String)> = Vec::new();
@@ -201,9 +225,10 @@ pub fn load_str(path: &Path, text: &str) -> Loaded {
                     if let Some(i) = &inputs {
                         edges.push(("transforms", name.clone(), i.clone()));
                     }
-                    if let (Some(kind), Some(inputs)) =
-                        (transform_kind(ct, span, &key, &map, &mut diags), inputs)
-                    {
+                    if let (Some(kind), Some(inputs)) = (
+                        transform_kind(ct, span, &key, &custom_names, &map, &mut diags),
+                        inputs,
+                    ) {
                         config.transforms.push(Transform { name, inputs, kind });
                     }
                 }
@@ -533,6 +558,7 @@ fn transform_kind(
     t: &DeTable<'_>,
     span: Range<usize>,
     key: &str,
+    custom: &[String],
     map: &SourceMap,
     diags: &mut Diagnostics,
 ) -> Option<TransformKind> {
@@ -552,7 +578,7 @@ fn transform_kind(
         }
         "protect" => {
             let p: crate::ProtectTransform = deserialize(v, key, map, diags)?;
-            check_protect(&p, key, map, diags).then_some(TransformKind::Protect(p))
+            check_protect(&p, key, custom, map, diags).then_some(TransformKind::Protect(p))
         }
         "rewrap" => {
             let r: RewrapTransform = deserialize(v, key, map, diags)?;
@@ -599,6 +625,7 @@ const PII_TYPES: &[&str] = &[
 fn check_protect(
     p: &crate::ProtectTransform,
     key: &str,
+    custom: &[String],
     map: &SourceMap,
     diags: &mut Diagnostics,
 ) -> bool {
@@ -662,7 +689,7 @@ fn check_protect(
                 key: rk,
             } => {
                 for (i, t) in types.iter().flatten().enumerate() {
-                    if !PII_TYPES.contains(&t.as_str()) {
+                    if !PII_TYPES.contains(&t.as_str()) && !custom.contains(t) {
                         let mut m = format!(
                             "unknown PII type \"{t}\"; expected one of {}",
                             PII_TYPES.join(", ")

@@ -25,6 +25,8 @@ pub struct PipelineConfig {
     pub sinks: Vec<Sink>,
     /// The `[danger]` table.
     pub danger: crate::DangerSection,
+    /// The `[detection]` table.
+    pub detection: crate::DetectionSection,
 }
 
 impl PipelineConfig {

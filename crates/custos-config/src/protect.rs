@@ -220,3 +220,30 @@ impl DangerSection {
         })
     }
 }
+
+/// The `[detection]` table: the detector settings shared by `redact`, the PII gate and
+/// `custos scan`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DetectionSection {
+    /// Findings scoring below this are ignored (default 0.5).
+    #[serde(default)]
+    pub min_score: Option<f32>,
+    /// Extra detectors: `{ name, pattern, checksum = "luhn" | "mod97", context = [...], score }`.
+    #[serde(default)]
+    pub custom: Vec<custos_detect::CustomDetector>,
+}
+
+impl DetectionSection {
+    /// The detector configuration: every built-in kind plus the custom detectors.
+    pub fn detector_config(&self) -> custos_detect::DetectorConfig {
+        let mut c = custos_detect::DetectorConfig {
+            custom: self.custom.clone(),
+            ..Default::default()
+        };
+        if let Some(m) = self.min_score {
+            c.min_score = m;
+        }
+        c
+    }
+}

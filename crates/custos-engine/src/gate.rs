@@ -70,8 +70,14 @@ pub(crate) fn declared(config: &PipelineConfig) -> BTreeMap<String, String> {
     out
 }
 
+/// Whether a protection operation produced the column. Redacted free text is still scanned:
+/// a redaction of some types leaves the others in the clear.
 fn is_protected(schema: &Schema, i: usize) -> bool {
-    schema.field(i).metadata().contains_key(PROTECTED_META)
+    schema
+        .field(i)
+        .metadata()
+        .get(PROTECTED_META)
+        .is_some_and(|a| a != "redact")
 }
 
 /// The schema-level violations of `sink`: `(column, class)` pairs not allowed by `[danger]`.
@@ -82,9 +88,10 @@ pub(crate) fn static_violations(
     declared: &BTreeMap<String, String>,
 ) -> Vec<(String, String)> {
     let mut out = Vec::new();
-    for (i, f) in schema.fields().iter().enumerate() {
+    for f in schema.fields() {
         let name = f.name();
-        if custos_core::is_reserved_column(name) || is_protected(schema, i) {
+        // Any protection operation satisfies the declaration; redacted text is scanned later.
+        if custos_core::is_reserved_column(name) || f.metadata().contains_key(PROTECTED_META) {
             continue;
         }
         let class = f

@@ -185,7 +185,7 @@ pub(crate) async fn plan(
         diags.push(map.error_at_key("transforms", e.clone()));
         return None;
     }
-    let env = UdfEnv::new(keys.clone());
+    let env = UdfEnv::new(keys.clone(), config.detection.detector_config());
     let ctx = session(config, &env);
     let store = local_store();
     let batch_size = config.pipeline.batch_size.unwrap_or(8192);

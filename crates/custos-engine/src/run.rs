@@ -373,7 +373,7 @@ async fn execute(
     let mut tasks = Vec::new();
     let mut temps = Vec::new();
     let detector = Arc::new(
-        custos_detect::Detector::new(custos_detect::DetectorConfig::default())
+        custos_detect::Detector::new(config.detection.detector_config())
             .map_err(|e| format!("PII detector: {e}"))?,
     );
     for s in &config.sinks {

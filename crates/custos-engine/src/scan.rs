@@ -10,7 +10,7 @@ use custos_config::PipelineConfig;
 use custos_connectors::files::local_store;
 use custos_connectors::quarantine::Quarantine;
 use custos_connectors::source::{SourceReader, SourceStats, discover};
-use custos_detect::{ColumnProfile, Detector, DetectorConfig, classify_column};
+use custos_detect::{ColumnProfile, Detector, classify_column};
 use datafusion::arrow::array::{Array, StringArray};
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::DataType;
@@ -61,7 +61,7 @@ pub async fn scan(
     sample: usize,
     seed: u64,
 ) -> Result<Vec<SourceScan>, String> {
-    let detector = Detector::new(DetectorConfig::default()).map_err(|e| e.to_string())?;
+    let detector = Detector::new(config.detection.detector_config()).map_err(|e| e.to_string())?;
     let store = local_store();
     let quarantine = Arc::new(Quarantine::new(
         std::env::temp_dir().join("custos-check-unused.jsonl"),

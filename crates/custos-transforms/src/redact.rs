@@ -23,17 +23,27 @@ pub(crate) struct RedactState {
 }
 
 impl Redactor {
-    /// A redactor for the named PII types (`email`, `phone`, ...), replacing with labels.
-    pub fn new(types: &[String]) -> Result<Self, KernelError> {
+    /// A redactor for the named PII types (`email`, `phone`, ..., or the name of a custom
+    /// detector of `base`), replacing with labels.
+    pub fn new(types: &[String], base: &DetectorConfig) -> Result<Self, KernelError> {
         let mut kinds = Vec::with_capacity(types.len());
+        let mut custom = Vec::new();
         for t in types {
+            if let Some(c) = base.custom.iter().find(|c| &c.name == t) {
+                custom.push(c.clone());
+                continue;
+            }
             kinds.push(
                 t.parse::<PiiKind>()
                     .map_err(|e| KernelError::Config(e.to_string()))?,
             );
         }
-        let detector = Detector::new(DetectorConfig::only(&kinds))
-            .map_err(|e| KernelError::Config(e.to_string()))?;
+        let detector = Detector::new(DetectorConfig {
+            enabled: kinds,
+            min_score: base.min_score,
+            custom,
+        })
+        .map_err(|e| KernelError::Config(e.to_string()))?;
         Ok(Self::with_detector(Arc::new(detector)))
     }
 

@@ -38,6 +38,7 @@ use crate::{PII_META, PROTECTED_META};
 /// What the UDFs share: the keys (or why there are none) and built kernels.
 pub struct UdfEnv {
     keys: std::result::Result<Arc<KeySet>, String>,
+    detection: custos_detect::DetectorConfig,
     kernels: Mutex<HashMap<String, Arc<Kernel>>>,
     redactors: Mutex<HashMap<Vec<String>, Arc<Redactor>>>,
 }
@@ -53,9 +54,13 @@ impl std::fmt::Debug for UdfEnv {
 impl UdfEnv {
     /// An environment over `keys`, or the reason keys are unavailable (reported when a
     /// function that needs a key is planned).
-    pub fn new(keys: std::result::Result<Arc<KeySet>, String>) -> Arc<Self> {
+    pub fn new(
+        keys: std::result::Result<Arc<KeySet>, String>,
+        detection: custos_detect::DetectorConfig,
+    ) -> Arc<Self> {
         Arc::new(Self {
             keys,
+            detection,
             kernels: Mutex::new(HashMap::new()),
             redactors: Mutex::new(HashMap::new()),
         })
@@ -75,7 +80,7 @@ impl UdfEnv {
         if let Some(r) = m.get(types) {
             return Ok(r.clone());
         }
-        let r = Arc::new(Redactor::new(types)?);
+        let r = Arc::new(Redactor::new(types, &self.detection)?);
         m.insert(types.to_vec(), r.clone());
         Ok(r)
     }

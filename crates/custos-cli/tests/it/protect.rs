@@ -413,3 +413,90 @@ path = "out.csv"
         "{all}"
     );
 }
+
+#[test]
+fn custom_detectors_from_config_redact_in_config_and_sql() {
+    let p = setup();
+    p.write(
+        "staff.csv",
+        "id,notes\n1,Employee EMP-123456 mailed ada@example.org today\n2,nothing here\n",
+    );
+    let pipeline = |name: &str, detection: &str| {
+        format!(
+            r#"
+[pipeline]
+name = "{name}"
+[detection]
+{detection}
+[sources.staff]
+type = "csv"
+path = "staff.csv"
+[transforms.safe]
+type = "protect"
+inputs = ["staff"]
+columns.notes = {{ action = "redact", types = ["employee_id", "email"] }}
+[transforms.sql]
+type = "sql"
+inputs = ["staff"]
+query = "SELECT id, redact_pii(notes, 'employee_id,email') AS notes FROM staff"
+[sinks.out]
+type = "csv"
+inputs = ["safe"]
+path = "{name}.csv"
+[sinks.sql_out]
+type = "csv"
+inputs = ["sql"]
+path = "{name}_sql.csv"
+"#
+        )
+    };
+    p.write(
+        "custom.toml",
+        pipeline(
+            "custom",
+            r#"custom = [{ name = "employee_id", pattern = 'EMP-\d{6}', context = ["employee"], score = 0.9 }]"#,
+        ),
+    );
+    let (code, o, e) = custos(&p, &["run", "custom.toml"]);
+    assert_eq!(code, 0, "{o}{e}");
+    let out = p.read("custom.csv");
+    assert!(
+        out.contains("1,Employee <EMPLOYEE_ID> mailed <EMAIL> today"),
+        "{out}"
+    );
+    let out = p.read("custom_sql.csv");
+    assert!(
+        out.contains("1,Employee <EMPLOYEE_ID> mailed <EMAIL> today"),
+        "{out}"
+    );
+
+    // Redacting only some types leaves the others in the clear: the gate still catches them.
+    p.write(
+        "partial.toml",
+        pipeline(
+            "partial",
+            r#"custom = [{ name = "employee_id", pattern = 'EMP-\d{6}', context = ["employee"], score = 0.9 }]"#,
+        )
+        .replace("'employee_id,email'", "'employee_id'"),
+    );
+    let (code, o, e) = custos(&p, &["run", "partial.toml"]);
+    assert_eq!(code, 1, "{o}{e}");
+    assert!(
+        e.contains("sink \"sql_out\": column \"notes\" carries unprotected PII (email)"),
+        "{e}"
+    );
+
+    // A bad pattern, and an unknown type name, are config errors.
+    p.write(
+        "bad.toml",
+        pipeline(
+            "bad",
+            r#"custom = [{ name = "employee_id", pattern = 'EMP-(\d{6}', score = 0.9 }]"#,
+        ),
+    );
+    let (code, o, e) = custos(&p, &["validate", "bad.toml"]);
+    assert_eq!(code, 2, "{o}{e}");
+    let all = format!("{o}{e}");
+    assert!(all.contains("detection.custom"), "{all}");
+    assert!(all.contains("unknown PII type \"employee_id\""), "{all}");
+}

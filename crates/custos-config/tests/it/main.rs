@@ -175,7 +175,7 @@ compression = "brotli"
     assert_eq!(
         errors(text),
         [
-            "error: p.toml:3:2: pipelines: unknown top-level key \"pipelines\"; expected one of pipeline, sources, transforms, sinks, danger; did you mean \"pipeline\"?",
+            "error: p.toml:3:2: pipelines: unknown top-level key \"pipelines\"; expected one of pipeline, sources, transforms, sinks, danger, detection; did you mean \"pipeline\"?",
             "error: p.toml:8:13: sources.raw.delimiter: `delimiter` must be a single ASCII character",
             "error: p.toml:12:10: transforms.t.rules[0]: rule checks nothing: add not_null, unique, regex, min, max, one_of, min_length or max_length",
             "error: p.toml:12:52: transforms.t.rules[1].regex: invalid regular expression: error: unclosed group",
