@@ -18,7 +18,7 @@ use datafusion::prelude::{SessionConfig, SessionContext};
 use object_store::ObjectStore;
 
 use crate::component::ComponentTable;
-use crate::exec::{Counter, MapExec};
+use crate::exec::{BatchOp, Counter, MapExec};
 use crate::protect::ProtectOp;
 use crate::rewrap::RewrapOp;
 use crate::validate::{ValidateOp, ValidateStats};
@@ -300,113 +300,37 @@ pub(crate) async fn plan(
                     }
                 }
             },
-            TransformKind::Rewrap(r) => {
-                let input = &t.inputs[0];
-                if t.inputs.len() != 1 {
-                    diags.push(map.error_at(
-                        &format!("{key}.inputs"),
-                        "a rewrap transform takes exactly one input".to_string(),
-                    ));
-                    Err(())
-                } else {
-                    let _ = &r.keystore;
-                    match (ctx.table_provider(input.as_str()).await, keys.clone()) {
-                        (Err(e), _) => {
-                            diags.push(map.error_at(&format!("{key}.inputs[0]"), plan_message(&e)));
-                            Err(())
-                        }
-                        (_, Err(e)) => {
-                            diags.push(map.error_at_key(&key, e));
-                            Err(())
-                        }
-                        (Ok(provider), Ok(keys)) => {
-                            let stats = Arc::new(ValidateStats::default());
-                            let compiled = RewrapOp::compile(
-                                name,
-                                &r.columns,
-                                &provider.schema(),
-                                keys,
-                                quarantine.clone(),
-                                files.clone(),
-                                stats.clone(),
-                            );
-                            let table = op_table(compiled, provider, &key, map, diags);
-                            if table.is_ok() {
-                                validates.insert(name.clone(), stats);
+            kind => match single_input(&ctx, t, &key, map, diags).await {
+                None => Err(()),
+                Some(provider) => {
+                    let stats = Arc::new(ValidateStats::default());
+                    let schema = provider.schema();
+                    let (q, f) = (quarantine.clone(), files.clone());
+                    let compiled: Result<Arc<dyn BatchOp>, Vec<(String, String)>> = match kind {
+                        TransformKind::Rewrap(r) => match keys.clone() {
+                            Err(e) => Err(vec![("keystore".into(), e)]),
+                            Ok(k) => {
+                                RewrapOp::compile(name, &r.columns, &schema, k, q, f, stats.clone())
+                                    .map(|o| Arc::new(o) as Arc<dyn BatchOp>)
                             }
-                            table
+                        },
+                        TransformKind::Protect(p) => {
+                            ProtectOp::compile(name, &p.columns, &schema, &env, q, f, stats.clone())
+                                .map(|o| Arc::new(o) as Arc<dyn BatchOp>)
                         }
+                        TransformKind::Validate(v) => {
+                            ValidateOp::compile(name, &v.rules, &schema, q, f, stats.clone(), today)
+                                .map(|o| Arc::new(o) as Arc<dyn BatchOp>)
+                        }
+                        TransformKind::Sql(_) => Err(Vec::new()),
+                    };
+                    let table = op_table(compiled, provider, &key, map, diags);
+                    if table.is_ok() {
+                        validates.insert(name.clone(), stats);
                     }
+                    table
                 }
-            }
-            TransformKind::Protect(p) => {
-                let input = &t.inputs[0];
-                if t.inputs.len() != 1 {
-                    diags.push(map.error_at(
-                        &format!("{key}.inputs"),
-                        "a protect transform takes exactly one input".to_string(),
-                    ));
-                    Err(())
-                } else {
-                    match ctx.table_provider(input.as_str()).await {
-                        Err(e) => {
-                            diags.push(map.error_at(&format!("{key}.inputs[0]"), plan_message(&e)));
-                            Err(())
-                        }
-                        Ok(provider) => {
-                            let stats = Arc::new(ValidateStats::default());
-                            let compiled = ProtectOp::compile(
-                                name,
-                                &p.columns,
-                                &provider.schema(),
-                                &env,
-                                quarantine.clone(),
-                                files.clone(),
-                                stats.clone(),
-                            );
-                            let table = op_table(compiled, provider, &key, map, diags);
-                            if table.is_ok() {
-                                validates.insert(name.clone(), stats);
-                            }
-                            table
-                        }
-                    }
-                }
-            }
-            TransformKind::Validate(v) => {
-                let input = &t.inputs[0];
-                if t.inputs.len() != 1 {
-                    diags.push(map.error_at(
-                        &format!("{key}.inputs"),
-                        "a validate transform takes exactly one input".to_string(),
-                    ));
-                    Err(())
-                } else {
-                    match ctx.table_provider(input.as_str()).await {
-                        Err(e) => {
-                            diags.push(map.error_at(&format!("{key}.inputs[0]"), plan_message(&e)));
-                            Err(())
-                        }
-                        Ok(provider) => {
-                            let stats = Arc::new(ValidateStats::default());
-                            let compiled = ValidateOp::compile(
-                                name,
-                                &v.rules,
-                                &provider.schema(),
-                                quarantine.clone(),
-                                files.clone(),
-                                stats.clone(),
-                                today,
-                            );
-                            let table = op_table(compiled, provider, &key, map, diags);
-                            if table.is_ok() {
-                                validates.insert(name.clone(), stats);
-                            }
-                            table
-                        }
-                    }
-                }
-            }
+            },
         };
         match table {
             Ok(tbl) => {
@@ -497,9 +421,33 @@ async fn open_keys(
         .map_err(|e| format!("cannot load keys: {e}"))
 }
 
+/// The one input of a row-transforming transform (rewrap, protect, validate).
+async fn single_input(
+    ctx: &SessionContext,
+    t: &custos_config::Transform,
+    key: &str,
+    map: &SourceMap,
+    diags: &mut Diagnostics,
+) -> Option<Arc<dyn TableProvider>> {
+    if t.inputs.len() != 1 {
+        diags.push(map.error_at(
+            &format!("{key}.inputs"),
+            format!("a {} transform takes exactly one input", t.kind.type_name()),
+        ));
+        return None;
+    }
+    match ctx.table_provider(t.inputs[0].as_str()).await {
+        Ok(p) => Some(p),
+        Err(e) => {
+            diags.push(map.error_at(&format!("{key}.inputs[0]"), plan_message(&e)));
+            None
+        }
+    }
+}
+
 /// The table of a row-rejecting transform, or its compile errors as diagnostics under `key`.
-fn op_table<O: crate::exec::BatchOp + 'static>(
-    compiled: Result<O, Vec<(String, String)>>,
+fn op_table(
+    compiled: Result<Arc<dyn BatchOp>, Vec<(String, String)>>,
     input: Arc<dyn TableProvider>,
     key: &str,
     map: &SourceMap,
@@ -514,11 +462,7 @@ fn op_table<O: crate::exec::BatchOp + 'static>(
                     return Err(());
                 }
             };
-            Ok(Arc::new(ValidateTable {
-                input,
-                op: Arc::new(op),
-                schema,
-            }))
+            Ok(Arc::new(ValidateTable { input, op, schema }))
         }
         Err(errs) => {
             for (k, m) in errs {

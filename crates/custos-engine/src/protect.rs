@@ -198,19 +198,7 @@ impl BatchOp for ProtectOp {
         }
         let kept: Vec<ArrayRef> = self.keep.iter().map(|i| columns[*i].clone()).collect();
         let out = RecordBatch::try_new(self.schema.clone(), kept)?;
-        let rejected = failed
-            .into_iter()
-            .enumerate()
-            .filter_map(|(row, f)| {
-                let (column, reason) = f?;
-                Some(Rejected {
-                    row,
-                    rule: "protect".into(),
-                    column: Some(column),
-                    reason,
-                })
-            })
-            .collect();
+        let rejected = Rejected::from_failures(failed, "protect");
         self.rejector
             .reject_and_drop(&batch, out, first_row, &self.stats.quarantined, rejected)
     }

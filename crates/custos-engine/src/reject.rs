@@ -20,6 +20,25 @@ pub(crate) struct Rejected {
     pub reason: String,
 }
 
+impl Rejected {
+    /// The rejected rows of a batch from its per-row first failure `(column, reason)`.
+    pub(crate) fn from_failures(failed: Vec<Option<(String, String)>>, rule: &str) -> Vec<Self> {
+        failed
+            .into_iter()
+            .enumerate()
+            .filter_map(|(row, f)| {
+                let (column, reason) = f?;
+                Some(Rejected {
+                    row,
+                    rule: rule.to_string(),
+                    column: Some(column),
+                    reason,
+                })
+            })
+            .collect()
+    }
+}
+
 /// Writes rejected rows of one component to the quarantine, naming the source file and line
 /// when the rows still carry their provenance.
 #[derive(Debug)]

@@ -241,19 +241,7 @@ impl BatchOp for RewrapOp {
         }
         drop(w);
         let out = RecordBatch::try_new(batch.schema(), columns)?;
-        let rejected = fail
-            .into_iter()
-            .enumerate()
-            .filter_map(|(row, f)| {
-                let (column, reason) = f?;
-                Some(Rejected {
-                    row,
-                    rule: "rewrap".into(),
-                    column: Some(column),
-                    reason,
-                })
-            })
-            .collect();
+        let rejected = Rejected::from_failures(fail, "rewrap");
         self.rejector
             .reject_and_drop(&batch, out, first_row, &self.stats.quarantined, rejected)
     }

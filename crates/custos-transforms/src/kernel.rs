@@ -9,7 +9,7 @@ use custos_crypto::aead::{self, AeadDecryptor, AeadEncryptor};
 use custos_crypto::fpe::{Format, FpeCipher};
 use custos_crypto::siv::{self, SivCipher};
 use custos_crypto::token::{Encoding, Tokenizer};
-use custos_crypto::{Header, SecretBytes};
+use custos_crypto::{CryptoError, Header, SecretBytes};
 use custos_keys::{KeySet, Purpose};
 use datafusion::arrow::array::{
     Array, ArrayRef, BinaryArray, BinaryBuilder, StringArray, StringBuilder,
@@ -405,61 +405,33 @@ impl Kernel {
         let ctx = self.context.as_slice();
         let out = match &self.op {
             Op::Encrypt { id, version, key } => {
-                let mut enc = AeadEncryptor::new(*id, *version, key)
+                let enc = AeadEncryptor::new(*id, *version, key)
                     .map_err(|e| KernelError::Config(e.to_string()))?;
-                if out_type == DataType::Binary {
-                    map_binary(input, aead::OVERHEAD, |v, out| {
-                        enc.encrypt_into(v, ctx, out).map_err(|e| e.to_string())
-                    })?
-                } else {
-                    let mut scratch = Vec::with_capacity(256);
-                    map_text(input, 64, |_, v, out| {
-                        enc.encrypt_text_into(v, ctx, &mut scratch, out)
-                            .map_err(|e| e.to_string())
-                    })?
-                }
+                map_seal(
+                    input,
+                    out_type == DataType::Binary,
+                    aead::OVERHEAD,
+                    enc,
+                    ctx,
+                )?
             }
             Op::Decrypt { id, keys } => {
                 let mut dec = AeadDecryptor::new();
-                let mut open = |bin: &[u8]| -> Result<Vec<u8>, String> {
+                let open = |bin: &[u8]| -> Result<Vec<u8>, String> {
                     let h = aead::header_of(bin).map_err(|e| e.to_string())?;
                     let key = key_for(keys, *id, &h)?;
                     dec.decrypt(bin, key, ctx).map_err(|e| e.to_string())
                 };
-                if out_type == DataType::Binary {
-                    map_binary(input, 0, |v, out| {
-                        out.extend_from_slice(&open(v)?);
-                        Ok(())
-                    })?
-                } else {
-                    map_text(input, 0, |_, v, out| {
-                        let bin = aead::decode(v).map_err(|e| e.to_string())?;
-                        let pt = open(&bin)?;
-                        out.push_str(
-                            std::str::from_utf8(&pt).map_err(|_| "plaintext is not UTF-8")?,
-                        );
-                        Ok(())
-                    })?
-                }
+                map_open(input, out_type == DataType::Binary, aead::decode, open)?
             }
             Op::Seal { id, version, key } => {
-                let mut c = SivCipher::new(*id, *version, key)
+                let c = SivCipher::new(*id, *version, key)
                     .map_err(|e| KernelError::Config(e.to_string()))?;
-                if out_type == DataType::Binary {
-                    map_binary(input, 26, |v, out| {
-                        c.encrypt_into(v, ctx, out).map_err(|e| e.to_string())
-                    })?
-                } else {
-                    let mut scratch = Vec::with_capacity(256);
-                    map_text(input, 40, |_, v, out| {
-                        c.encrypt_text_into(v, ctx, &mut scratch, out)
-                            .map_err(|e| e.to_string())
-                    })?
-                }
+                map_seal(input, out_type == DataType::Binary, 26, c, ctx)?
             }
             Op::Open { id, keys } => {
                 let mut ciphers: Vec<(u32, SivCipher)> = Vec::new();
-                let mut open = |bin: &[u8]| -> Result<Vec<u8>, String> {
+                let open = |bin: &[u8]| -> Result<Vec<u8>, String> {
                     let h = siv::header_of(bin).map_err(|e| e.to_string())?;
                     let key = key_for(keys, *id, &h)?;
                     let pos = match ciphers.iter().position(|(v, _)| *v == h.version) {
@@ -473,21 +445,7 @@ impl Kernel {
                     };
                     ciphers[pos].1.decrypt(bin, ctx).map_err(|e| e.to_string())
                 };
-                if out_type == DataType::Binary {
-                    map_binary(input, 0, |v, out| {
-                        out.extend_from_slice(&open(v)?);
-                        Ok(())
-                    })?
-                } else {
-                    map_text(input, 0, |_, v, out| {
-                        let bin = siv::decode(v).map_err(|e| e.to_string())?;
-                        let pt = open(&bin)?;
-                        out.push_str(
-                            std::str::from_utf8(&pt).map_err(|_| "plaintext is not UTF-8")?,
-                        );
-                        Ok(())
-                    })?
-                }
+                map_open(input, out_type == DataType::Binary, siv::decode, open)?
             }
             Op::Fpe {
                 cipher,
@@ -573,6 +531,92 @@ fn key_for<'k>(keys: &'k KeySet, id: u32, h: &Header) -> Result<&'k SecretBytes,
     keys.material
         .get(&(h.key_id, h.version))
         .ok_or_else(|| keys.why(h.key_id, h.version))
+}
+
+/// The encrypting side of the two ciphertext formats.
+trait Sealer {
+    fn seal(&mut self, v: &[u8], ctx: &[u8], out: &mut Vec<u8>) -> Result<(), CryptoError>;
+    fn seal_text(
+        &mut self,
+        v: &str,
+        ctx: &[u8],
+        scratch: &mut Vec<u8>,
+        out: &mut String,
+    ) -> Result<(), CryptoError>;
+}
+
+impl Sealer for AeadEncryptor {
+    fn seal(&mut self, v: &[u8], ctx: &[u8], out: &mut Vec<u8>) -> Result<(), CryptoError> {
+        self.encrypt_into(v, ctx, out)
+    }
+    fn seal_text(
+        &mut self,
+        v: &str,
+        ctx: &[u8],
+        scratch: &mut Vec<u8>,
+        out: &mut String,
+    ) -> Result<(), CryptoError> {
+        self.encrypt_text_into(v, ctx, scratch, out)
+    }
+}
+
+impl Sealer for SivCipher {
+    fn seal(&mut self, v: &[u8], ctx: &[u8], out: &mut Vec<u8>) -> Result<(), CryptoError> {
+        self.encrypt_into(v, ctx, out)
+    }
+    fn seal_text(
+        &mut self,
+        v: &str,
+        ctx: &[u8],
+        scratch: &mut Vec<u8>,
+        out: &mut String,
+    ) -> Result<(), CryptoError> {
+        self.encrypt_text_into(v, ctx, scratch, out)
+    }
+}
+
+/// Encrypts every non-null cell: binary cells to binary ciphertexts (`overhead` bytes longer),
+/// everything else to the text form.
+fn map_seal(
+    input: &ArrayRef,
+    binary: bool,
+    overhead: usize,
+    mut sealer: impl Sealer,
+    ctx: &[u8],
+) -> Result<Output, KernelError> {
+    if binary {
+        return map_binary(input, overhead, |v, out| {
+            sealer.seal(v, ctx, out).map_err(|e| e.to_string())
+        });
+    }
+    let mut scratch = Vec::with_capacity(256);
+    map_text(input, overhead * 4 / 3 + 4, |_, v, out| {
+        sealer
+            .seal_text(v, ctx, &mut scratch, out)
+            .map_err(|e| e.to_string())
+    })
+}
+
+/// Decrypts every non-null cell with `open`: binary cells as they are, text cells after
+/// `decode` (the `cx1.`/`cs1.` text form); text plaintexts must be UTF-8.
+fn map_open(
+    input: &ArrayRef,
+    binary: bool,
+    decode: fn(&str) -> Result<Vec<u8>, CryptoError>,
+    mut open: impl FnMut(&[u8]) -> Result<Vec<u8>, String>,
+) -> Result<Output, KernelError> {
+    if binary {
+        return map_binary(input, 0, |v, out| {
+            out.extend_from_slice(&open(v)?);
+            Ok(())
+        });
+    }
+    map_text(input, 0, |_, v, out| {
+        let bin = decode(v).map_err(|e| e.to_string())?;
+        let pt = open(&bin)?;
+        out.push_str(std::str::from_utf8(&pt).map_err(|_| "plaintext is not UTF-8")?);
+        Ok(())
+    })
 }
 
 /// Runs `f` over every non-null cell of `input` as text, building a string array.
