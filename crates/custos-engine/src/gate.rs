@@ -141,11 +141,20 @@ pub(crate) fn guard(
         })
         .map(|(i, f)| (i, f.name().clone(), config.danger.allows(sink, f.name())))
         .collect();
+    // Columns the plan-time check already knew as PII (and warned about when allowed).
+    let declared = declared(config);
+    let known: BTreeSet<String> = schema
+        .fields()
+        .iter()
+        .filter(|f| f.metadata().contains_key(PII_META) || declared.contains_key(f.name()))
+        .map(|f| f.name().clone())
+        .collect();
     Box::pin(Guard {
         inner: stream,
         schema,
         sink: sink.to_string(),
         columns,
+        known,
         detector,
         checked: false,
     })
@@ -156,6 +165,7 @@ struct Guard {
     schema: SchemaRef,
     sink: String,
     columns: Vec<(usize, String, bool)>,
+    known: BTreeSet<String>,
     detector: Arc<Detector>,
     checked: bool,
 }
@@ -169,7 +179,9 @@ impl Guard {
             };
             if let Some(class) = scan(&self.detector, text) {
                 if *allowed {
-                    warn_allowed(&self.sink, name, &class);
+                    if !self.known.contains(name) {
+                        warn_allowed(&self.sink, name, &class);
+                    }
                 } else {
                     return Err(DataFusionError::Execution(blocked(
                         &self.sink, name, &class,
