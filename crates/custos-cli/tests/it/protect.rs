@@ -554,11 +554,11 @@ path = "c.csv"
     assert_eq!(code, 0, "{o}{e}");
     let a = p.read("a.csv");
     assert_eq!(a, p.read("b.csv"), "config and SQL agree");
-    let rows = rows(&a);
-    assert_eq!(rows[1][1], "a***********@example.org");
-    assert_eq!(rows[1][2], "***-**-6789");
-    assert!(rows[1][3].starts_with("call <PHONE:") && rows[1][3].ends_with("> now"));
-    assert_eq!(rows[2][1], "", "nulls stay null");
+    let r = rows(&a);
+    assert_eq!(r[1][1], "a***********@example.org");
+    assert_eq!(r[1][2], "***-**-6789");
+    assert!(r[1][3].starts_with("call <PHONE:") && r[1][3].ends_with("> now"));
+    assert_eq!(r[2][1], "", "nulls stay null");
     // The encrypted span decrypts back with the SQL function.
     let c = rows(&p.read("c.csv"));
     let ct = c[1][1]
