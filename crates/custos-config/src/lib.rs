@@ -11,6 +11,7 @@ mod graph;
 mod load;
 mod model;
 mod protect;
+pub mod secret;
 
 pub use diag::{Diagnostic, Diagnostics, Severity, SourceMap};
 pub use graph::Graph;

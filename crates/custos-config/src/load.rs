@@ -112,6 +112,15 @@ pub fn load_str(path: &Path, text: &str) -> Loaded {
     let mut keys = Vec::new();
     collect_keys(root.get_ref(), "", &mut keys);
     let map = SourceMap::new(path.to_path_buf(), text.to_string(), keys);
+    let mut strings = Vec::new();
+    collect_strings(root.get_ref(), "", &mut strings);
+    for (key, value) in &strings {
+        if let Err(e) = crate::secret::parse(value) {
+            diags.push(map.error_at(key, e.to_string()));
+        } else if let Some(m) = crate::secret::literal_credential(key, value) {
+            diags.push(map.error_at(key, m));
+        }
+    }
     let root = root.into_inner();
 
     for (k, _) in root.iter() {
@@ -267,6 +276,30 @@ pub fn load_str(path: &Path, text: &str) -> Loaded {
         ));
     }
 
+    // Paths are not secrets: their references (`${env:DATA_DIR}/in.csv`) are resolved here, so
+    // validation can look at the files; a missing variable is reported at the key.
+    let base = config.base_dir.clone();
+    let paths = config
+        .sources
+        .iter_mut()
+        .map(|s| (format!("sources.{}.path", s.name), s.kind.path_mut()))
+        .chain(
+            config
+                .sinks
+                .iter_mut()
+                .map(|s| (format!("sinks.{}.path", s.name), s.kind.path_mut())),
+        );
+    for (key, path) in paths {
+        if let Ok(t) = crate::secret::parse(path)
+            && t.has_refs()
+        {
+            match t.resolve(&base) {
+                Ok((v, _)) => *path = v.expose().to_string(),
+                Err(e) => diags.push(map.error_at(&key, e.to_string())),
+            }
+        }
+    }
+
     Graph::check(&edges, &names, &map, &mut diags);
     Loaded {
         config,
@@ -298,6 +331,30 @@ fn check_pipeline(p: &PipelineSection, map: &SourceMap, diags: &mut Diagnostics)
     }
     if p.batch_size == Some(0) {
         diags.push(map.error_at("pipeline.batch_size", "must be at least 1".to_string()));
+    }
+}
+
+/// Every string value with its key path, for the reference and credential checks.
+fn collect_strings(t: &DeTable<'_>, prefix: &str, out: &mut Vec<(String, String)>) {
+    fn value(v: &DeValue<'_>, path: String, out: &mut Vec<(String, String)>) {
+        match v {
+            DeValue::String(s) => out.push((path, s.to_string())),
+            DeValue::Table(t) => collect_strings(t, &path, out),
+            DeValue::Array(a) => {
+                for (i, item) in a.iter().enumerate() {
+                    value(item.get_ref(), format!("{path}[{i}]"), out);
+                }
+            }
+            _ => {}
+        }
+    }
+    for (k, v) in t.iter() {
+        let path = if prefix.is_empty() {
+            k.get_ref().to_string()
+        } else {
+            format!("{prefix}.{}", k.get_ref())
+        };
+        value(v.get_ref(), path, out);
     }
 }
 

@@ -127,6 +127,15 @@ impl SourceKind {
         }
     }
 
+    /// The path, for resolving references in it.
+    pub fn path_mut(&mut self) -> &mut String {
+        match self {
+            Self::Csv(c) => &mut c.path,
+            Self::Jsonl(j) => &mut j.path,
+            Self::Parquet(p) => &mut p.path,
+        }
+    }
+
     /// The declared schema, if any.
     pub fn schema(&self) -> Option<&SchemaSpec> {
         match self {
@@ -426,6 +435,15 @@ impl SinkKind {
             Self::Csv(c) => &c.path,
             Self::Jsonl(j) => &j.path,
             Self::Parquet(p) => &p.path,
+        }
+    }
+
+    /// The path, for resolving references in it.
+    pub fn path_mut(&mut self) -> &mut String {
+        match self {
+            Self::Csv(c) => &mut c.path,
+            Self::Jsonl(j) => &mut j.path,
+            Self::Parquet(p) => &mut p.path,
         }
     }
 

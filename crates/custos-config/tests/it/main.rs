@@ -227,3 +227,56 @@ path = "b.csv"
         ]
     );
 }
+
+#[test]
+fn references_are_checked_and_literal_credentials_rejected() {
+    let e = errors(
+        r#"
+[pipeline]
+name = "p"
+[sources.raw]
+type = "csv"
+path = "${nope:x}/in.csv"
+[sinks.out]
+type = "csv"
+inputs = ["raw"]
+path = "s3://user:CANARY-PW@bucket/out.csv"
+"#,
+    );
+    assert_eq!(e.len(), 2, "{e:?}");
+    assert!(
+        e[0].contains("sources.raw.path: unknown secret provider \"nope\""),
+        "{e:?}"
+    );
+    assert!(
+        e[1].contains("sinks.out.path: the URL holds a literal password"),
+        "{e:?}"
+    );
+    assert!(!e[1].contains("CANARY-PW"), "{e:?}");
+    let ok = errors(
+        r#"
+[pipeline]
+name = "p"
+[sources.raw]
+type = "csv"
+path = "${env:HOME}/in.csv"
+[sinks.out]
+type = "csv"
+inputs = ["raw"]
+path = "${env:CUSTOS_TEST_NEVER_SET_3f}/out.csv"
+"#,
+    );
+    assert_eq!(ok.len(), 1, "{ok:?}");
+    assert!(
+        ok[0].contains("sinks.out.path: environment variable CUSTOS_TEST_NEVER_SET_3f"),
+        "{ok:?}"
+    );
+    let l = load_str(
+        Path::new("p.toml"),
+        "[pipeline]\nname = \"p\"\n[sources.raw]\ntype = \"csv\"\npath = \"${env:HOME}/in.csv\"\n[sinks.out]\ntype = \"csv\"\ninputs = [\"raw\"]\npath = \"o.csv\"\n",
+    );
+    assert_eq!(
+        l.config.sources[0].kind.path(),
+        format!("{}/in.csv", std::env::var("HOME").unwrap())
+    );
+}
