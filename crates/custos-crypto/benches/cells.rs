@@ -9,11 +9,11 @@
 use std::hint::black_box;
 use std::time::Instant;
 
-use custos_crypto::SecretBytes;
 use custos_crypto::aead::{AeadDecryptor, AeadEncryptor};
 use custos_crypto::fpe::{Format, FpeCipher};
 use custos_crypto::siv::SivCipher;
 use custos_crypto::token::{Encoding, Tokenizer};
+use custos_crypto::{CellEncryptor, SecretBytes};
 
 fn measure(name: &str, cells: usize, mut f: impl FnMut() -> usize) {
     if let Ok(only) = std::env::var("CUSTOS_BENCH_ONLY")

@@ -21,8 +21,8 @@ use aws_lc_rs::hkdf::{HKDF_SHA256, Salt};
 use rand::rngs::StdRng;
 use rand::{RngCore, SeedableRng};
 
-use crate::header::{HEADER_LEN, decode_text, encode_text};
-use crate::{Algorithm, CryptoError, Header, SecretBytes};
+use crate::header::{HEADER_LEN, decode_text};
+use crate::{Algorithm, CellEncryptor, CryptoError, Header, SecretBytes};
 
 /// Prefix of the text form.
 pub const TEXT_PREFIX: &str = "cx1.";
@@ -118,8 +118,18 @@ impl AeadEncryptor {
         Ok(())
     }
 
-    /// Appends the binary ciphertext of `plaintext`, bound to `context`, to `out`.
-    pub fn encrypt_into(
+    /// The binary ciphertext of `plaintext`.
+    pub fn encrypt(&mut self, plaintext: &[u8], context: &[u8]) -> Result<Vec<u8>, CryptoError> {
+        let mut out = Vec::with_capacity(plaintext.len() + OVERHEAD);
+        self.encrypt_into(plaintext, context, &mut out)?;
+        Ok(out)
+    }
+}
+
+impl CellEncryptor for AeadEncryptor {
+    const TEXT_PREFIX: &'static str = TEXT_PREFIX;
+
+    fn encrypt_into(
         &mut self,
         plaintext: &[u8],
         context: &[u8],
@@ -157,28 +167,6 @@ impl AeadEncryptor {
             )
             .map_err(|_| CryptoError::Malformed("plaintext too long"))?;
         out.extend_from_slice(tag.as_ref());
-        Ok(())
-    }
-
-    /// The binary ciphertext of `plaintext`.
-    pub fn encrypt(&mut self, plaintext: &[u8], context: &[u8]) -> Result<Vec<u8>, CryptoError> {
-        let mut out = Vec::with_capacity(plaintext.len() + OVERHEAD);
-        self.encrypt_into(plaintext, context, &mut out)?;
-        Ok(out)
-    }
-
-    /// Appends the text form (`cx1.` + base64url) of the ciphertext of `plaintext` to `out`;
-    /// `scratch` is reused between calls to avoid allocating per cell.
-    pub fn encrypt_text_into(
-        &mut self,
-        plaintext: &str,
-        context: &[u8],
-        scratch: &mut Vec<u8>,
-        out: &mut String,
-    ) -> Result<(), CryptoError> {
-        scratch.clear();
-        self.encrypt_into(plaintext.as_bytes(), context, scratch)?;
-        encode_text(scratch, TEXT_PREFIX, out);
         Ok(())
     }
 }

@@ -25,6 +25,36 @@ pub mod token;
 pub use header::{Algorithm, HEADER_VERSION, Header};
 pub use secret::{SecretBytes, ct_eq};
 
+/// A cell cipher with a binary form and a text form (`cx1.` AES-GCM, `cs1.` AES-SIV): the
+/// text form is the prefix plus unpadded base64url of the binary form.
+pub trait CellEncryptor {
+    /// Prefix of the text form.
+    const TEXT_PREFIX: &'static str;
+
+    /// Appends the binary ciphertext of `plaintext`, bound to `context`, to `out`.
+    fn encrypt_into(
+        &mut self,
+        plaintext: &[u8],
+        context: &[u8],
+        out: &mut Vec<u8>,
+    ) -> Result<(), CryptoError>;
+
+    /// Appends the text form of the ciphertext of `plaintext` to `out`; `scratch` is reused
+    /// between calls to avoid allocating per cell.
+    fn encrypt_text_into(
+        &mut self,
+        plaintext: &str,
+        context: &[u8],
+        scratch: &mut Vec<u8>,
+        out: &mut String,
+    ) -> Result<(), CryptoError> {
+        scratch.clear();
+        self.encrypt_into(plaintext.as_bytes(), context, scratch)?;
+        header::encode_text(scratch, Self::TEXT_PREFIX, out);
+        Ok(())
+    }
+}
+
 /// Errors from the primitives. Messages never contain plaintext, ciphertext or key bytes.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CryptoError {

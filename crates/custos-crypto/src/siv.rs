@@ -14,8 +14,8 @@ use aws_lc_rs::cipher::{self, EncryptingKey, EncryptionContext, UnboundCipherKey
 use aws_lc_rs::cmac;
 use aws_lc_rs::iv::FixedLength;
 
-use crate::header::{HEADER_LEN, decode_text, encode_text};
-use crate::{Algorithm, CryptoError, Header, SecretBytes};
+use crate::header::{HEADER_LEN, decode_text};
+use crate::{Algorithm, CellEncryptor, CryptoError, Header, SecretBytes};
 
 /// Prefix of the text form.
 pub const TEXT_PREFIX: &str = "cs1.";
@@ -196,38 +196,11 @@ impl SivCipher {
         Ok(d)
     }
 
-    /// Appends the binary ciphertext of `plaintext` bound to `context` to `out`.
-    pub fn encrypt_into(
-        &mut self,
-        plaintext: &[u8],
-        context: &[u8],
-        out: &mut Vec<u8>,
-    ) -> Result<(), CryptoError> {
-        let d = self.absorbed(context)?;
-        out.extend_from_slice(&self.header);
-        self.core.seal_into(d, plaintext, out)
-    }
-
     /// The binary ciphertext of `plaintext` bound to `context`.
     pub fn encrypt(&mut self, plaintext: &[u8], context: &[u8]) -> Result<Vec<u8>, CryptoError> {
         let mut out = Vec::with_capacity(HEADER_LEN + BLOCK + plaintext.len());
         self.encrypt_into(plaintext, context, &mut out)?;
         Ok(out)
-    }
-
-    /// Appends the text form of the ciphertext of `plaintext` to `out`; `scratch` is reused
-    /// between calls to avoid allocating per cell.
-    pub fn encrypt_text_into(
-        &mut self,
-        plaintext: &str,
-        context: &[u8],
-        scratch: &mut Vec<u8>,
-        out: &mut String,
-    ) -> Result<(), CryptoError> {
-        scratch.clear();
-        self.encrypt_into(plaintext.as_bytes(), context, scratch)?;
-        encode_text(scratch, TEXT_PREFIX, out);
-        Ok(())
     }
 
     /// Decrypts a binary ciphertext made with this key version.
@@ -247,6 +220,21 @@ impl SivCipher {
         let bin = decode(text)?;
         String::from_utf8(self.decrypt(&bin, context)?)
             .map_err(|_| CryptoError::Malformed("plaintext is not UTF-8"))
+    }
+}
+
+impl CellEncryptor for SivCipher {
+    const TEXT_PREFIX: &'static str = TEXT_PREFIX;
+
+    fn encrypt_into(
+        &mut self,
+        plaintext: &[u8],
+        context: &[u8],
+        out: &mut Vec<u8>,
+    ) -> Result<(), CryptoError> {
+        let d = self.absorbed(context)?;
+        out.extend_from_slice(&self.header);
+        self.core.seal_into(d, plaintext, out)
     }
 }
 

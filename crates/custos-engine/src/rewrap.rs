@@ -12,9 +12,9 @@ use std::sync::Mutex;
 use std::sync::atomic::Ordering;
 
 use custos_connectors::quarantine::Quarantine;
-use custos_crypto::Header;
 use custos_crypto::aead::{self, AeadDecryptor, AeadEncryptor};
 use custos_crypto::siv::{self, SivCipher};
+use custos_crypto::{CellEncryptor, Header};
 use custos_keys::KeySet;
 use datafusion::arrow::array::{Array, ArrayRef, RecordBatch, StringArray, StringBuilder};
 use datafusion::arrow::compute::cast;

@@ -9,7 +9,7 @@ use custos_crypto::aead::{self, AeadDecryptor, AeadEncryptor};
 use custos_crypto::fpe::{Format, FpeCipher};
 use custos_crypto::siv::{self, SivCipher};
 use custos_crypto::token::{Encoding, Tokenizer};
-use custos_crypto::{CryptoError, Header, SecretBytes};
+use custos_crypto::{CellEncryptor, CryptoError, Header, SecretBytes};
 use custos_keys::{KeySet, Purpose};
 use datafusion::arrow::array::{
     Array, ArrayRef, BinaryArray, BinaryBuilder, StringArray, StringBuilder,
@@ -533,66 +533,24 @@ fn key_for<'k>(keys: &'k KeySet, id: u32, h: &Header) -> Result<&'k SecretBytes,
         .ok_or_else(|| keys.why(h.key_id, h.version))
 }
 
-/// The encrypting side of the two ciphertext formats.
-trait Sealer {
-    fn seal(&mut self, v: &[u8], ctx: &[u8], out: &mut Vec<u8>) -> Result<(), CryptoError>;
-    fn seal_text(
-        &mut self,
-        v: &str,
-        ctx: &[u8],
-        scratch: &mut Vec<u8>,
-        out: &mut String,
-    ) -> Result<(), CryptoError>;
-}
-
-impl Sealer for AeadEncryptor {
-    fn seal(&mut self, v: &[u8], ctx: &[u8], out: &mut Vec<u8>) -> Result<(), CryptoError> {
-        self.encrypt_into(v, ctx, out)
-    }
-    fn seal_text(
-        &mut self,
-        v: &str,
-        ctx: &[u8],
-        scratch: &mut Vec<u8>,
-        out: &mut String,
-    ) -> Result<(), CryptoError> {
-        self.encrypt_text_into(v, ctx, scratch, out)
-    }
-}
-
-impl Sealer for SivCipher {
-    fn seal(&mut self, v: &[u8], ctx: &[u8], out: &mut Vec<u8>) -> Result<(), CryptoError> {
-        self.encrypt_into(v, ctx, out)
-    }
-    fn seal_text(
-        &mut self,
-        v: &str,
-        ctx: &[u8],
-        scratch: &mut Vec<u8>,
-        out: &mut String,
-    ) -> Result<(), CryptoError> {
-        self.encrypt_text_into(v, ctx, scratch, out)
-    }
-}
-
 /// Encrypts every non-null cell: binary cells to binary ciphertexts (`overhead` bytes longer),
 /// everything else to the text form.
 fn map_seal(
     input: &ArrayRef,
     binary: bool,
     overhead: usize,
-    mut sealer: impl Sealer,
+    mut sealer: impl CellEncryptor,
     ctx: &[u8],
 ) -> Result<Output, KernelError> {
     if binary {
         return map_binary(input, overhead, |v, out| {
-            sealer.seal(v, ctx, out).map_err(|e| e.to_string())
+            sealer.encrypt_into(v, ctx, out).map_err(|e| e.to_string())
         });
     }
     let mut scratch = Vec::with_capacity(256);
     map_text(input, overhead * 4 / 3 + 4, |_, v, out| {
         sealer
-            .seal_text(v, ctx, &mut scratch, out)
+            .encrypt_text_into(v, ctx, &mut scratch, out)
             .map_err(|e| e.to_string())
     })
 }

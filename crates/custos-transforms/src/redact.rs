@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use custos_crypto::CellEncryptor;
 use custos_crypto::aead::AeadEncryptor;
 use custos_detect::{Detector, DetectorConfig, Finding, PiiKind};
 

@@ -164,6 +164,7 @@ fn passphrase_file_reference_and_permission_warning() {
 
 #[test]
 fn rewrap_moves_old_ciphertexts_to_the_primary_and_shredding_makes_them_unreadable() {
+    use custos_crypto::CellEncryptor;
     use custos_crypto::aead::{self, AeadDecryptor, AeadEncryptor};
     use custos_crypto::siv::{self, SivCipher};
     use custos_keys::{Keystore, Passphrase, Purpose};

@@ -5,7 +5,7 @@ use custos_crypto::aead::{self, AeadDecryptor, AeadEncryptor};
 use custos_crypto::fpe::{Format, FpeCipher, luhn_valid, raw_ff1, ssn_valid};
 use custos_crypto::siv::{self, SivCipher};
 use custos_crypto::token::{Encoding, Tokenizer, hmac_sha256};
-use custos_crypto::{CryptoError, Header, SecretBytes};
+use custos_crypto::{CellEncryptor, CryptoError, Header, SecretBytes};
 use proptest::prelude::*;
 
 fn vectors(name: &str) -> serde_json::Value {
