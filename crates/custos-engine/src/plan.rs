@@ -176,15 +176,15 @@ pub(crate) async fn plan(
 ) -> Option<Planned> {
     let graph = Graph::build(config);
     let keys = match needs_keys(config) {
-        Some(configured) => open_keys(config, configured).await.map(Arc::new),
+        Some(configured) => match open_keys(config, configured).await {
+            Ok(k) => Ok(Arc::new(k)),
+            Err(e) => {
+                diags.push(map.error_at_key("transforms", e));
+                return None;
+            }
+        },
         None => Err("the pipeline opened no keystore".to_string()),
     };
-    if let Err(e) = &keys
-        && needs_keys(config).is_some()
-    {
-        diags.push(map.error_at_key("transforms", e.clone()));
-        return None;
-    }
     let env = UdfEnv::new(keys.clone(), config.detection.detector_config());
     let ctx = session(config, &env);
     let store = local_store();
