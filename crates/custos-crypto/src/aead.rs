@@ -5,16 +5,21 @@
 //!
 //! **Nonces.** NIST SP 800-38D allows at most 2^32 encryptions with random 96-bit nonces under
 //! one key. custos never encrypts cells under the data key itself: each [`AeadEncryptor`] draws a
-//! random 128-bit salt and derives a subkey `HKDF-SHA256(data key, salt, "custos/aead/v1")`;
+//! random 128-bit salt and, per column, derives a subkey
+//! `HKDF-SHA256(ikm = data key, salt, info = "custos/aead/v2" | header | len(context) | context)`;
 //! the salt travels in every ciphertext. Under its subkey an encryptor counts nonces up from a
 //! random 96-bit start, so they never repeat within a subkey (SP 800-38D's deterministic
 //! construction), and it switches to a fresh salt after [`MAX_CELLS_PER_SUBKEY`] (2^31) cells,
 //! whatever the number of cells under one data key. Two encryptors share a subkey only if they
 //! draw the same salt: probability 2^-128 per pair.
 //!
-//! **Binding.** The associated data is `header | salt | context`, where the caller's context
-//! names the table and column. A ciphertext copied to another column, or with any bit of its
-//! header, salt, nonce, body or tag changed, fails to decrypt.
+//! **Binding.** The header, the salt and the caller's context (table and column) all go into the
+//! subkey derivation, so the associated data is empty. A ciphertext copied to another column, or
+//! with any bit of its header or salt changed, is opened under a different subkey and fails
+//! authentication, as does any change to its nonce, body or tag. Binding through the key rather
+//! than the associated data is what makes short cells fast: aws-lc's GHASH of a 33-byte
+//! associated data cost more than the encryption of a 20-byte cell (measured: 9.2M cells/s with
+//! no associated data, 5.4M with 33 bytes).
 
 use aws_lc_rs::aead::{AES_256_GCM, Aad, LessSafeKey, Nonce, UnboundKey};
 use aws_lc_rs::hkdf::{HKDF_SHA256, Salt};
@@ -34,7 +39,7 @@ const PREFIX_LEN: usize = HEADER_LEN + SALT_LEN + NONCE_LEN;
 pub const OVERHEAD: usize = PREFIX_LEN + TAG_LEN;
 /// Cells encrypted under one derived subkey before a new salt is drawn.
 pub const MAX_CELLS_PER_SUBKEY: u64 = 1 << 31;
-const HKDF_INFO: &[u8] = b"custos/aead/v1";
+const HKDF_INFO: &[u8] = b"custos/aead/v2";
 
 fn key_size() -> CryptoError {
     CryptoError::KeySize {
@@ -49,31 +54,34 @@ fn gcm_key(key: &[u8]) -> Result<LessSafeKey, CryptoError> {
     ))
 }
 
-/// `HKDF-SHA256(key, salt, HKDF_INFO)` as an AES-256-GCM key; the derived bytes never leave
-/// aws-lc.
-fn subkey(key: &SecretBytes, salt: &[u8]) -> Result<LessSafeKey, CryptoError> {
+/// The subkey for `header | salt` and `context` (see the module docs) as an AES-256-GCM key; the
+/// derived bytes never leave aws-lc.
+fn subkey(key: &SecretBytes, id: &[u8], context: &[u8]) -> Result<LessSafeKey, CryptoError> {
     if key.len() != 32 {
         return Err(key_size());
     }
+    let (header, salt) = id.split_at(HEADER_LEN);
+    let context_len = u32::try_from(context.len())
+        .map_err(|_| CryptoError::Malformed("context too long"))?
+        .to_be_bytes();
     let prk = Salt::new(HKDF_SHA256, salt).extract(key.expose());
-    let okm = prk
-        .expand(&[HKDF_INFO], &AES_256_GCM)
-        .map_err(|_| key_size())?;
+    let info = [HKDF_INFO, header, &context_len, context];
+    let okm = prk.expand(&info, &AES_256_GCM).map_err(|_| key_size())?;
     Ok(LessSafeKey::new(UnboundKey::from(okm)))
 }
 
 /// Encrypts cells under one key version. Create one per run (or batch) and reuse it: the key
 /// schedule is computed once, not per cell.
 pub struct AeadEncryptor {
-    header: [u8; HEADER_LEN],
     key: SecretBytes,
-    salt: [u8; SALT_LEN],
-    cipher: LessSafeKey,
+    /// `header | salt`, the key identity every ciphertext starts with.
+    id: [u8; HEADER_LEN + SALT_LEN],
+    /// The subkey of `id` and the context it was derived for.
+    cipher: Option<(Vec<u8>, LessSafeKey)>,
     used: u64,
     /// The next nonce, a 96-bit big-endian counter from a random start.
     nonce: u128,
     rng: StdRng,
-    aad: Vec<u8>,
 }
 
 impl std::fmt::Debug for AeadEncryptor {
@@ -88,34 +96,36 @@ impl std::fmt::Debug for AeadEncryptor {
 impl AeadEncryptor {
     /// An encryptor for `key` (32 bytes), recorded in headers as `key_id`/`version`.
     pub fn new(key_id: u32, version: u32, key: &SecretBytes) -> Result<Self, CryptoError> {
-        let mut rng = StdRng::from_os_rng();
-        let mut salt = [0u8; SALT_LEN];
-        rng.fill_bytes(&mut salt);
-        let cipher = subkey(key, &salt)?;
-        let nonce = u128::from(rng.next_u64()) << 32 | u128::from(rng.next_u32());
-        Ok(Self {
-            header: Header {
+        if key.len() != 32 {
+            return Err(key_size());
+        }
+        let mut id = [0u8; HEADER_LEN + SALT_LEN];
+        id[..HEADER_LEN].copy_from_slice(
+            &Header {
                 algorithm: Algorithm::Aes256GcmHkdf,
                 key_id,
                 version,
             }
             .encode(),
+        );
+        let mut enc = Self {
             key: key.clone(),
-            salt,
-            cipher,
+            id,
+            cipher: None,
             used: 0,
-            nonce,
-            rng,
-            aad: Vec::with_capacity(64),
-        })
+            nonce: 0,
+            rng: StdRng::from_os_rng(),
+        };
+        enc.resalt();
+        Ok(enc)
     }
 
-    fn resalt(&mut self) -> Result<(), CryptoError> {
-        self.rng.fill_bytes(&mut self.salt);
+    /// Draws a fresh salt and nonce start; the subkey is derived again on next use.
+    fn resalt(&mut self) {
+        self.rng.fill_bytes(&mut self.id[HEADER_LEN..]);
         self.nonce = u128::from(self.rng.next_u64()) << 32 | u128::from(self.rng.next_u32());
-        self.cipher = subkey(&self.key, &self.salt)?;
+        self.cipher = None;
         self.used = 0;
-        Ok(())
     }
 
     /// The binary ciphertext of `plaintext`.
@@ -136,34 +146,28 @@ impl CellEncryptor for AeadEncryptor {
         out: &mut Vec<u8>,
     ) -> Result<(), CryptoError> {
         if self.used >= MAX_CELLS_PER_SUBKEY {
-            self.resalt()?;
+            self.resalt();
         }
+        let cipher = match &self.cipher {
+            Some((derived_for, c)) if derived_for.as_slice() == context => c,
+            _ => {
+                let c = subkey(&self.key, &self.id, context)?;
+                &self.cipher.insert((context.to_vec(), c)).1
+            }
+        };
         self.used += 1;
         let mut nonce = [0u8; NONCE_LEN];
         nonce.copy_from_slice(&self.nonce.to_be_bytes()[16 - NONCE_LEN..]);
         self.nonce = (self.nonce + 1) & ((1 << 96) - 1);
         let start = out.len();
-        out.extend_from_slice(&self.header);
-        out.extend_from_slice(&self.salt);
+        out.extend_from_slice(&self.id);
         out.extend_from_slice(&nonce);
         out.extend_from_slice(plaintext);
-        // The associated data only changes with the salt or the context: rebuild it then.
-        if self.aad.len() < HEADER_LEN + SALT_LEN
-            || self.aad[HEADER_LEN..HEADER_LEN + SALT_LEN] != self.salt
-            || &self.aad[HEADER_LEN + SALT_LEN..] != context
-        {
-            self.aad.clear();
-            self.aad
-                .extend_from_slice(&out[start..start + HEADER_LEN + SALT_LEN]);
-            self.aad.extend_from_slice(context);
-        }
-        let body = &mut out[start + PREFIX_LEN..];
-        let tag = self
-            .cipher
+        let tag = cipher
             .seal_in_place_separate_tag(
                 Nonce::assume_unique_for_key(nonce),
-                Aad::from(&self.aad),
-                body,
+                Aad::empty(),
+                &mut out[start + PREFIX_LEN..],
             )
             .map_err(|_| CryptoError::Malformed("plaintext too long"))?;
         out.extend_from_slice(tag.as_ref());
@@ -188,11 +192,11 @@ pub fn decode(text: &str) -> Result<Vec<u8>, CryptoError> {
     decode_text(text, TEXT_PREFIX)
 }
 
-/// Decrypts cells, caching the subkey of the last salt seen (cells of one run share it).
+/// Decrypts cells, caching the subkey of the last key identity and context seen (the cells of
+/// one column written by one run share it).
 #[derive(Default)]
 pub struct AeadDecryptor {
-    cache: Option<([u8; HEADER_LEN + SALT_LEN], LessSafeKey)>,
-    aad: Vec<u8>,
+    cache: Option<([u8; HEADER_LEN + SALT_LEN], Vec<u8>, LessSafeKey)>,
 }
 
 impl std::fmt::Debug for AeadDecryptor {
@@ -219,25 +223,18 @@ impl AeadDecryptor {
             .try_into()
             .map_err(|_| CryptoError::Malformed("too short"))?;
         let cipher = match &self.cache {
-            Some((cached, c)) if *cached == id => c,
+            Some((cached, cached_context, c)) if *cached == id && cached_context == context => c,
             _ => {
-                let c = subkey(key, &id[HEADER_LEN..])?;
-                &self.cache.insert((id, c)).1
+                let c = subkey(key, &id, context)?;
+                &self.cache.insert((id, context.to_vec(), c)).2
             }
         };
         let nonce: [u8; NONCE_LEN] = ciphertext[HEADER_LEN + SALT_LEN..PREFIX_LEN]
             .try_into()
             .map_err(|_| CryptoError::Malformed("too short"))?;
         let mut body = ciphertext[PREFIX_LEN..].to_vec();
-        self.aad.clear();
-        self.aad.extend_from_slice(&id);
-        self.aad.extend_from_slice(context);
         let len = cipher
-            .open_in_place(
-                Nonce::assume_unique_for_key(nonce),
-                Aad::from(&self.aad),
-                &mut body,
-            )
+            .open_in_place(Nonce::assume_unique_for_key(nonce), Aad::empty(), &mut body)
             .map_err(|_| CryptoError::Authentication)?
             .len();
         body.truncate(len);
