@@ -17,9 +17,17 @@ cd "$dir"
 # read by reference; this demo value is for the quickstart only: use your own (or
 # CUSTOS_KEYSTORE_PASSPHRASE_FILE) for real data.
 export CUSTOS_KEYSTORE_PASSPHRASE="${CUSTOS_KEYSTORE_PASSPHRASE:-quickstart-demo-passphrase}"
-echo "== custos init $dir"
-"$CUSTOS_BIN" init --force .
-echo "== custos scan data/customers.csv"
+# A fresh demo each time: earlier state (users, audit log, keystore) and outputs are removed.
+rm -rf .custos out policies
+echo "== custos init $dir (creates the first admin; its token goes to .custos/admin.token)"
+"$CUSTOS_BIN" init --force --admin-token-file .custos/admin.token .
+echo "== as admin: add the data engineer 'etl' and grant it one hour of decryption for the demo"
+export CUSTOS_TOKEN_FILE=.custos/admin.token
+"$CUSTOS_BIN" users add etl --role data_engineer --token-file .custos/etl.token
+"$CUSTOS_BIN" grants add etl decrypt_column --on pipeline:customers-decrypt --until +1h \
+  --reason "quickstart: show that the protected output decrypts back"
+export CUSTOS_TOKEN_FILE=.custos/etl.token
+echo "== as etl: custos scan data/customers.csv"
 "$CUSTOS_BIN" scan data/customers.csv
 echo "== custos validate pipeline.toml"
 "$CUSTOS_BIN" validate pipeline.toml
@@ -29,6 +37,8 @@ echo "== custos run decrypt.toml (reverses the encrypted columns; plaintext allo
 "$CUSTOS_BIN" run decrypt.toml
 echo "== custos runs list"
 "$CUSTOS_BIN" runs list -n 5
+echo "== as admin: custos audit verify (every decision above is in the tamper-evident log)"
+CUSTOS_TOKEN_FILE=.custos/admin.token "$CUSTOS_BIN" audit verify
 echo
 echo "binary: $CUSTOS_BIN"
 echo "quarantined rows (mode 0600): see the quarantine path above"

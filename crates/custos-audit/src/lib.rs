@@ -7,18 +7,67 @@
 //!
 //! Events never hold cell values, secrets or raw subject identifiers: callers pass keyed
 //! hashes for subjects.
+//!
+//! # On disk
+//!
+//! A log directory holds:
+//! - `segment-NNNNNN.jsonl`: records, one line each,
+//!   `{"seq":N,"event":{...},"chain":"<hex>"}`. The Merkle leaf of a record is the RFC 6962
+//!   leaf hash of the exact bytes of its line up to, not including, `,"chain":"`; the chain
+//!   value is `SHA-256(previous chain || leaf)`, starting from 32 zero bytes. Events are plain
+//!   JSON objects (`jq '.event'` reads them).
+//! - `checkpoints.jsonl`: signed [`Checkpoint`]s, one line each.
+//! - `anchor.json` (after retention): the first sequence number still present `k`, the chain
+//!   value after record `k - 1`, the Merkle frontier of the removed prefix (the roots of the
+//!   perfect subtrees of the binary decomposition of `k`) and the first segment number kept.
+//! - `torn-<position>-<unix_ns>.bin`: bytes of a torn last record moved aside by recovery.
+//!
+//! # Crash recovery
+//!
+//! A crash during an append can leave the last line of the last segment incomplete (no
+//! newline). [`verify`] reports it as [`AuditError::Torn`]. [`AuditLog::open`] repairs exactly
+//! that case and nothing else: it saves the torn bytes to a `torn-*.bin` file (mode 0600),
+//! truncates the segment back to its last complete line, fsyncs both, and reports what it did
+//! through [`AuditLog::recovered`] so the caller can say so loudly and append an event about it.
+//! It refuses when a checkpoint covers the torn position (that is not a crash). Any other
+//! failure of the records or of a checkpoint's root, chain or size makes `open` fail.
+//!
+//! # Retention
+//!
+//! [`AuditLog::apply_retention`] removes whole segments from the front whose every record is
+//! older than a cutoff, never the current segment and never a record not yet covered by a
+//! checkpoint. It first writes `anchor.json` (atomically), then deletes the segments, then
+//! appends an `audit_retention` event naming the removed range. Replay starts from the anchor:
+//! the tree of the removed prefix is summarised by its frontier, from which the roots of all
+//! larger trees follow ([`merkle::Pruned`]). Checkpoints of sizes below `k` are then checked by
+//! signature only; every later checkpoint binds the anchor, so altering its chain or frontier
+//! is caught ([`AuditError::Modified`] or [`AuditError::Mismatch`]). A crash between writing
+//! the anchor and deleting the segments leaves segments below the anchor, which are ignored and
+//! deleted by the next `open`.
+//!
+//! # Cost
+//!
+//! An append serialises its event once into the line it writes and hashes that buffer; a batch
+//! costs one fsync ([`AuditLog::sync`]). Replay ([`verify`], [`AuditLog::open`]) streams each
+//! segment in 1 MiB chunks of whole lines; worker threads (one per core, at most four) hash the
+//! leaves and check the chain links inside a chunk, and the calling thread checks sequence
+//! numbers, the links between chunks and grows the Merkle frontier, capturing root and chain at
+//! each checkpointed size. Replay does not parse event JSON (the hash covers its exact bytes;
+//! [`tail`] parses it). `open` keeps 32 bytes per record present for consistency proofs.
 
 pub mod merkle;
+mod record;
+mod replay;
 
 use std::fs::{File, OpenOptions};
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 
 use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
-use crate::merkle::{Hash, leaf_hash, root};
+use crate::merkle::{Frontier, Hash, Pruned};
+use crate::replay::{SegmentInfo, State, replay};
 
 /// One security-relevant event.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -50,23 +99,10 @@ pub struct Event {
     /// Rows processed, for pipeline runs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rows: Option<u64>,
-}
-
-/// What is hashed for a record: its position and its event.
-#[derive(Serialize)]
-struct Leaf<'a> {
-    seq: u64,
-    event: &'a Event,
-}
-
-/// A record as stored: one JSON line.
-#[derive(Debug, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Record {
-    seq: u64,
-    event: Event,
-    /// Chain hash after this record, hex.
-    chain: String,
+    /// Free-form detail without secrets or cell values (what retention removed, what recovery
+    /// saved).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
 }
 
 /// A signed statement of the log's size, Merkle root and chain head.
@@ -154,30 +190,64 @@ pub enum AuditError {
     /// A checkpoint whose root or chain does not match the records.
     #[error("audit checkpoint {0} does not match the records it covers (history was rewritten)")]
     Mismatch(usize),
+    /// The retention anchor cannot be read as one.
+    #[error("audit anchor {path} is invalid: {reason}")]
+    Anchor {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: &'static str,
+    },
+    /// A consistency proof needs records that retention removed, or a size the log never had.
+    #[error(
+        "audit consistency proof from size {old_size} is unavailable: the log holds positions {first}..{size}"
+    )]
+    ProofUnavailable {
+        /// The size asked for.
+        old_size: u64,
+        /// First position still present.
+        first: u64,
+        /// Positions in the log.
+        size: u64,
+    },
+    /// A line that is not a record, found by [`tail`] (which does not count positions).
+    #[error("audit segment {path} line {line} is not a valid record")]
+    BadLine {
+        /// The segment.
+        path: PathBuf,
+        /// 1-based line number.
+        line: usize,
+    },
+    /// An event that cannot be written as JSON.
+    #[error("audit event at position {0} cannot be serialised")]
+    Encode(u64),
+    /// A verification thread stopped without an answer.
+    #[error("audit verification worker stopped unexpectedly")]
+    Worker,
 }
 
-fn io(path: &Path) -> impl FnOnce(std::io::Error) -> AuditError + '_ {
+pub(crate) fn io(path: &Path) -> impl FnOnce(std::io::Error) -> AuditError + '_ {
     move |source| AuditError::Io {
         path: path.to_path_buf(),
         source,
     }
 }
 
-fn chain_next(prev: &Hash, leaf: &Hash) -> Hash {
-    let mut h = Sha256::new();
-    h.update(prev);
-    h.update(leaf);
-    h.finalize().into()
-}
-
-fn segments(dir: &Path) -> Result<Vec<PathBuf>, AuditError> {
-    let mut out: Vec<PathBuf> = match std::fs::read_dir(dir) {
+/// The segments in `dir` by number, ascending.
+pub(crate) fn segments(dir: &Path) -> Result<Vec<(u64, PathBuf)>, AuditError> {
+    let mut out: Vec<(u64, PathBuf)> = match std::fs::read_dir(dir) {
         Ok(rd) => rd
             .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| {
-                p.file_name()
-                    .and_then(|n| n.to_str())
-                    .is_some_and(|n| n.starts_with("segment-") && n.ends_with(".jsonl"))
+            .filter_map(|p| {
+                let n = p
+                    .file_name()?
+                    .to_str()?
+                    .strip_prefix("segment-")?
+                    .strip_suffix(".jsonl")?;
+                if n.is_empty() || !n.bytes().all(|b| b.is_ascii_digit()) {
+                    return None;
+                }
+                Some((n.parse().ok()?, p))
             })
             .collect(),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
@@ -187,55 +257,8 @@ fn segments(dir: &Path) -> Result<Vec<PathBuf>, AuditError> {
     Ok(out)
 }
 
-/// Reads every record, checking sequence and chain; returns the leaves and the chain value
-/// after each record (`chains[i]` after `i` records).
-fn replay(dir: &Path) -> Result<(Vec<Hash>, Vec<Hash>), AuditError> {
-    let mut leaves = Vec::new();
-    let mut chains = vec![[0u8; 32]];
-    let segs = segments(dir)?;
-    for (si, seg) in segs.iter().enumerate() {
-        let mut text = String::new();
-        File::open(seg)
-            .and_then(|mut f| f.read_to_string(&mut text))
-            .map_err(io(seg))?;
-        let last_segment = si + 1 == segs.len();
-        let ends_clean = text.is_empty() || text.ends_with('\n');
-        let lines: Vec<&str> = text.lines().collect();
-        for (li, line) in lines.iter().enumerate() {
-            let pos = leaves.len() as u64;
-            let rec: Record = match serde_json::from_str(line) {
-                Ok(r) => r,
-                Err(_) if last_segment && li + 1 == lines.len() && !ends_clean => {
-                    return Err(AuditError::Torn(pos));
-                }
-                Err(_) => return Err(AuditError::Malformed(pos)),
-            };
-            if rec.seq != pos {
-                return Err(AuditError::Sequence {
-                    position: pos,
-                    found: rec.seq,
-                });
-            }
-            let leaf = leaf_hash(
-                &serde_json::to_vec(&Leaf {
-                    seq: rec.seq,
-                    event: &rec.event,
-                })
-                .map_err(|_| AuditError::Malformed(pos))?,
-            );
-            let prev = chains[chains.len() - 1];
-            let chain = chain_next(&prev, &leaf);
-            if hex::encode(chain) != rec.chain {
-                return Err(AuditError::Modified(pos));
-            }
-            leaves.push(leaf);
-            chains.push(chain);
-        }
-        if !ends_clean && !last_segment {
-            return Err(AuditError::Malformed(leaves.len() as u64));
-        }
-    }
-    Ok((leaves, chains))
+fn segment_path(dir: &Path, number: u64) -> PathBuf {
+    dir.join(format!("segment-{number:06}.jsonl"))
 }
 
 fn checkpoints(dir: &Path) -> Result<Vec<Checkpoint>, AuditError> {
@@ -253,67 +276,102 @@ fn checkpoints(dir: &Path) -> Result<Vec<Checkpoint>, AuditError> {
     Ok(out)
 }
 
-/// The result of a successful verification.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Report {
-    /// Records verified.
-    pub records: u64,
-    /// Checkpoints verified.
-    pub checkpoints: usize,
-    /// Merkle root of all records, hex.
-    pub root: String,
+/// Where replay starts: the state after the records removed by retention.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Anchor {
+    /// Chain value after record `frontier.size() - 1`.
+    pub chain: Hash,
+    /// Frontier of the removed prefix; its size is the first position present.
+    pub frontier: Frontier,
+    /// Segments numbered below this were removed.
+    pub first_segment: u64,
 }
 
-/// Verifies the log in `dir` against the checkpoint key.
-pub fn verify(dir: &Path, key: &VerifyingKey) -> Result<Report, AuditError> {
-    let (leaves, chains) = replay(dir)?;
-    let cps = checkpoints(dir)?;
-    for (i, cp) in cps.iter().enumerate() {
-        if !cp.verify_signature(key) {
-            return Err(AuditError::Forged(i));
-        }
-        if cp.size > leaves.len() as u64 {
-            return Err(AuditError::Truncated {
-                checkpoint: i,
-                size: cp.size,
-                actual: leaves.len() as u64,
-            });
-        }
-        let n = cp.size as usize;
-        if hex::encode(root(&leaves[..n])) != cp.root || hex::encode(chains[n]) != cp.chain {
-            return Err(AuditError::Mismatch(i));
-        }
+impl Anchor {
+    fn first(&self) -> u64 {
+        self.frontier.size()
     }
-    Ok(Report {
-        records: leaves.len() as u64,
-        checkpoints: cps.len(),
-        root: hex::encode(root(&leaves)),
+}
+
+/// `anchor.json`.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AnchorFile {
+    /// First sequence number present.
+    first: u64,
+    /// Chain value after record `first - 1`, hex.
+    chain: String,
+    /// Merkle frontier of records `[0, first)`, hex, largest subtree first.
+    frontier: Vec<String>,
+    /// First segment number kept.
+    first_segment: u64,
+    /// When the retention that wrote it ran, ns since the epoch.
+    time_ns: i64,
+}
+
+const ANCHOR: &str = "anchor.json";
+
+fn read_anchor(dir: &Path) -> Result<Anchor, AuditError> {
+    let path = dir.join(ANCHOR);
+    let text = match std::fs::read(&path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Anchor::default()),
+        Err(e) => return Err(io(&path)(e)),
+    };
+    let bad = |reason| AuditError::Anchor {
+        path: path.clone(),
+        reason,
+    };
+    let f: AnchorFile = serde_json::from_slice(&text).map_err(|_| bad("not an anchor"))?;
+    let h = |s: &str| -> Option<Hash> { hex::decode(s).ok()?.try_into().ok() };
+    let chain = h(&f.chain).ok_or_else(|| bad("chain is not a hex hash"))?;
+    let nodes = f
+        .frontier
+        .iter()
+        .map(|s| h(s))
+        .collect::<Option<Vec<_>>>()
+        .ok_or_else(|| bad("frontier holds something other than hex hashes"))?;
+    let frontier = Frontier::from_parts(f.first, nodes)
+        .ok_or_else(|| bad("frontier does not match the first position"))?;
+    Ok(Anchor {
+        chain,
+        frontier,
+        first_segment: f.first_segment,
     })
 }
 
-/// An open audit log for appending.
-pub struct AuditLog {
-    dir: PathBuf,
-    segment_bytes: u64,
-    leaves: Vec<Hash>,
-    chain: Hash,
-    segment: PathBuf,
-    segment_size: u64,
-    file: std::io::BufWriter<File>,
+fn write_anchor(dir: &Path, a: &Anchor, time_ns: i64) -> Result<(), AuditError> {
+    let f = AnchorFile {
+        first: a.first(),
+        chain: hex::encode(a.chain),
+        frontier: a.frontier.nodes().iter().map(hex::encode).collect(),
+        first_segment: a.first_segment,
+        time_ns,
+    };
+    let path = dir.join(ANCHOR);
+    let tmp = dir.join("anchor.json.tmp");
+    let mut text = serde_json::to_vec_pretty(&f).map_err(|_| AuditError::Encode(a.first()))?;
+    text.push(b'\n');
+    let mut file = create_private(&tmp, false)?;
+    file.write_all(&text).map_err(io(&tmp))?;
+    file.sync_all().map_err(io(&tmp))?;
+    std::fs::rename(&tmp, &path).map_err(io(&path))?;
+    sync_dir(dir)
 }
 
-impl std::fmt::Debug for AuditLog {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AuditLog")
-            .field("dir", &self.dir)
-            .field("records", &self.leaves.len())
-            .finish()
-    }
+fn sync_dir(dir: &Path) -> Result<(), AuditError> {
+    File::open(dir).and_then(|d| d.sync_all()).map_err(io(dir))
 }
 
-fn open_segment(path: &Path) -> Result<File, AuditError> {
+/// Opens `path` for writing, created with mode 0600 if missing: appending, or else truncated.
+fn create_private(path: &Path, append: bool) -> Result<File, AuditError> {
     let mut o = OpenOptions::new();
-    o.create(true).append(true);
+    o.create(true);
+    if append {
+        o.append(true);
+    } else {
+        o.write(true).truncate(true);
+    }
     #[cfg(unix)]
     {
         use std::os::unix::fs::OpenOptionsExt;
@@ -322,79 +380,356 @@ fn open_segment(path: &Path) -> Result<File, AuditError> {
     o.open(path).map_err(io(path))
 }
 
+/// Checks every checkpoint against a replayed log: signature (when a key is given), size,
+/// and root and chain for sizes not below the anchor.
+fn check_checkpoints(
+    cps: &[Checkpoint],
+    targets: &[u64],
+    state: &State,
+    first: u64,
+    key: Option<&VerifyingKey>,
+) -> Result<(), AuditError> {
+    for (i, cp) in cps.iter().enumerate() {
+        if key.is_some_and(|k| !cp.verify_signature(k)) {
+            return Err(AuditError::Forged(i));
+        }
+        if cp.size > state.len() {
+            return Err(AuditError::Truncated {
+                checkpoint: i,
+                size: cp.size,
+                actual: state.len(),
+            });
+        }
+        if cp.size < first {
+            continue;
+        }
+        let (root, chain) = targets
+            .binary_search(&cp.size)
+            .ok()
+            .and_then(|t| state.captured.get(t))
+            .ok_or(AuditError::Mismatch(i))?;
+        if hex::encode(root) != cp.root || hex::encode(chain) != cp.chain {
+            return Err(AuditError::Mismatch(i));
+        }
+    }
+    Ok(())
+}
+
+/// The sizes at which replay must capture root and chain.
+fn targets(cps: &[Checkpoint], first: u64) -> Vec<u64> {
+    let mut t: Vec<u64> = cps.iter().map(|c| c.size).filter(|s| *s >= first).collect();
+    t.sort_unstable();
+    t.dedup();
+    t
+}
+
+/// The result of a successful verification.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Report {
+    /// Positions in the log (records present plus those removed by retention).
+    pub records: u64,
+    /// The first position present (records before it were removed by retention).
+    pub first: u64,
+    /// Checkpoints verified.
+    pub checkpoints: usize,
+    /// Merkle root of all records, hex.
+    pub root: String,
+}
+
+/// Verifies the log in `dir` against the checkpoint key. Reads only; a torn last record is an
+/// error here ([`AuditLog::open`] repairs it).
+pub fn verify(dir: &Path, key: &VerifyingKey) -> Result<Report, AuditError> {
+    let anchor = read_anchor(dir)?;
+    let cps = checkpoints(dir)?;
+    let targets = targets(&cps, anchor.first());
+    let state = replay(dir, &anchor, &targets, false)?;
+    if let Some(t) = &state.torn {
+        return Err(AuditError::Torn(t.position));
+    }
+    check_checkpoints(&cps, &targets, &state, anchor.first(), Some(key))?;
+    Ok(Report {
+        records: state.len(),
+        first: anchor.first(),
+        checkpoints: cps.len(),
+        root: hex::encode(state.tree.root()),
+    })
+}
+
+/// The last `limit` records of the log in `dir` as `(position, event)`, oldest first. Reads
+/// only the segments it needs and verifies nothing (see [`verify`]); an incomplete last line is
+/// not a record and is skipped.
+pub fn tail(dir: &Path, limit: usize) -> Result<Vec<(u64, Event)>, AuditError> {
+    let anchor = read_anchor(dir)?;
+    let segs: Vec<_> = segments(dir)?
+        .into_iter()
+        .filter(|(n, _)| *n >= anchor.first_segment)
+        .collect();
+    let mut out: Vec<(u64, Event)> = Vec::new();
+    for (_, path) in segs.iter().rev() {
+        if out.len() >= limit {
+            break;
+        }
+        let text = std::fs::read(path).map_err(io(path))?;
+        let complete = match text.iter().rposition(|b| *b == b'\n') {
+            Some(i) => &text[..=i],
+            None => &[][..],
+        };
+        let lines: Vec<&[u8]> = match complete.strip_suffix(b"\n") {
+            Some(body) => body.split(|b| *b == b'\n').collect(),
+            None => Vec::new(),
+        };
+        let want = limit - out.len();
+        let skip = lines.len().saturating_sub(want);
+        let mut part = Vec::with_capacity(lines.len() - skip);
+        for (i, line) in lines.iter().enumerate().skip(skip) {
+            let bad = || AuditError::BadLine {
+                path: path.clone(),
+                line: i + 1,
+            };
+            let p = record::parse(line).ok_or_else(bad)?;
+            let event: Event = serde_json::from_slice(p.event).map_err(|_| bad())?;
+            part.push((p.seq, event));
+        }
+        part.append(&mut out);
+        out = part;
+    }
+    Ok(out)
+}
+
+/// What [`AuditLog::open`] repaired: a torn last record moved aside.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Recovered {
+    /// The position the torn record would have had (the next record takes it).
+    pub position: u64,
+    /// Torn bytes moved aside.
+    pub bytes: u64,
+    /// Where they were saved.
+    pub saved_to: PathBuf,
+}
+
+/// What [`AuditLog::apply_retention`] removed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RetentionReport {
+    /// First position removed.
+    pub removed_from: u64,
+    /// One past the last position removed: the first position still present.
+    pub removed_to: u64,
+    /// Segment files deleted.
+    pub segments: usize,
+    /// Position of the `audit_retention` event appended.
+    pub event_position: u64,
+}
+
+/// An open audit log for appending.
+pub struct AuditLog {
+    dir: PathBuf,
+    segment_bytes: u64,
+    anchor: Anchor,
+    /// Leaf hashes of the records present (position `anchor.first() + i`).
+    leaves: Vec<Hash>,
+    tree: Frontier,
+    chain: Hash,
+    /// The segments present; the last is the one appended to.
+    segments: Vec<SegmentInfo>,
+    segment_size: u64,
+    file: std::io::BufWriter<File>,
+    line: Vec<u8>,
+    recovered: Option<Recovered>,
+}
+
+impl std::fmt::Debug for AuditLog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuditLog")
+            .field("dir", &self.dir)
+            .field("first", &self.anchor.first())
+            .field("records", &self.tree.size())
+            .finish()
+    }
+}
+
+/// Write buffer of the current segment.
+const WRITE_BUFFER: usize = 1 << 16;
+
+fn unix_ns() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0)
+}
+
+/// Moves a torn tail aside and truncates its segment back to the last complete line.
+fn recover(dir: &Path, torn: &replay::TornTail) -> Result<Recovered, AuditError> {
+    let seg = &torn.path;
+    let len = std::fs::metadata(seg).map_err(io(seg))?.len();
+    if len != torn.offset + torn.bytes.len() as u64 {
+        // The segment changed since it was read: someone else is writing.
+        return Err(AuditError::Torn(torn.position));
+    }
+    let saved_to = dir.join(format!("torn-{}-{}.bin", torn.position, unix_ns()));
+    let mut o = OpenOptions::new();
+    o.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        o.mode(0o600);
+    }
+    let mut f = o.open(&saved_to).map_err(io(&saved_to))?;
+    f.write_all(&torn.bytes).map_err(io(&saved_to))?;
+    f.sync_all().map_err(io(&saved_to))?;
+    let s = OpenOptions::new().write(true).open(seg).map_err(io(seg))?;
+    s.set_len(torn.offset).map_err(io(seg))?;
+    s.sync_all().map_err(io(seg))?;
+    sync_dir(dir)?;
+    Ok(Recovered {
+        position: torn.position,
+        bytes: torn.bytes.len() as u64,
+        saved_to,
+    })
+}
+
+/// Just the time of an event.
+#[derive(Deserialize)]
+struct EventTime {
+    time_ns: i64,
+}
+
 impl AuditLog {
-    /// Opens (or creates) the log in `dir`, verifying the existing records; new segments start
-    /// when the current one exceeds `segment_bytes`.
+    /// Opens (or creates) the log in `dir`, verifying the records and every checkpoint's size,
+    /// root and chain (signatures need the key: see [`verify`]); new segments start when the
+    /// current one would exceed `segment_bytes`. A torn last record is moved aside and reported
+    /// by [`AuditLog::recovered`]; any other failure is an error.
     pub fn open(dir: &Path, segment_bytes: u64) -> Result<Self, AuditError> {
         std::fs::create_dir_all(dir).map_err(io(dir))?;
-        let (leaves, chains) = replay(dir)?;
-        let chain = chains[chains.len() - 1];
-        let segment = segments(dir)?
-            .pop()
-            .unwrap_or_else(|| dir.join("segment-000001.jsonl"));
-        let file = open_segment(&segment)?;
-        let segment_size = file.metadata().map_err(io(&segment))?.len();
+        let anchor = read_anchor(dir)?;
+        let cps = checkpoints(dir)?;
+        let targets = targets(&cps, anchor.first());
+        let mut state = replay(dir, &anchor, &targets, true)?;
+        let recovered = match state.torn.take() {
+            Some(t) if cps.iter().any(|c| c.size > t.position) => {
+                // A checkpoint was signed over this record, so it was complete once.
+                return Err(AuditError::Torn(t.position));
+            }
+            Some(t) => Some(recover(dir, &t)?),
+            None => None,
+        };
+        check_checkpoints(&cps, &targets, &state, anchor.first(), None)?;
+        // Finish a retention interrupted between writing the anchor and deleting segments.
+        for (n, p) in segments(dir)? {
+            if n < anchor.first_segment {
+                std::fs::remove_file(&p).map_err(io(&p))?;
+            }
+        }
+        if state.segments.is_empty() {
+            let number = anchor.first_segment.max(1);
+            state.segments.push(SegmentInfo {
+                number,
+                path: segment_path(dir, number),
+                first: state.len(),
+                records: 0,
+                end_chain: state.chain,
+            });
+        }
+        let current = state
+            .segments
+            .last()
+            .map(|s| s.path.clone())
+            .unwrap_or_else(|| segment_path(dir, 1));
+        let file = create_private(&current, true)?;
+        let segment_size = file.metadata().map_err(io(&current))?.len();
         Ok(Self {
             dir: dir.to_path_buf(),
             segment_bytes,
-            leaves,
-            chain,
-            segment,
+            anchor,
+            leaves: state.leaves,
+            tree: state.tree,
+            chain: state.chain,
+            segments: state.segments,
             segment_size,
-            file: std::io::BufWriter::new(file),
+            file: std::io::BufWriter::with_capacity(WRITE_BUFFER, file),
+            line: Vec::with_capacity(512),
+            recovered,
         })
     }
 
-    /// Records in the log.
-    pub fn len(&self) -> u64 {
-        self.leaves.len() as u64
+    /// What `open` repaired, if anything: report it and append an event saying so.
+    pub fn recovered(&self) -> Option<&Recovered> {
+        self.recovered.as_ref()
     }
 
-    /// Whether the log is empty.
+    /// Positions in the log (the next record's sequence number), removed ones included.
+    pub fn len(&self) -> u64 {
+        self.tree.size()
+    }
+
+    /// Whether nothing was ever appended.
     pub fn is_empty(&self) -> bool {
-        self.leaves.is_empty()
+        self.tree.size() == 0
+    }
+
+    /// The first position still present (records before it were removed by retention).
+    pub fn first(&self) -> u64 {
+        self.anchor.first()
+    }
+
+    fn current_path(&self) -> PathBuf {
+        self.segments
+            .last()
+            .map(|s| s.path.clone())
+            .unwrap_or_else(|| segment_path(&self.dir, 1))
     }
 
     /// Appends an event; durable after [`AuditLog::sync`]. Returns its position.
-    pub fn append(&mut self, event: Event) -> Result<u64, AuditError> {
+    pub fn append(&mut self, event: &Event) -> Result<u64, AuditError> {
         let seq = self.len();
-        let leaf = leaf_hash(
-            &serde_json::to_vec(&Leaf { seq, event: &event })
-                .map_err(|_| AuditError::Malformed(seq))?,
-        );
-        let chain = chain_next(&self.chain, &leaf);
-        let mut line = serde_json::to_vec(&Record {
-            seq,
-            event,
-            chain: hex::encode(chain),
-        })
-        .map_err(|_| AuditError::Malformed(seq))?;
-        line.push(b'\n');
-        if self.segment_size > 0 && self.segment_size + line.len() as u64 > self.segment_bytes {
-            self.sync()?;
-            let n = segments(&self.dir)?.len() + 1;
-            self.segment = self.dir.join(format!("segment-{n:06}.jsonl"));
-            self.file = std::io::BufWriter::new(open_segment(&self.segment)?);
-            self.segment_size = 0;
+        let (leaf, chain) = record::encode(&mut self.line, seq, event, &self.chain)
+            .map_err(|_| AuditError::Encode(seq))?;
+        let n = self.line.len() as u64;
+        if self.segment_size > 0 && self.segment_size + n > self.segment_bytes {
+            self.rotate()?;
         }
-        self.file.write_all(&line).map_err(io(&self.segment))?;
-        self.segment_size += line.len() as u64;
+        if let Err(e) = self.file.write_all(&self.line) {
+            return Err(io(&self.current_path())(e));
+        }
+        self.segment_size += n;
         self.leaves.push(leaf);
+        self.tree.push(leaf);
         self.chain = chain;
+        if let Some(s) = self.segments.last_mut() {
+            s.records += 1;
+            s.end_chain = chain;
+        }
         Ok(seq)
+    }
+
+    fn rotate(&mut self) -> Result<(), AuditError> {
+        self.sync()?;
+        let number = self.segments.last().map_or(1, |s| s.number + 1);
+        let path = segment_path(&self.dir, number);
+        self.file = std::io::BufWriter::with_capacity(WRITE_BUFFER, create_private(&path, true)?);
+        sync_dir(&self.dir)?;
+        self.segments.push(SegmentInfo {
+            number,
+            path,
+            first: self.len(),
+            records: 0,
+            end_chain: self.chain,
+        });
+        self.segment_size = 0;
+        Ok(())
     }
 
     /// Flushes and fsyncs the current segment (one fsync for a batch of appends).
     pub fn sync(&mut self) -> Result<(), AuditError> {
-        self.file.flush().map_err(io(&self.segment))?;
-        self.file.get_ref().sync_data().map_err(io(&self.segment))
+        let path = self.current_path();
+        self.file.flush().map_err(io(&path))?;
+        self.file.get_ref().sync_data().map_err(io(&path))
     }
 
     /// Signs and appends a checkpoint of the whole log (after syncing it).
     pub fn checkpoint(&mut self, key: &SigningKey, time_ns: i64) -> Result<Checkpoint, AuditError> {
         self.sync()?;
         let size = self.len();
-        let root = hex::encode(root(&self.leaves));
+        let root = hex::encode(self.tree.root());
         let chain = hex::encode(self.chain);
         let sig = key.sign(&Checkpoint::message(size, &root, &chain, time_ns));
         let cp = Checkpoint {
@@ -405,8 +740,8 @@ impl AuditLog {
             signature: hex::encode(sig.to_bytes()),
         };
         let path = self.dir.join("checkpoints.jsonl");
-        let mut f = open_segment(&path)?;
-        let mut line = serde_json::to_vec(&cp).map_err(|_| AuditError::Malformed(size))?;
+        let mut f = create_private(&path, true)?;
+        let mut line = serde_json::to_vec(&cp).map_err(|_| AuditError::Encode(size))?;
         line.push(b'\n');
         f.write_all(&line).map_err(io(&path))?;
         f.sync_data().map_err(io(&path))?;
@@ -414,13 +749,123 @@ impl AuditLog {
     }
 
     /// Proves that the log of the first `old_size` records (an exported checkpoint) is a prefix
-    /// of the current log.
-    pub fn consistency_proof(&self, old_size: u64) -> Vec<Hash> {
-        merkle::consistency_proof(old_size as usize, &self.leaves)
+    /// of the current log. Unavailable when a node it needs was removed by retention (which
+    /// can happen only when `old_size` is below [`AuditLog::first`]) or `old_size` exceeds the
+    /// log.
+    pub fn consistency_proof(&self, old_size: u64) -> Result<Vec<Hash>, AuditError> {
+        Pruned::new(&self.anchor.frontier, &self.leaves)
+            .consistency_proof(old_size, self.len())
+            .ok_or(AuditError::ProofUnavailable {
+                old_size,
+                first: self.first(),
+                size: self.len(),
+            })
     }
 
     /// The Merkle root of the whole log.
     pub fn root(&self) -> Hash {
-        root(&self.leaves)
+        self.tree.root()
     }
+
+    /// Removes whole segments from the front whose every record is older than
+    /// `now_ns - older_than_ns`, keeping the current segment and every record not yet covered
+    /// by a checkpoint (so a checkpoint binds the anchor: [`AuditLog::open`] has checked the
+    /// root and chain of every checkpoint, [`verify`] checks their signatures); writes
+    /// `anchor.json` first, then deletes, then appends and syncs an `audit_retention` event (by
+    /// `principal` on `host`) naming the removed range. `None` when nothing qualifies (and
+    /// nothing is written).
+    pub fn apply_retention(
+        &mut self,
+        older_than_ns: i64,
+        now_ns: i64,
+        principal: &str,
+        host: &str,
+    ) -> Result<Option<RetentionReport>, AuditError> {
+        let cutoff = now_ns.saturating_sub(older_than_ns);
+        let covered = checkpoints(&self.dir)?
+            .iter()
+            .filter(|c| c.size <= self.len())
+            .map(|c| c.size)
+            .max()
+            .unwrap_or(0);
+        let mut remove = 0usize;
+        for seg in self
+            .segments
+            .iter()
+            .take(self.segments.len().saturating_sub(1))
+        {
+            if seg.first + seg.records > covered || !all_older(seg, cutoff)? {
+                break;
+            }
+            remove += 1;
+        }
+        let (Some(last_removed), Some(first_kept)) = (
+            self.segments.get(remove.wrapping_sub(1)),
+            self.segments.get(remove),
+        ) else {
+            return Ok(None);
+        };
+        let old_first = self.first();
+        let k = first_kept.first;
+        let drop_leaves = (k - old_first) as usize;
+        let mut frontier = self.anchor.frontier.clone();
+        for leaf in self.leaves.iter().take(drop_leaves) {
+            frontier.push(*leaf);
+        }
+        let anchor = Anchor {
+            chain: last_removed.end_chain,
+            frontier,
+            first_segment: first_kept.number,
+        };
+        self.sync()?;
+        write_anchor(&self.dir, &anchor, now_ns)?;
+        for (n, p) in segments(&self.dir)? {
+            if n < anchor.first_segment {
+                std::fs::remove_file(&p).map_err(io(&p))?;
+            }
+        }
+        sync_dir(&self.dir)?;
+        self.leaves.drain(..drop_leaves);
+        self.segments.drain(..remove);
+        self.anchor = anchor;
+        let event = Event {
+            time_ns: now_ns,
+            principal: principal.to_string(),
+            action: "audit_retention".into(),
+            resource: "audit".into(),
+            outcome: "succeeded".into(),
+            error_code: None,
+            host: host.to_string(),
+            pid: std::process::id(),
+            policies: Vec::new(),
+            run_id: None,
+            rows: None,
+            detail: Some(format!(
+                "removed records {old_first}..{k} ({remove} segments), all older than {cutoff} ns"
+            )),
+        };
+        let event_position = self.append(&event)?;
+        self.sync()?;
+        Ok(Some(RetentionReport {
+            removed_from: old_first,
+            removed_to: k,
+            segments: remove,
+            event_position,
+        }))
+    }
+}
+
+/// Whether every record of a (verified) segment is older than `cutoff`.
+fn all_older(seg: &SegmentInfo, cutoff: i64) -> Result<bool, AuditError> {
+    let file = File::open(&seg.path).map_err(io(&seg.path))?;
+    for (pos, line) in (seg.first..).zip(BufReader::new(file).split(b'\n')) {
+        let line = line.map_err(io(&seg.path))?;
+        let t: EventTime = record::parse(&line)
+            .and_then(|p| serde_json::from_slice(p.event).ok())
+            .ok_or(AuditError::Malformed(pos))?;
+        if t.time_ns >= cutoff {
+            return Ok(false);
+        }
+    }
+    Ok(true)
 }

@@ -129,8 +129,61 @@ fn keys(state: &Path) -> Result<bool> {
     Ok(true)
 }
 
-/// Creates the example project in `dir`.
-pub fn init(dir: &Path, force: bool) -> Result<()> {
+/// Creates the example project in `dir` (unless `no_example`), the default policies, and, in a
+/// project without users, the first admin.
+pub fn init(
+    dir: &Path,
+    force: bool,
+    no_example: bool,
+    admin_token_file: Option<&Path>,
+) -> Result<()> {
+    let state = dir.join(".custos");
+    let mut session = crate::access::Session::open(&state)
+        .with_context(|| format!("creating the state directory {}", state.display()))?;
+    let first = !session.has_users()?;
+    if !no_example {
+        // A new project gets the example's keys; in one with users, creating keys needs a
+        // signed-in user allowed to manage them.
+        let may_create_keys = first
+            || (std::env::var_os("CUSTOS_TOKEN").is_some()
+                || std::env::var_os("CUSTOS_TOKEN_FILE").is_some())
+                && session
+                    .authorize(
+                        custos_policy::Action::ManageKeys,
+                        &custos_policy::Resource::Key { name: "*".into() },
+                    )
+                    .is_ok();
+        example(dir, force, &state, may_create_keys)?;
+    }
+    let policies = dir.join("policies");
+    if !policies.exists() {
+        std::fs::create_dir_all(&policies)
+            .with_context(|| format!("creating {}", policies.display()))?;
+        let p = policies.join("default.cedar");
+        std::fs::write(&p, custos_policy::DEFAULT_POLICIES)
+            .with_context(|| format!("writing {}", p.display()))?;
+        println!("  policies/default.cedar  who may do what (Cedar); default deny");
+    }
+    if first {
+        let token = session
+            .ids
+            .add_user("admin", "security_admin", crate::access::now_ns())?;
+        session.event("user_add", "user:admin", "succeeded", None, None, None)?;
+        println!();
+        println!("created the first user \"admin\" (role security_admin).");
+        crate::admin::hand_out(&token, "admin", admin_token_file)?;
+        println!("use it with CUSTOS_TOKEN (or CUSTOS_TOKEN_FILE) to add users:");
+        println!("  custos users add NAME --role data_engineer");
+    } else {
+        println!("users exist already: manage them with `custos users` (no admin created)");
+    }
+    session.allow_audit_key_creation();
+    session.finish(&Ok(0))?;
+    Ok(())
+}
+
+/// Writes the example files and, in a new project, its keys.
+fn example(dir: &Path, force: bool, state: &Path, may_create_keys: bool) -> Result<()> {
     std::fs::create_dir_all(dir.join("data"))
         .with_context(|| format!("creating {}", dir.join("data").display()))?;
     let files = [
@@ -151,10 +204,9 @@ pub fn init(dir: &Path, force: bool) -> Result<()> {
         let p = dir.join(name);
         std::fs::write(&p, text).with_context(|| format!("writing {}", p.display()))?;
     }
-    let state = dir.join(".custos");
-    custos_engine::StateStore::open(&state)
+    custos_engine::StateStore::open(state)
         .with_context(|| format!("creating the state store in {}", state.display()))?;
-    let keys_ready = keys(&state).context("creating the example keys")?;
+    let keys_ready = may_create_keys && keys(state).context("creating the example keys")?;
     let gitignore = dir.join(".gitignore");
     if !gitignore.exists() {
         std::fs::write(&gitignore, ".custos/\nout/\n")
@@ -173,6 +225,7 @@ pub fn init(dir: &Path, force: bool) -> Result<()> {
         println!(
             "CUSTOS_KEYSTORE_PASSPHRASE_FILE) and run `custos init --force` again to create them"
         );
+        println!("(signed in as a user allowed to manage keys, once users exist)");
     }
     println!();
     println!("next:");

@@ -88,6 +88,31 @@ pub enum KeysCommand {
     },
 }
 
+impl KeysCommand {
+    /// The action and resource a command needs permission for.
+    pub(crate) fn access(&self) -> (custos_policy::Action, custos_policy::Resource) {
+        use custos_policy::{Action, Resource};
+        let key = |name: &str| Resource::Key {
+            name: name.to_string(),
+        };
+        match self {
+            KeysCommand::Init { .. } | KeysCommand::List { .. } => (Action::ManageKeys, key("*")),
+            KeysCommand::Create { name, .. }
+            | KeysCommand::Show { name, .. }
+            | KeysCommand::SetMinVersion { name, .. }
+            | KeysCommand::Disable { name, .. }
+            | KeysCommand::Enable { name, .. } => (Action::ManageKeys, key(name)),
+            KeysCommand::Rotate { name } => (Action::RotateKey, key(name)),
+            KeysCommand::Destroy { name, .. } => (Action::DestroyKey, key(name)),
+        }
+    }
+
+    /// Whether the command creates a keystore or keys (and so may create the audit key).
+    pub(crate) fn sets_up(&self) -> bool {
+        matches!(self, KeysCommand::Init { .. } | KeysCommand::Create { .. })
+    }
+}
+
 /// A key as listed: no material, not even wrapped.
 #[derive(Serialize)]
 struct KeyView<'a> {
@@ -152,6 +177,19 @@ pub fn run(path: PathBuf, cmd: &KeysCommand) -> Result<u8> {
         .enable_all()
         .build()?;
     let mut ks = Keystore::open(&path, &passphrase()?)?;
+    match cmd {
+        KeysCommand::Rotate { name }
+        | KeysCommand::SetMinVersion { name, .. }
+        | KeysCommand::Disable { name, .. }
+        | KeysCommand::Destroy { name, .. }
+            if name == crate::access::AUDIT_KEY =>
+        {
+            bail!(
+                "key \"{name}\" signs the audit log's checkpoints; it cannot be rotated, disabled or destroyed (earlier checkpoints would stop verifying)"
+            );
+        }
+        _ => {}
+    }
     match cmd {
         KeysCommand::Init { .. } => return Ok(2), // handled above
         KeysCommand::Create { name, purpose } => {

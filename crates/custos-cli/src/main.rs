@@ -1,8 +1,11 @@
 //! The `custos` command-line tool.
 //!
 //! Exit codes: 0 success; 1 the run failed (a sink or source error, too many quarantined
-//! rows, a broken invariant, Ctrl-C); 2 invalid config or command-line usage.
+//! rows, a broken invariant, Ctrl-C); 2 invalid config or command-line usage; 3 not signed in
+//! or not allowed.
 
+mod access;
+mod admin;
 mod init;
 mod keys;
 mod output;
@@ -11,12 +14,15 @@ mod scan;
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
 use custos_engine::{Progress, RunOptions, RunOutcome, StateStore};
+use custos_policy::{Action, Resource};
+
+use crate::access::{Denied, Session};
 
 /// custos: a secure ETL engine for pipelines that carry personal data.
 ///
@@ -24,7 +30,12 @@ use custos_engine::{Progress, RunOptions, RunOutcome, StateStore};
 /// quarantine file (mode 0600) with their file, line and reason; sinks are written to
 /// temporary files and committed together, so a failed run leaves earlier outputs untouched.
 ///
-/// Exit codes: 0 success, 1 run failed, 2 invalid config or usage.
+/// Commands act as the user whose API token is in CUSTOS_TOKEN (or the file named by
+/// CUSTOS_TOKEN_FILE); Cedar policies decide what each user may do, and every decision is
+/// recorded in the tamper-evident audit log.
+///
+/// Exit codes: 0 success, 1 run failed, 2 invalid config or usage, 3 not signed in or not
+/// allowed.
 #[derive(Debug, Parser)]
 #[command(
     name = "custos",
@@ -45,6 +56,9 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Create a working example project (pipeline, sample data, state directory).
+    ///
+    /// In a project without users it also creates the first admin (role security_admin) and
+    /// prints its API token once.
     Init {
         /// Directory to create the project in.
         #[arg(default_value = ".")]
@@ -52,6 +66,12 @@ enum Command {
         /// Overwrite example files that already exist.
         #[arg(long)]
         force: bool,
+        /// Only the state directory, policies and first admin: no example files or keys.
+        #[arg(long)]
+        no_example: bool,
+        /// Write the first admin's token to this file (mode 0600) instead of printing it.
+        #[arg(long, value_name = "FILE")]
+        admin_token_file: Option<PathBuf>,
     },
     /// Check a pipeline without running it: syntax, unknown keys, graph, schemas, SQL and rules.
     ///
@@ -103,6 +123,26 @@ enum Command {
         #[command(subcommand)]
         command: keys::KeysCommand,
     },
+    /// Manage users (principals) and their roles.
+    Users {
+        #[command(subcommand)]
+        command: admin::UsersCommand,
+    },
+    /// Rotate API tokens.
+    Tokens {
+        #[command(subcommand)]
+        command: admin::TokensCommand,
+    },
+    /// Time-bound grants: the way to decrypt personal data or destroy keys.
+    Grants {
+        #[command(subcommand)]
+        command: admin::GrantsCommand,
+    },
+    /// Verify, export and read the tamper-evident audit log.
+    Audit {
+        #[command(subcommand)]
+        command: admin::AuditCommand,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -142,6 +182,8 @@ enum RunsCommand {
 const EXIT_RUN_FAILED: u8 = 1;
 /// Exit code for an invalid config or usage.
 const EXIT_INVALID: u8 = 2;
+/// Exit code for a failed sign-in or a denied action.
+pub(crate) const EXIT_DENIED: u8 = 3;
 
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
@@ -161,6 +203,10 @@ fn main() -> ExitCode {
         .init();
     match real_main(cli) {
         Ok(code) => ExitCode::from(code),
+        Err(e) if e.downcast_ref::<Denied>().is_some() => {
+            eprintln!("custos: {e}");
+            ExitCode::from(EXIT_DENIED)
+        }
         Err(e) => {
             eprintln!("custos: error: {e:#}");
             ExitCode::from(EXIT_RUN_FAILED)
@@ -181,67 +227,110 @@ pub(crate) fn runtime() -> Result<tokio::runtime::Runtime> {
         .context("starting the async runtime")
 }
 
+/// Opens a session, runs `f` in it, and records the outcome (sync, checkpoint) whatever it is.
+fn with_session(state: &Path, f: impl FnOnce(&mut Session) -> Result<u8>) -> Result<u8> {
+    let mut session = Session::open(state)?;
+    let result = f(&mut session);
+    if let Err(e) = session.finish(&result) {
+        if result.is_ok() {
+            return Err(e);
+        }
+        tracing::error!("recording the command in the audit log: {e:#}");
+    }
+    result
+}
+
 fn real_main(cli: Cli) -> Result<u8> {
+    let state = state_dir(&cli);
     match &cli.command {
-        Command::Init { dir, force } => {
-            init::init(dir, *force)?;
+        Command::Init {
+            dir,
+            force,
+            no_example,
+            admin_token_file,
+        } => {
+            init::init(dir, *force, *no_example, admin_token_file.as_deref())?;
             Ok(0)
         }
         Command::Validate {
             file,
             json,
             deny_warnings,
-        } => validate(file, *json, *deny_warnings),
-        Command::Run(args) => run(&cli, args),
+        } => validate(&state, file, *json, *deny_warnings),
+        Command::Run(args) => run(&state, args),
         Command::Scan {
             target,
             sample,
             seed,
             json,
             suggest,
-        } => scan::run(target, *sample, *seed, *json, *suggest),
+        } => with_session(&state, |s| {
+            s.authorize(
+                Action::ReadDataset,
+                &Resource::Dataset {
+                    name: target.display().to_string(),
+                },
+            )?;
+            scan::run(target, *sample, *seed, *json, *suggest)
+        }),
         Command::Keys { keystore, command } => {
             let path = keystore
                 .clone()
-                .unwrap_or_else(|| state_dir(&cli).join("keystore.ck"));
-            keys::run(path, command)
-        }
-        Command::Runs { command } => {
-            let dir = state_dir(&cli);
-            if !dir.join("state.db").is_file() {
-                eprintln!(
-                    "custos: no runs recorded in {} (run a pipeline first, or pass --state-dir)",
-                    dir.display()
-                );
-                return Ok(EXIT_INVALID);
-            }
-            let store = StateStore::open(&dir)?;
-            match command {
-                RunsCommand::List { limit, json } => {
-                    let runs = store.list(*limit)?;
-                    if *json {
-                        println!("{}", serde_json::to_string_pretty(&runs)?);
-                    } else {
-                        output::print_runs(&runs);
-                    }
-                    Ok(0)
+                .unwrap_or_else(|| state.join("keystore.ck"));
+            with_session(&state, |s| {
+                let (action, resource) = command.access();
+                s.authorize(action, &resource)?;
+                if command.sets_up() {
+                    s.allow_audit_key_creation();
                 }
-                RunsCommand::Show { id, json } => match store.get(id)? {
-                    None => {
-                        eprintln!("custos: no run with id \"{id}\"");
-                        Ok(EXIT_INVALID)
-                    }
-                    Some(r) => {
-                        if *json {
-                            println!("{}", serde_json::to_string_pretty(&r)?);
-                        } else {
-                            output::print_run(&r);
-                        }
-                        Ok(0)
-                    }
-                },
-            }
+                keys::run(path, command)
+            })
         }
+        Command::Users { command } => with_session(&state, |s| admin::users(s, command)),
+        Command::Tokens { command } => with_session(&state, |s| admin::tokens(s, command)),
+        Command::Grants { command } => with_session(&state, |s| admin::grants(s, command)),
+        Command::Audit { command } => with_session(&state, |s| admin::audit(s, &state, command)),
+        Command::Runs { command } => with_session(&state, |s| {
+            // Run records hold counts, paths and hashes, never data: any signed-in user.
+            s.authenticate()?;
+            runs(&state, command)
+        }),
+    }
+}
+
+fn runs(dir: &Path, command: &RunsCommand) -> Result<u8> {
+    if !dir.join("state.db").is_file() {
+        eprintln!(
+            "custos: no runs recorded in {} (run a pipeline first, or pass --state-dir)",
+            dir.display()
+        );
+        return Ok(EXIT_INVALID);
+    }
+    let store = StateStore::open(dir)?;
+    match command {
+        RunsCommand::List { limit, json } => {
+            let runs = store.list(*limit)?;
+            if *json {
+                println!("{}", serde_json::to_string_pretty(&runs)?);
+            } else {
+                output::print_runs(&runs);
+            }
+            Ok(0)
+        }
+        RunsCommand::Show { id, json } => match store.get(id)? {
+            None => {
+                eprintln!("custos: no run with id \"{id}\"");
+                Ok(EXIT_INVALID)
+            }
+            Some(r) => {
+                if *json {
+                    println!("{}", serde_json::to_string_pretty(&r)?);
+                } else {
+                    output::print_run(&r);
+                }
+                Ok(0)
+            }
+        },
     }
 }
 
@@ -252,12 +341,24 @@ fn load(file: &Path) -> Result<custos_config::Loaded, u8> {
     })
 }
 
-fn validate(file: &Path, json: bool, deny_warnings: bool) -> Result<u8> {
+fn validate(state: &Path, file: &Path, json: bool, deny_warnings: bool) -> Result<u8> {
     let loaded = match load(file) {
         Ok(l) => l,
         Err(code) => return Ok(code),
     };
-    let diags = runtime()?.block_on(custos_engine::check(&loaded));
+    let mut diags = runtime()?.block_on(custos_engine::check(&loaded));
+    // The project's access policies are part of what runs: check them against the schema.
+    let policies = access::policy_dir(state);
+    if let Err(e) = custos_policy::PolicyEngine::load(&policies) {
+        diags.push(custos_config::Diagnostic {
+            severity: custos_config::Severity::Error,
+            file: policies.clone(),
+            line: 0,
+            column: 0,
+            key: String::new(),
+            message: format!("access policies: {e}"),
+        });
+    }
     let warnings = diags.0.len() - diags.error_count();
     if json {
         println!("{}", serde_json::to_string_pretty(&diags)?);
@@ -286,51 +387,138 @@ fn validate(file: &Path, json: bool, deny_warnings: bool) -> Result<u8> {
     })
 }
 
-fn run(cli: &Cli, args: &RunArgs) -> Result<u8> {
+fn run(state: &Path, args: &RunArgs) -> Result<u8> {
     let loaded = match load(&args.file) {
         Ok(l) => l,
         Err(code) => return Ok(code),
     };
+    let session = Arc::new(Mutex::new(Session::open(state)?));
+    let pipeline = &loaded.config.pipeline;
+    let authorized = lock(&session)?.authorize(
+        Action::RunPipeline,
+        &Resource::Pipeline {
+            name: pipeline.name.clone(),
+            tags: pipeline.tags.clone(),
+        },
+    );
+    let danger = &loaded.config.danger.allow_plaintext;
+    let authorized = match authorized {
+        Ok(_) if !danger.is_empty() => lock(&session)?
+            .event_detail(
+                "danger_allow_plaintext",
+                &format!("pipeline:{}", pipeline.name),
+                "allowed",
+                format!("[danger] allow_plaintext = {danger:?}"),
+            )
+            .map(|_| ()),
+        other => other.map(|_| ()),
+    };
+    let (result, run) = match authorized {
+        Err(e) => (Err(e), None),
+        Ok(()) => {
+            let denied = Arc::new(AtomicBool::new(false));
+            let guard: custos_engine::DecryptGuard = {
+                let (session, denied) = (session.clone(), denied.clone());
+                let (name, tags) = (pipeline.name.clone(), pipeline.tags.clone());
+                Arc::new(move |column: &str| {
+                    let mut s = session
+                        .lock()
+                        .map_err(|_| "the audit session was poisoned by a panic".to_string())?;
+                    // Decrypted columns are treated as personal data: what else is encrypted.
+                    let column = Resource::Column {
+                        pipeline: name.clone(),
+                        tags: tags.clone(),
+                        name: column.to_string(),
+                        pii: true,
+                        protection: "encrypt".into(),
+                    };
+                    s.authorize(Action::DecryptColumn, &column)
+                        .map(|_| ())
+                        .map_err(|e| {
+                            denied.store(true, Ordering::Relaxed);
+                            e.to_string()
+                        })
+                })
+            };
+            let (r, run) = execute_run(state, args, &loaded, guard);
+            let r = match r {
+                Ok(code) if code != 0 && denied.load(Ordering::Relaxed) => Ok(EXIT_DENIED),
+                other => other,
+            };
+            (r, run)
+        }
+    };
+    let mut s = lock(&session)?;
+    let (run_id, rows) = run.unzip();
+    if let Err(e) = s.finish_run(&result, run_id.as_deref(), rows) {
+        if result.is_ok() {
+            return Err(e);
+        }
+        tracing::error!("recording the run in the audit log: {e:#}");
+    }
+    result
+}
+
+fn lock(s: &Mutex<Session>) -> Result<std::sync::MutexGuard<'_, Session>> {
+    s.lock()
+        .map_err(|_| anyhow::anyhow!("the audit session was poisoned by a panic"))
+}
+
+/// Runs the pipeline; returns the exit code and, when it ran, the run id and rows written.
+fn execute_run(
+    state: &Path,
+    args: &RunArgs,
+    loaded: &custos_config::Loaded,
+    guard: custos_engine::DecryptGuard,
+) -> (Result<u8>, Option<(String, u64)>) {
     let opts = RunOptions {
-        state_dir: state_dir(cli),
+        state_dir: state.to_path_buf(),
+        authorize_decrypt: Some(guard),
+    };
+    let rt = match runtime() {
+        Ok(rt) => rt,
+        Err(e) => return (Err(e), None),
     };
     let progress = Arc::new(Progress::default());
     let show_bar = !args.quiet && !args.json && std::io::stderr().is_terminal();
     let bar = show_bar.then(|| output::progress_bar(progress.clone()));
-    let outcome = runtime()?.block_on(custos_engine::run(&loaded, &opts, progress.clone()));
+    let outcome = rt.block_on(custos_engine::run(loaded, &opts, progress.clone()));
     if let Some((pb, stop)) = bar {
         stop.store(true, Ordering::Relaxed);
         pb.finish_and_clear();
     }
-    match outcome? {
-        RunOutcome::Invalid(diags) => {
+    let summary = match outcome {
+        Err(e) => return (Err(e.into()), None),
+        Ok(RunOutcome::Invalid(diags)) => {
             eprint!("{diags}");
             eprintln!(
                 "{}: {} error(s); nothing was run",
                 args.file.display(),
                 diags.error_count()
             );
-            Ok(EXIT_INVALID)
+            return (Ok(EXIT_INVALID), None);
         }
-        RunOutcome::Ran(summary) => {
-            if args.json {
-                println!("{}", serde_json::to_string_pretty(&summary)?);
-            } else if !args.quiet {
-                output::print_summary(&summary);
-            }
-            if summary.status == "succeeded" {
-                Ok(0)
-            } else {
-                if args.quiet || args.json {
-                    eprintln!(
-                        "custos: run {} {}: {}",
-                        summary.run_id,
-                        summary.status,
-                        summary.error.as_deref().unwrap_or("unknown error")
-                    );
-                }
-                Ok(EXIT_RUN_FAILED)
-            }
+        Ok(RunOutcome::Ran(summary)) => summary,
+    };
+    let run = Some((summary.run_id.clone(), summary.rows_written));
+    if args.json {
+        match serde_json::to_string_pretty(&summary) {
+            Ok(j) => println!("{j}"),
+            Err(e) => return (Err(e.into()), run),
         }
+    } else if !args.quiet {
+        output::print_summary(&summary);
     }
+    if summary.status == "succeeded" {
+        return (Ok(0), run);
+    }
+    if args.quiet || args.json {
+        eprintln!(
+            "custos: run {} {}: {}",
+            summary.run_id,
+            summary.status,
+            summary.error.as_deref().unwrap_or("unknown error")
+        );
+    }
+    (Ok(EXIT_RUN_FAILED), run)
 }

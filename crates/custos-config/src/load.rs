@@ -80,6 +80,7 @@ pub fn load_str(path: &Path, text: &str) -> Loaded {
         pipeline: PipelineSection {
             name: String::new(),
             description: None,
+            tags: Vec::new(),
             quarantine: QuarantineConfig::default(),
             preserve_order: true,
             batch_size: None,

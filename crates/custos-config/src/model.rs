@@ -63,6 +63,10 @@ pub struct PipelineSection {
     /// Free-text description.
     #[serde(default)]
     pub description: Option<String>,
+    /// Tags that access policies can match (the default policies let analysts run pipelines
+    /// tagged `analytics`).
+    #[serde(default)]
+    pub tags: Vec<String>,
     /// Where bad rows go and when too many fail the run.
     #[serde(default)]
     pub quarantine: QuarantineConfig,

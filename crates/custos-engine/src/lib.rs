@@ -21,8 +21,10 @@ pub mod state;
 pub mod validate;
 
 pub use plan::check;
-pub use run::{OutputFile, Progress, RunOptions, RunOutcome, RunSummary, run};
-pub use state::{ComponentCounts, FileRecord, RunRecord, StateStore};
+pub use run::{DecryptGuard, OutputFile, Progress, RunOptions, RunOutcome, RunSummary, run};
+pub use state::{
+    ComponentCounts, FileRecord, RunRecord, StateStore, create_private_dir, host_name,
+};
 
 /// Engine errors. Messages never contain cell values or secrets.
 #[derive(Debug, thiserror::Error)]

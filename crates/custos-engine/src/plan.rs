@@ -9,7 +9,7 @@ use custos_connectors::files::local_store;
 use custos_connectors::quarantine::Quarantine;
 use custos_connectors::source::{SourceReader, SourceSpec, SourceStats, discover};
 use datafusion::catalog::TableProvider;
-use datafusion::common::tree_node::TreeNodeRecursion;
+use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
 use datafusion::dataframe::DataFrame;
 use datafusion::error::DataFusionError;
 use datafusion::execution::SessionStateBuilder;
@@ -32,6 +32,8 @@ pub(crate) struct Planned {
     pub sources: Vec<(String, Arc<SourceSpec>, Arc<SourceStats>)>,
     pub counters: BTreeMap<String, Arc<Counter>>,
     pub validates: BTreeMap<String, Arc<ValidateStats>>,
+    /// Columns the pipeline decrypts (protect actions and SQL decrypt functions), each once.
+    pub decrypts: Vec<String>,
 }
 
 /// Phase two of validation: discovers sources, plans every SQL query and compiles every rule,
@@ -156,6 +158,34 @@ fn sql_error(config: &PipelineConfig, inputs: &[String], e: &DataFusionError) ->
 }
 
 /// Tables a plan (and its subqueries) reads.
+/// The columns whose values `decrypt`, `decrypt_deterministic` or `fpe_decrypt` reveal in a SQL
+/// plan: the first argument's column name (as the functions bind it), or its expression text.
+fn decrypted_columns(plan: &LogicalPlan, out: &mut Vec<String>) {
+    use datafusion::logical_expr::Expr;
+    let _ = plan.apply_with_subqueries(|n| {
+        n.apply_expressions(|e| {
+            e.apply(|sub| {
+                if let Expr::ScalarFunction(f) = sub
+                    && matches!(
+                        f.name(),
+                        "decrypt" | "decrypt_deterministic" | "fpe_decrypt"
+                    )
+                    && let Some(arg) = f.args.first()
+                {
+                    let column = match arg {
+                        Expr::Column(c) => c.name.clone(),
+                        other => other.schema_name().to_string(),
+                    };
+                    if !out.contains(&column) {
+                        out.push(column);
+                    }
+                }
+                Ok(TreeNodeRecursion::Continue)
+            })
+        })
+    });
+}
+
 fn table_names(plan: &LogicalPlan) -> Vec<String> {
     let mut out = Vec::new();
     let _ = plan.apply_with_subqueries(|n| {
@@ -193,6 +223,7 @@ pub(crate) async fn plan(
     let mut sources = Vec::new();
     let mut counters = BTreeMap::new();
     let mut validates = BTreeMap::new();
+    let mut decrypts: Vec<String> = Vec::new();
     let mut tables: BTreeMap<String, Arc<dyn TableProvider>> = BTreeMap::new();
 
     for (i, s) in config.sources.iter().enumerate() {
@@ -269,6 +300,7 @@ pub(crate) async fn plan(
                     Err(())
                 }
                 Ok(lp) => {
+                    decrypted_columns(&lp, &mut decrypts);
                     let read = table_names(&lp);
                     let outside: Vec<&String> =
                         read.iter().filter(|r| !t.inputs.contains(r)).collect();
@@ -315,6 +347,11 @@ pub(crate) async fn plan(
                             }
                         },
                         TransformKind::Protect(p) => {
+                            for (column, action) in &p.columns.0 {
+                                if action.reveals() && !decrypts.contains(column) {
+                                    decrypts.push(column.clone());
+                                }
+                            }
                             ProtectOp::compile(name, &p.columns, &schema, &env, q, f, stats.clone())
                                 .map(|o| Arc::new(o) as Arc<dyn BatchOp>)
                         }
@@ -396,6 +433,7 @@ pub(crate) async fn plan(
         sources,
         counters,
         validates,
+        decrypts,
     })
 }
 

@@ -20,11 +20,26 @@ use crate::state::{
 };
 
 /// How to run.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct RunOptions {
     /// State directory (`.custos`).
     pub state_dir: PathBuf,
+    /// Asked once per column the pipeline decrypts, after planning and before anything is
+    /// read; an error (e.g. access denied) fails the run with that message.
+    pub authorize_decrypt: Option<DecryptGuard>,
 }
+
+impl std::fmt::Debug for RunOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RunOptions")
+            .field("state_dir", &self.state_dir)
+            .field("authorize_decrypt", &self.authorize_decrypt.is_some())
+            .finish()
+    }
+}
+
+/// Decides whether the run may decrypt a column (given its name).
+pub type DecryptGuard = Arc<dyn Fn(&str) -> Result<(), String> + Send + Sync>;
 
 /// Live progress, polled by the CLI's progress bar.
 #[derive(Debug, Default)]
@@ -184,14 +199,23 @@ pub async fn run(
         }
     }
 
-    let result = execute(
-        loaded,
-        &planned,
-        &run_id,
-        quarantine.clone(),
-        progress.clone(),
-    )
-    .await;
+    let denied = match &opts.authorize_decrypt {
+        Some(guard) => planned.decrypts.iter().find_map(|c| guard(c).err()),
+        None => None,
+    };
+    let result = match denied {
+        Some(e) => Err(e),
+        None => {
+            execute(
+                loaded,
+                &planned,
+                &run_id,
+                quarantine.clone(),
+                progress.clone(),
+            )
+            .await
+        }
+    };
     let quarantine_file = quarantine
         .finish()
         .map_err(|e| EngineError::Io(e.to_string()))?;

@@ -16,16 +16,19 @@ pub enum Purpose {
     Fpe,
     /// HMAC-SHA256 tokens (32 bytes).
     Hmac,
+    /// Ed25519 signing seed (32 bytes): the audit log's checkpoint key.
+    Signing,
 }
 
 impl Purpose {
-    /// Parses `aead`, `daead`, `fpe`, `hmac`.
+    /// Parses `aead`, `daead`, `fpe`, `hmac`, `signing`.
     pub fn parse(s: &str) -> Option<Self> {
         Some(match s {
             "aead" => Self::Aead,
             "daead" => Self::Daead,
             "fpe" => Self::Fpe,
             "hmac" => Self::Hmac,
+            "signing" => Self::Signing,
             _ => return None,
         })
     }
@@ -45,6 +48,7 @@ impl Purpose {
             Self::Daead => "daead",
             Self::Fpe => "fpe",
             Self::Hmac => "hmac",
+            Self::Signing => "signing",
         }
     }
 }

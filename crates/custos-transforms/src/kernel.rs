@@ -115,6 +115,7 @@ fn purpose_name(p: Purpose) -> &'static str {
         Purpose::Daead => "daead",
         Purpose::Fpe => "fpe",
         Purpose::Hmac => "hmac",
+        Purpose::Signing => "signing",
     }
 }
 

@@ -58,6 +58,7 @@ fn sigkill_midway_leaves_no_partial_output() {
         .args(["run", "pipeline.toml", "--quiet"])
         .current_dir(p.path())
         .env("CUSTOS_STATE_DIR", p.path().join(".custos"))
+        .env("CUSTOS_TOKEN_FILE", p.path().join(".custos/tester.token"))
         .spawn()
         .unwrap();
     // Wait until the run is writing its temporary files, then kill it without warning.

@@ -1,6 +1,7 @@
 //! End-to-end tests through the real `custos` binary, each in a fresh temporary directory.
 #![allow(clippy::unwrap_used)]
 
+mod access;
 mod config_errors;
 mod crash;
 mod formats;
@@ -20,8 +21,39 @@ pub(crate) struct Project {
     pub(crate) dir: tempfile::TempDir,
 }
 
+/// The test principal's grants: tests decrypt their own synthetic data and destroy keys.
+const TESTER_GRANTS: [&str; 2] = ["decrypt_column", "destroy_key"];
+
 impl Project {
+    /// A project with an admin (`.custos/admin.token`) and the user `tester` (role
+    /// data_engineer, with [`TESTER_GRANTS`]) whose token every command uses.
     pub(crate) fn new() -> Self {
+        let p = Self::bare();
+        let state = p.path().join(".custos");
+        std::fs::create_dir_all(&state).unwrap();
+        let ids = custos_policy::Identities::open(&state).unwrap();
+        let now_ns = chrono::Utc::now().timestamp_nanos_opt().unwrap();
+        for (user, role) in [("admin", "security_admin"), ("tester", "data_engineer")] {
+            let t = ids.add_user(user, role, now_ns).unwrap();
+            std::fs::write(state.join(format!("{user}.token")), t.expose()).unwrap();
+        }
+        for action in TESTER_GRANTS {
+            ids.add_grant(
+                "tester",
+                action,
+                "*",
+                now_ns / 1_000_000_000 + 86_400,
+                "tests work on synthetic data",
+                "admin",
+                now_ns,
+            )
+            .unwrap();
+        }
+        p
+    }
+
+    /// A project with no users at all.
+    pub(crate) fn bare() -> Self {
         Self {
             dir: tempfile::tempdir().expect("tempdir"),
         }
@@ -48,8 +80,38 @@ impl Project {
         c.current_dir(self.path())
             .env("CUSTOS_STATE_DIR", self.path().join(".custos"))
             .env("CUSTOS_KEYSTORE_PASSPHRASE", "test-passphrase-not-secret")
+            .env(
+                "CUSTOS_TOKEN_FILE",
+                self.path().join(".custos/tester.token"),
+            )
+            .env_remove("CUSTOS_TOKEN")
+            .env_remove("CUSTOS_POLICY_DIR")
             .env_remove("CUSTOS_LOG");
         c
+    }
+
+    /// `custos` as the user whose token is in `.custos/<user>.token`.
+    pub(crate) fn custos_as(&self, user: &str) -> Command {
+        let mut c = self.custos();
+        c.env(
+            "CUSTOS_TOKEN_FILE",
+            self.path().join(format!(".custos/{user}.token")),
+        );
+        c
+    }
+
+    /// Runs `custos args...` as `user`: (exit code, stdout, stderr).
+    pub(crate) fn run_as(&self, user: &str, args: &[&str]) -> (i32, String, String) {
+        let out = self
+            .custos_as(user)
+            .args(args)
+            .output()
+            .expect("run custos");
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).to_string(),
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        )
     }
 
     /// Runs `custos args...` and returns the output (any exit code).

@@ -1,0 +1,566 @@
+//! Sign-in, Cedar authorization, grants and the audit log through the real binary.
+
+use std::path::Path;
+
+use crate::Project;
+
+const PII_CANARY: &str = "canary.person@example.org";
+const PASSPHRASE: &str = "test-passphrase-not-secret";
+
+const INPUT: &str = "id,email\n1,canary.person@example.org\n2,other@example.org\n";
+
+const PROTECT: &str = r#"
+[pipeline]
+name = "protect"
+
+[sources.raw]
+type = "csv"
+path = "in.csv"
+pii = ["email"]
+
+[transforms.safe]
+type = "protect"
+inputs = ["raw"]
+columns.email = { action = "encrypt", key = "pii-main" }
+
+[sinks.out]
+type = "parquet"
+inputs = ["safe"]
+path = "out/safe.parquet"
+"#;
+
+const DECRYPT: &str = r#"
+[pipeline]
+name = "reveal"
+
+[sources.safe]
+type = "parquet"
+path = "out/safe.parquet"
+
+[transforms.clear]
+type = "protect"
+inputs = ["safe"]
+columns.email = { action = "decrypt", key = "pii-main" }
+
+[sinks.out]
+type = "csv"
+inputs = ["clear"]
+path = "out/clear.csv"
+
+[danger]
+allow_plaintext = ["out.email"]
+"#;
+
+const SQL_DECRYPT: &str = r#"
+[pipeline]
+name = "reveal-sql"
+
+[sources.safe]
+type = "parquet"
+path = "out/safe.parquet"
+
+[transforms.clear]
+type = "sql"
+inputs = ["safe"]
+query = "SELECT id, decrypt(email, 'pii-main') AS email FROM safe"
+
+[sinks.out]
+type = "csv"
+inputs = ["clear"]
+path = "out/clear-sql.csv"
+
+[danger]
+allow_plaintext = ["out.email"]
+"#;
+
+fn tagged(tags: &str) -> String {
+    PROTECT.replace(
+        "name = \"protect\"",
+        &format!("name = \"protect\"\ntags = [{tags}]"),
+    )
+}
+
+/// A project with a keystore (so checkpoints are signed), the key, the input and pipelines.
+fn project() -> Project {
+    let p = Project::new();
+    for args in [
+        &[
+            "keys",
+            "init",
+            "--kdf-memory-mib",
+            "8",
+            "--kdf-iterations",
+            "1",
+        ][..],
+        &["keys", "create", "pii-main", "--purpose", "aead"][..],
+    ] {
+        let (code, o, e) = p.run_as("admin", args);
+        assert_eq!(code, 0, "{args:?}: {o}{e}");
+    }
+    p.write("in.csv", INPUT);
+    p.write("protect.toml", PROTECT);
+    p.write("reveal.toml", DECRYPT);
+    p.write("reveal-sql.toml", SQL_DECRYPT);
+    p
+}
+
+fn add_user(p: &Project, name: &str, role: &str) {
+    let file = p.path().join(format!(".custos/{name}.token"));
+    let (code, o, e) = p.run_as(
+        "admin",
+        &[
+            "users",
+            "add",
+            name,
+            "--role",
+            role,
+            "--token-file",
+            file.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(code, 0, "{o}{e}");
+}
+
+fn audit_text(p: &Project) -> String {
+    let dir = p.path().join(".custos/audit");
+    let mut text = String::new();
+    for e in std::fs::read_dir(&dir).unwrap() {
+        let path = e.unwrap().path();
+        text.push_str(&String::from_utf8_lossy(&std::fs::read(&path).unwrap()));
+    }
+    text
+}
+
+fn events(p: &Project) -> Vec<serde_json::Value> {
+    let (code, o, e) = p.run_as("admin", &["audit", "tail", "-n", "1000", "--json"]);
+    assert_eq!(code, 0, "{e}");
+    o.lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .collect()
+}
+
+#[test]
+fn init_creates_the_first_admin_once() {
+    let p = Project::bare();
+    let out = p
+        .custos()
+        .env_remove("CUSTOS_TOKEN_FILE")
+        .args(["init", "--no-example", "."])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(out.status.success(), "{stdout}");
+    let token = stdout
+        .lines()
+        .find(|l| l.starts_with("cst_"))
+        .expect("the admin token is printed")
+        .to_string();
+    assert!(p.path().join("policies/default.cedar").is_file());
+    let listed = p
+        .custos()
+        .env_remove("CUSTOS_TOKEN_FILE")
+        .env("CUSTOS_TOKEN", &token)
+        .args(["users", "list", "--json"])
+        .output()
+        .unwrap();
+    assert!(listed.status.success());
+    let users: serde_json::Value = serde_json::from_slice(&listed.stdout).unwrap();
+    assert_eq!(users[0]["name"], "admin");
+    assert_eq!(users[0]["role"], "security_admin");
+    assert!(!String::from_utf8_lossy(&listed.stdout).contains(&token));
+    // A second init creates no second admin and prints no token.
+    let again = p
+        .custos()
+        .env("CUSTOS_TOKEN", &token)
+        .args(["init", "--no-example", "."])
+        .output()
+        .unwrap();
+    assert!(again.status.success());
+    assert!(!String::from_utf8_lossy(&again.stdout).contains("cst_"));
+}
+
+#[test]
+fn sign_in_failures_share_one_message() {
+    let p = project();
+    let no_token = p
+        .custos()
+        .env_remove("CUSTOS_TOKEN_FILE")
+        .args(["runs", "list"])
+        .output()
+        .unwrap();
+    assert_eq!(no_token.status.code(), Some(3));
+    assert!(String::from_utf8_lossy(&no_token.stderr).contains("CUSTOS_TOKEN"));
+
+    let good = std::fs::read_to_string(p.path().join(".custos/tester.token")).unwrap();
+    let mut wrong = good.trim().to_string();
+    wrong.truncate(wrong.len() - 2);
+    wrong.push_str("zz");
+    let try_token = |t: &str| {
+        let out = p
+            .custos()
+            .env_remove("CUSTOS_TOKEN_FILE")
+            .env("CUSTOS_TOKEN", t)
+            .args(["runs", "list"])
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr).to_string();
+        assert!(!err.contains(t), "the token is echoed: {err}");
+        (out.status.code(), err)
+    };
+    let (code, wrong_msg) = try_token(&wrong);
+    assert_eq!(code, Some(3));
+    let (_, unknown_msg) = try_token("cst_0123456789ab_nope");
+    assert_eq!(wrong_msg, unknown_msg);
+    let (code, o, e) = p.run_as("admin", &["users", "disable", "tester"]);
+    assert_eq!(code, 0, "{o}{e}");
+    let (code, disabled_msg) = try_token(good.trim());
+    assert_eq!(code, Some(3));
+    assert_eq!(disabled_msg, wrong_msg);
+    let failures: Vec<_> = events(&p)
+        .into_iter()
+        .filter(|e| e["event"]["action"] == "authenticate")
+        .collect();
+    assert_eq!(failures.len(), 4, "{failures:?}");
+    assert!(failures.iter().all(|e| e["event"]["outcome"] == "denied"));
+}
+
+#[test]
+fn roles_and_grants_are_enforced_on_runs() {
+    let p = project();
+    add_user(&p, "ann", "analyst");
+    add_user(&p, "eve", "data_engineer");
+    add_user(&p, "sam", "security_admin");
+
+    // analyst: only pipelines tagged analytics.
+    let (code, _, e) = p.run_as("ann", &["run", "protect.toml"]);
+    assert_eq!(code, 3, "{e}");
+    assert!(
+        e.contains("may not run_pipeline on pipeline:protect")
+            && e.contains("no policy permits it"),
+        "{e}"
+    );
+    assert!(!p.path().join("out/safe.parquet").exists());
+    p.write("protect.toml", tagged("\"analytics\""));
+    let (code, _, e) = p.run_as("ann", &["run", "protect.toml"]);
+    assert_eq!(code, 0, "{e}");
+    // security_admin does not run pipelines.
+    assert_eq!(p.run_as("sam", &["run", "protect.toml"]).0, 3);
+
+    // data_engineer: runs, but decrypting PII needs a grant, in config and in SQL alike.
+    for pipeline in ["reveal.toml", "reveal-sql.toml"] {
+        let (code, _, e) = p.run_as("eve", &["run", pipeline]);
+        assert_eq!(code, 3, "{pipeline}: {e}");
+        assert!(e.contains("decrypt_column on column:reveal"), "{e}");
+        assert!(!e.contains(PII_CANARY));
+    }
+    assert!(!p.path().join("out/clear.csv").exists());
+    assert!(!p.path().join("out/clear-sql.csv").exists());
+
+    // Nobody grants to themselves.
+    let (code, _, e) = p.run_as(
+        "admin",
+        &[
+            "grants",
+            "add",
+            "admin",
+            "decrypt_column",
+            "--on",
+            "*",
+            "--until",
+            "+1h",
+            "--reason",
+            "x",
+        ],
+    );
+    assert_ne!(code, 0);
+    assert!(e.contains("second person"), "{e}");
+    // A grant from an admin opens exactly that pipeline.
+    let (code, o, e) = p.run_as(
+        "admin",
+        &[
+            "grants",
+            "add",
+            "eve",
+            "decrypt_column",
+            "--on",
+            "pipeline:reveal",
+            "--until",
+            "+1h",
+            "--reason",
+            "ticket 17",
+        ],
+    );
+    assert_eq!(code, 0, "{o}{e}");
+    let grant_id = o
+        .split_whitespace()
+        .nth(1)
+        .unwrap()
+        .trim_end_matches(':')
+        .to_string();
+    let (code, _, e) = p.run_as("eve", &["run", "reveal.toml"]);
+    assert_eq!(code, 0, "{e}");
+    assert!(p.read("out/clear.csv").contains(PII_CANARY));
+    assert_eq!(p.run_as("eve", &["run", "reveal-sql.toml"]).0, 3);
+    // Revoked: refused again at once.
+    assert_eq!(p.run_as("admin", &["grants", "revoke", &grant_id]).0, 0);
+    assert_eq!(p.run_as("eve", &["run", "reveal.toml"]).0, 3);
+
+    // An expired grant stops working without anyone acting.
+    let ids = custos_policy::Identities::open(&p.path().join(".custos")).unwrap();
+    let now_ns = chrono::Utc::now().timestamp_nanos_opt().unwrap();
+    ids.add_grant(
+        "eve",
+        "decrypt_column",
+        "*",
+        now_ns / 1_000_000_000 + 1,
+        "short",
+        "admin",
+        now_ns,
+    )
+    .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(2100));
+    assert_eq!(p.run_as("eve", &["run", "reveal.toml"]).0, 3);
+
+    // The decisions are audited with the policies that made them.
+    let ev = events(&p);
+    let decided = |action: &str, outcome: &str| {
+        ev.iter()
+            .filter(|e| e["event"]["action"] == action && e["event"]["outcome"] == outcome)
+            .cloned()
+            .collect::<Vec<_>>()
+    };
+    assert!(
+        decided("run_pipeline", "allowed")
+            .iter()
+            .any(|e| e["event"]["principal"] == "ann"
+                && e["event"]["policies"][0] == "analyst.run-analytics")
+    );
+    assert!(
+        decided("decrypt_column", "allowed")
+            .iter()
+            .any(|e| e["event"]["principal"] == "eve"
+                && e["event"]["policies"][0] == format!("grant:{grant_id}"))
+    );
+    assert!(decided("decrypt_column", "denied").len() >= 4);
+    assert!(
+        decided("run_pipeline", "succeeded")
+            .iter()
+            .any(|e| e["event"]["run_id"].is_string() && e["event"]["rows"] == 2)
+    );
+}
+
+#[test]
+fn key_destruction_needs_a_grant() {
+    let p = project();
+    add_user(&p, "sam", "security_admin");
+    assert_eq!(p.run_as("admin", &["keys", "rotate", "pii-main"]).0, 0);
+    let (code, _, e) = p.run_as("admin", &["keys", "destroy", "pii-main", "1", "--yes"]);
+    assert_eq!(code, 3, "{e}");
+    assert!(e.contains("destroy_key on key:pii-main"), "{e}");
+    let (code, o, e) = p.run_as(
+        "sam",
+        &[
+            "grants",
+            "add",
+            "admin",
+            "destroy_key",
+            "--on",
+            "key:pii-main",
+            "--until",
+            "+10m",
+            "--reason",
+            "shred 2019 backup",
+        ],
+    );
+    assert_eq!(code, 0, "{o}{e}");
+    let (code, o, e) = p.run_as("admin", &["keys", "destroy", "pii-main", "1", "--yes"]);
+    assert_eq!(code, 0, "{o}{e}");
+    // The audit key cannot be destroyed or rotated.
+    let (code, _, e) = p.run_as("admin", &["keys", "rotate", "custos-audit"]);
+    assert_ne!(code, 0);
+    assert!(e.contains("audit"), "{e}");
+    // Analysts do not manage keys at all.
+    add_user(&p, "ann", "analyst");
+    assert_eq!(p.run_as("ann", &["keys", "list"]).0, 3);
+}
+
+#[test]
+fn policies_are_validated_and_fail_closed() {
+    let p = project();
+    std::fs::create_dir_all(p.path().join("policies")).unwrap();
+    p.write(
+        "policies/team.cedar",
+        "@id(\"typo\")\npermit (principal, action == Custos::Action::\"run_pipeline\", resource) when { resource.colour == \"red\" };\n",
+    );
+    let out = p.run(&["validate", "protect.toml"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("team.cedar"), "{err}");
+    // Policies that do not load deny everything.
+    let (code, _, e) = p.run_as("tester", &["run", "protect.toml"]);
+    assert_eq!(code, 3, "{e}");
+    assert!(e.contains("fail closed"), "{e}");
+    // A valid custom policy set replaces the defaults.
+    p.write(
+        "policies/team.cedar",
+        "@id(\"everyone-runs\")\npermit (principal, action == Custos::Action::\"run_pipeline\", resource);\n",
+    );
+    assert_eq!(p.run(&["validate", "protect.toml"]).status.code(), Some(0));
+    let (code, _, e) = p.run_as("tester", &["run", "protect.toml"]);
+    assert_eq!(code, 0, "{e}");
+    assert_eq!(p.run_as("admin", &["users", "list"]).0, 3);
+}
+
+#[test]
+fn audit_log_verifies_and_catches_tampering() {
+    let p = project();
+    let (code, _, e) = p.run_as("tester", &["run", "protect.toml"]);
+    assert_eq!(code, 0, "{e}");
+    let (code, o, e) = p.run_as("admin", &["audit", "verify"]);
+    assert_eq!(code, 0, "{o}{e}");
+    assert!(o.contains("audit log ok"), "{o}");
+
+    // Export a checkpoint, do more, prove the log only grew.
+    let cp = p.path().join("cp.json");
+    let (code, o, e) = p.run_as(
+        "admin",
+        &["audit", "export-checkpoint", "--out", cp.to_str().unwrap()],
+    );
+    assert_eq!(code, 0, "{o}{e}");
+    assert_eq!(p.run_as("tester", &["run", "protect.toml"]).0, 0);
+    let (code, o, e) = p.run_as("admin", &["audit", "prove", cp.to_str().unwrap()]);
+    assert_eq!(code, 0, "{o}{e}");
+    assert!(o.contains("consistent"), "{o}");
+
+    // Secrets, tokens and cell values never reach the audit log or the logs, even at debug
+    // level and for a run that decrypts.
+    let out = p
+        .custos()
+        .env("CUSTOS_LOG", "debug")
+        .args(["run", "reveal.toml"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert!(p.read("out/clear.csv").contains(PII_CANARY));
+    let logs = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = audit_text(&p);
+    assert!(
+        text.contains("danger_allow_plaintext"),
+        "the [danger] switch is audited"
+    );
+    let tester_token = std::fs::read_to_string(p.path().join(".custos/tester.token")).unwrap();
+    for canary in [PII_CANARY, PASSPHRASE, tester_token.trim()] {
+        assert!(!text.contains(canary), "audit log holds {canary}");
+        assert!(!logs.contains(canary), "logs hold {canary}");
+    }
+
+    // Change one byte of a recorded event: verification names the position.
+    let seg = first_segment(&p.path().join(".custos/audit"));
+    let original = std::fs::read_to_string(&seg).unwrap();
+    let tampered = original.replacen("\"tester\"", "\"tester2\"", 1);
+    assert_ne!(tampered, original);
+    std::fs::write(&seg, &tampered).unwrap();
+    let (code, o, e) = p.run_as("admin", &["audit", "verify"]);
+    // The log no longer opens for anyone (fail closed), and says where it broke.
+    assert_eq!(code, 1, "{o}{e}");
+    assert!(e.contains("position"), "{e}");
+}
+
+fn first_segment(dir: &Path) -> std::path::PathBuf {
+    let mut segs: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("segment-")
+        })
+        .collect();
+    segs.sort();
+    segs.remove(0)
+}
+
+#[test]
+fn retention_removes_expired_segments_and_the_log_still_verifies() {
+    let p = Project::new();
+    // Two years of old history in small segments, written before any command ran.
+    let dir = p.path().join(".custos/audit");
+    let old = chrono::Utc::now().timestamp_nanos_opt().unwrap() - 730 * 86_400 * 1_000_000_000;
+    {
+        let mut log = custos_audit::AuditLog::open(&dir, 16 * 1024).unwrap();
+        for i in 0..400 {
+            log.append(&custos_audit::Event {
+                time_ns: old + i,
+                principal: "tester".into(),
+                action: "run_pipeline".into(),
+                resource: "pipeline:old".into(),
+                outcome: "succeeded".into(),
+                error_code: None,
+                host: "h".into(),
+                pid: 1,
+                policies: vec!["data_engineer.pipelines".into()],
+                run_id: None,
+                rows: Some(1),
+                detail: None,
+            })
+            .unwrap();
+        }
+        log.sync().unwrap();
+    }
+    let segments = || {
+        std::fs::read_dir(&dir)
+            .unwrap()
+            .filter(|e| {
+                e.as_ref()
+                    .unwrap()
+                    .file_name()
+                    .to_string_lossy()
+                    .starts_with("segment-")
+            })
+            .count()
+    };
+    let before = segments();
+    assert!(before > 3, "{before}");
+    p.write(
+        "custos.toml",
+        "[audit]\nretention = \"1y\"\nsegment_mib = 1\n",
+    );
+    // The first command signs a checkpoint over the old records; the next removes them.
+    for args in [
+        &[
+            "keys",
+            "init",
+            "--kdf-memory-mib",
+            "8",
+            "--kdf-iterations",
+            "1",
+        ][..],
+        &["keys", "list"][..],
+    ] {
+        let (code, o, e) = p.run_as("admin", args);
+        assert_eq!(code, 0, "{args:?}: {o}{e}");
+    }
+    assert!(
+        segments() < before,
+        "{} of {before} segments left",
+        segments()
+    );
+    assert!(dir.join("anchor.json").is_file());
+    let (code, o, e) = p.run_as("admin", &["audit", "verify"]);
+    assert_eq!(code, 0, "{o}{e}");
+    assert!(
+        events(&p)
+            .iter()
+            .any(|e| e["event"]["action"] == "audit_retention")
+    );
+    // A retention that is not a duration is a clear error.
+    p.write("custos.toml", "[audit]\nretention = \"forever\"\n");
+    let (code, _, e) = p.run_as("admin", &["keys", "list"]);
+    assert_ne!(code, 0);
+    assert!(e.contains("custos.toml") && e.contains("retention"), "{e}");
+}

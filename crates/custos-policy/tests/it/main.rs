@@ -1,0 +1,425 @@
+//! The role matrix, grants, fail-closed evaluation and the identity store.
+#![allow(clippy::unwrap_used, missing_docs)]
+
+use custos_policy::{
+    Action, DEFAULT_POLICIES, Grant, Identities, PolicyEngine, PolicyError, Resource, User,
+};
+
+const NOW: i64 = 1_800_000_000;
+
+fn user(name: &str, role: &str) -> User {
+    User {
+        name: name.into(),
+        role: role.into(),
+        active: true,
+        created_ns: 0,
+        token_issued_ns: 0,
+    }
+}
+
+fn engine() -> PolicyEngine {
+    PolicyEngine::load(std::path::Path::new("/nonexistent/policies")).unwrap()
+}
+
+fn pipeline(tags: &[&str]) -> Resource {
+    Resource::Pipeline {
+        name: "p".into(),
+        tags: tags.iter().map(|t| t.to_string()).collect(),
+    }
+}
+
+fn column(pii: bool, protection: &str) -> Resource {
+    Resource::Column {
+        pipeline: "p".into(),
+        tags: vec![],
+        name: "c".into(),
+        pii,
+        protection: protection.into(),
+    }
+}
+
+fn key() -> Resource {
+    Resource::Key {
+        name: "pii-main".into(),
+    }
+}
+
+fn allowed(u: &User, a: Action, r: &Resource) -> bool {
+    engine().decide(u, a, r, &[], NOW).allowed
+}
+
+#[test]
+fn role_matrix() {
+    let analyst = user("ann", "analyst");
+    let eng = user("eve", "data_engineer");
+    let ml = user("max", "ml_engineer");
+    let admin = user("sam", "security_admin");
+
+    // analyst: run pipelines tagged analytics, read only protected columns, no decrypt.
+    assert!(allowed(
+        &analyst,
+        Action::RunPipeline,
+        &pipeline(&["analytics"])
+    ));
+    assert!(!allowed(&analyst, Action::RunPipeline, &pipeline(&["etl"])));
+    assert!(allowed(
+        &analyst,
+        Action::ReadDataset,
+        &column(true, "encrypt")
+    ));
+    assert!(allowed(
+        &analyst,
+        Action::ReadDataset,
+        &column(true, "mask")
+    ));
+    assert!(!allowed(
+        &analyst,
+        Action::ReadDataset,
+        &column(true, "none")
+    ));
+    assert!(!allowed(
+        &analyst,
+        Action::DecryptColumn,
+        &column(true, "encrypt")
+    ));
+    assert!(!allowed(&analyst, Action::ManageKeys, &key()));
+
+    // data_engineer: run and validate any pipeline, no decrypt of PII, no key destroy.
+    assert!(allowed(&eng, Action::RunPipeline, &pipeline(&[])));
+    assert!(allowed(&eng, Action::ValidatePipeline, &pipeline(&[])));
+    assert!(!allowed(
+        &eng,
+        Action::DecryptColumn,
+        &column(true, "encrypt")
+    ));
+    assert!(allowed(
+        &eng,
+        Action::DecryptColumn,
+        &column(false, "encrypt")
+    ));
+    assert!(allowed(&eng, Action::RotateKey, &key()));
+    assert!(!allowed(&eng, Action::DestroyKey, &key()));
+    assert!(!allowed(&eng, Action::ManageUsers, &Resource::Directory));
+    assert!(!allowed(&eng, Action::ReadAudit, &Resource::AuditLog));
+
+    // ml_engineer: pseudonymized columns only, no decrypt.
+    assert!(allowed(&ml, Action::ReadDataset, &column(true, "tokenize")));
+    assert!(allowed(
+        &ml,
+        Action::ReadDataset,
+        &column(true, "encrypt_deterministic")
+    ));
+    assert!(!allowed(&ml, Action::ReadDataset, &column(true, "encrypt")));
+    assert!(!allowed(&ml, Action::ReadDataset, &column(true, "none")));
+    assert!(!allowed(
+        &ml,
+        Action::DecryptColumn,
+        &column(true, "tokenize")
+    ));
+    assert!(!allowed(
+        &ml,
+        Action::RunPipeline,
+        &pipeline(&["analytics"])
+    ));
+
+    // security_admin: keys, users, audit; destroy and decrypt only with a grant.
+    assert!(allowed(&admin, Action::ManageKeys, &key()));
+    assert!(allowed(&admin, Action::RotateKey, &key()));
+    assert!(allowed(&admin, Action::ManageUsers, &Resource::Directory));
+    assert!(allowed(&admin, Action::ReadAudit, &Resource::AuditLog));
+    assert!(!allowed(&admin, Action::DestroyKey, &key()));
+    assert!(!allowed(
+        &admin,
+        Action::DecryptColumn,
+        &column(true, "encrypt")
+    ));
+    assert!(!allowed(&admin, Action::RunPipeline, &pipeline(&[])));
+
+    // Unknown roles and disabled users get nothing.
+    assert!(!allowed(
+        &user("x", "intern"),
+        Action::RunPipeline,
+        &pipeline(&["analytics"])
+    ));
+    let mut off = eng.clone();
+    off.active = false;
+    let d = engine().decide(&off, Action::RunPipeline, &pipeline(&[]), &[], NOW);
+    assert!(!d.allowed);
+    assert_eq!(d.policies, vec!["disabled-users-denied".to_string()]);
+}
+
+#[test]
+fn decisions_name_their_policies() {
+    let d = engine().decide(
+        &user("eve", "data_engineer"),
+        Action::RunPipeline,
+        &pipeline(&[]),
+        &[],
+        NOW,
+    );
+    assert!(d.allowed);
+    assert_eq!(d.policies, vec!["data_engineer.pipelines".to_string()]);
+    let d = engine().decide(
+        &user("eve", "data_engineer"),
+        Action::DestroyKey,
+        &key(),
+        &[],
+        NOW,
+    );
+    assert!(!d.allowed);
+    assert!(d.policies.is_empty(), "default deny names no policy");
+}
+
+fn grant(id: i64, user: &str, action: &str, resource: &str, until_s: i64) -> Grant {
+    Grant {
+        id,
+        user: user.into(),
+        action: action.into(),
+        resource: resource.into(),
+        until_s,
+        reason: "incident 42".into(),
+        granted_by: "boss".into(),
+        created_ns: 0,
+        revoked_ns: None,
+        revoked_by: None,
+    }
+}
+
+#[test]
+fn time_bound_grants() {
+    let admin = user("sam", "security_admin");
+    let e = engine();
+    let g = [grant(7, "sam", "destroy_key", "key:pii-main", NOW + 60)];
+    let d = e.decide(&admin, Action::DestroyKey, &key(), &g, NOW);
+    assert!(d.allowed);
+    assert_eq!(d.policies, vec!["grant:7".to_string()]);
+    // Expired: nobody had to act.
+    assert!(
+        !e.decide(&admin, Action::DestroyKey, &key(), &g, NOW + 60)
+            .allowed
+    );
+    // Another key, another action, another user: not covered.
+    let other = Resource::Key {
+        name: "tokens".into(),
+    };
+    assert!(
+        !e.decide(&admin, Action::DestroyKey, &other, &g, NOW)
+            .allowed
+    );
+    assert!(
+        !e.decide(
+            &user("eve", "data_engineer"),
+            Action::DestroyKey,
+            &key(),
+            &g,
+            NOW
+        )
+        .allowed
+    );
+    // A pipeline grant covers the pipeline's columns.
+    let eng = user("eve", "data_engineer");
+    let g = [grant(8, "eve", "decrypt_column", "pipeline:p", NOW + 60)];
+    assert!(
+        e.decide(
+            &eng,
+            Action::DecryptColumn,
+            &column(true, "encrypt"),
+            &g,
+            NOW
+        )
+        .allowed
+    );
+    let g = [grant(
+        9,
+        "eve",
+        "decrypt_column",
+        "column:p/other",
+        NOW + 60,
+    )];
+    assert!(
+        !e.decide(
+            &eng,
+            Action::DecryptColumn,
+            &column(true, "encrypt"),
+            &g,
+            NOW
+        )
+        .allowed
+    );
+    // A revoked grant permits nothing.
+    let mut g = grant(10, "eve", "decrypt_column", "*", NOW + 60);
+    g.revoked_ns = Some(1);
+    assert!(
+        !e.decide(
+            &eng,
+            Action::DecryptColumn,
+            &column(true, "encrypt"),
+            &[g],
+            NOW
+        )
+        .allowed
+    );
+    // Names that look like Cedar syntax stay names.
+    let g = [grant(
+        11,
+        "eve",
+        "decrypt_column",
+        "pipeline:p\" || true || \"",
+        NOW + 60,
+    )];
+    assert!(
+        !e.decide(
+            &eng,
+            Action::DecryptColumn,
+            &column(true, "encrypt"),
+            &g,
+            NOW
+        )
+        .allowed
+    );
+}
+
+#[test]
+fn evaluation_errors_deny() {
+    let dir = tempfile::tempdir().unwrap();
+    // The forbid overflows at run time (validation cannot see it): Cedar skips an erroring
+    // policy, so the permit alone would allow; custos denies.
+    std::fs::write(
+        dir.path().join("p.cedar"),
+        r#"
+@id("permit-all")
+permit (principal, action, resource);
+@id("overflowing-forbid")
+forbid (principal, action, resource) when { context.now * 9223372036854775807 > 0 };
+"#,
+    )
+    .unwrap();
+    let e = PolicyEngine::load(dir.path()).unwrap();
+    let d = e.decide(
+        &user("eve", "data_engineer"),
+        Action::RunPipeline,
+        &pipeline(&[]),
+        &[],
+        NOW,
+    );
+    assert!(!d.allowed);
+    assert!(!d.errors.is_empty());
+}
+
+#[test]
+fn policy_files_are_validated() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("bad.cedar");
+    std::fs::write(&p, "@id(\"x\")\npermit (principal, action == Custos::Action::\"run_pipeline\", resource) when { resource.colour == \"red\" };\n").unwrap();
+    let e = PolicyEngine::load(dir.path()).unwrap_err().to_string();
+    assert!(e.contains("bad.cedar"), "{e}");
+    std::fs::write(&p, "permit (principal, action, resource);\n").unwrap();
+    let e = PolicyEngine::load(dir.path()).unwrap_err().to_string();
+    assert!(e.contains("@id"), "{e}");
+    std::fs::write(&p, "permit (principal action, resource);\n").unwrap();
+    assert!(matches!(
+        PolicyEngine::load(dir.path()),
+        Err(PolicyError::Policies(_))
+    ));
+    // The file init writes is the built-in default and validates.
+    std::fs::write(&p, DEFAULT_POLICIES).unwrap();
+    PolicyEngine::load(dir.path()).unwrap();
+}
+
+#[test]
+fn identities_and_tokens() {
+    let dir = tempfile::tempdir().unwrap();
+    let ids = Identities::open(dir.path()).unwrap();
+    assert!(ids.is_empty().unwrap());
+    let t = ids.add_user("eve", "data_engineer", 1).unwrap();
+    assert!(t.expose().starts_with("cst_"));
+    assert_eq!(format!("{t:?}"), "Token([redacted])");
+    assert_eq!(ids.authenticate(t.expose()).unwrap().name, "eve");
+    // Nothing of the token is stored in clear.
+    let db = std::fs::read(dir.path().join("identity.db")).unwrap();
+    let secret = t.expose().rsplit('_').next().unwrap();
+    assert!(!db.windows(secret.len()).any(|w| w == secret.as_bytes()));
+
+    // Wrong, unknown, malformed, disabled, rotated: one message.
+    let mut wrong = t.expose().to_string();
+    let last = wrong.pop().unwrap();
+    wrong.push(if last == 'A' { 'B' } else { 'A' });
+    let generic = PolicyError::Authentication.to_string();
+    for bad in [wrong.as_str(), "cst_000000000000_xyz", "hello", ""] {
+        let e = ids.authenticate(bad).unwrap_err();
+        assert_eq!(e.to_string(), generic);
+        assert!(!e.to_string().contains(bad) || bad.is_empty());
+    }
+    ids.set_active("eve", false).unwrap();
+    assert_eq!(
+        ids.authenticate(t.expose()).unwrap_err().to_string(),
+        generic
+    );
+    ids.set_active("eve", true).unwrap();
+    let t2 = ids.rotate_token("eve", 2).unwrap();
+    assert_eq!(
+        ids.authenticate(t.expose()).unwrap_err().to_string(),
+        generic
+    );
+    assert_eq!(ids.authenticate(t2.expose()).unwrap().name, "eve");
+
+    assert!(ids.add_user("eve", "analyst", 3).is_err());
+    assert!(ids.add_user("bob", "wizard", 3).is_err());
+    assert!(ids.add_user("bad name", "analyst", 3).is_err());
+}
+
+#[test]
+fn grants_in_the_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let ids = Identities::open(dir.path()).unwrap();
+    ids.add_user("sam", "security_admin", 1).unwrap();
+    ids.add_user("eve", "data_engineer", 1).unwrap();
+    let now_ns = NOW * 1_000_000_000;
+    // Nobody grants to themselves; actions, resources, expiry and reason are checked.
+    assert!(
+        ids.add_grant("sam", "destroy_key", "key:k", NOW + 60, "x", "sam", now_ns)
+            .is_err()
+    );
+    assert!(
+        ids.add_grant("eve", "fly", "key:k", NOW + 60, "x", "sam", now_ns)
+            .is_err()
+    );
+    assert!(
+        ids.add_grant(
+            "eve",
+            "decrypt_column",
+            "table:t",
+            NOW + 60,
+            "x",
+            "sam",
+            now_ns
+        )
+        .is_err()
+    );
+    assert!(
+        ids.add_grant("eve", "decrypt_column", "*", NOW - 1, "x", "sam", now_ns)
+            .is_err()
+    );
+    assert!(
+        ids.add_grant("eve", "decrypt_column", "*", NOW + 60, " ", "sam", now_ns)
+            .is_err()
+    );
+    let id = ids
+        .add_grant(
+            "eve",
+            "decrypt_column",
+            "pipeline:p",
+            NOW + 60,
+            "ticket 1",
+            "sam",
+            now_ns,
+        )
+        .unwrap();
+    assert_eq!(ids.active_grants("eve", NOW).unwrap().len(), 1);
+    assert!(ids.active_grants("eve", NOW + 60).unwrap().is_empty());
+    assert_eq!(ids.grants(None).unwrap().len(), 1);
+    let g = ids.revoke_grant(id, "sam", now_ns).unwrap();
+    assert_eq!(g.revoked_by.as_deref(), Some("sam"));
+    assert!(ids.active_grants("eve", NOW).unwrap().is_empty());
+    assert!(ids.revoke_grant(id, "sam", now_ns).is_err());
+}
