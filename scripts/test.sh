@@ -28,4 +28,22 @@ set -e
 passed=$(grep -Eo 'test result: [A-Za-z]+\. [0-9]+ passed' "$log" | awk '{s+=$4} END {print s+0}')
 failed=$(grep -Eo '[0-9]+ failed' "$log" | awk '{s+=$1} END {print s+0}')
 echo "tests: $passed passed, $failed failed"
-exit "$status"
+[ "$status" -eq 0 ] || exit "$status"
+
+# The benchmark harness in quick mode (10k rows): every scenario runs through the real CLI and
+# the decrypt round trip matches the input. No timing is asserted.
+echo "== bench/run.py --quick"
+bench_json="$(mktemp)"
+trap 'rm -f "$log" "$bench_json"' EXIT
+CUSTOS_BIN="$CUSTOS_BIN" "$CUSTOS_PYTHON" bench/run.py --quick --json "$bench_json"
+"$CUSTOS_PYTHON" - "$bench_json" <<'PY'
+import json, sys
+r = json.load(open(sys.argv[1]))
+want = ["copy", "encrypt6", "tokenize6", "mask6", "fpe2", "redact_notes", "protect_mixed", "decrypt6"]
+got = [x["scenario"] for x in r["results"]]
+assert got == want, f"bench scenarios {got} != {want}"
+d = [x for x in r["results"] if x["scenario"] == "decrypt6"][0]
+assert d["round_trip_rows_checked"] == r["rows"] == 10000, d
+assert all(x["rows"] == 10000 for x in r["results"]), r["results"]
+print("bench quick mode: every scenario ran, decrypt check passed")
+PY

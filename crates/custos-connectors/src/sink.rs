@@ -116,6 +116,31 @@ fn df_err(ctx: String) -> impl FnOnce(datafusion::error::DataFusionError) -> Con
     }
 }
 
+/// Batches in flight between the producing pipeline and a sink's encoder.
+const SINK_QUEUE: usize = 4;
+
+/// Runs the upstream pipeline (reading, parsing, protecting) in its own task and hands its
+/// batches over a bounded queue, so that encoding and compressing the output proceeds on
+/// another core at the same time. The order of batches is kept; dropping the returned stream
+/// aborts the producer.
+fn decoupled(mut input: SendableRecordBatchStream) -> SendableRecordBatchStream {
+    let mut builder = datafusion::physical_plan::stream::RecordBatchReceiverStreamBuilder::new(
+        input.schema(),
+        SINK_QUEUE,
+    );
+    let tx = builder.tx();
+    builder.spawn(async move {
+        while let Some(batch) = input.next().await {
+            if tx.send(batch).await.is_err() {
+                // The sink stopped reading (failed or cancelled).
+                break;
+            }
+        }
+        Ok(())
+    });
+    builder.build()
+}
+
 /// Writes the stream to the sink's temporary file. `rows` is updated as batches are written.
 pub async fn write(
     name: &str,
@@ -123,7 +148,7 @@ pub async fn write(
     target: &Path,
     run_id: &str,
     store: &Arc<dyn ObjectStore>,
-    mut stream: SendableRecordBatchStream,
+    stream: SendableRecordBatchStream,
     rows: Arc<AtomicU64>,
 ) -> Result<SinkOutput, ConnectorError> {
     let target = absolute(target)?;
@@ -135,12 +160,13 @@ pub async fn write(
         state: state.clone(),
     };
     let cols = visible(&stream.schema());
+    let mut stream = decoupled(stream);
     let ctx = format!("sink \"{name}\": writing {}", tmp.display());
     let result: Result<(), ConnectorError> = async {
         match kind {
             SinkKind::Parquet(p) => {
                 let compression =
-                    match Compression::parse(&p.compression).unwrap_or(Compression::Zstd(3)) {
+                    match Compression::parse(&p.compression).unwrap_or(Compression::Zstd(1)) {
                         Compression::None => PqCompression::UNCOMPRESSED,
                         Compression::Snappy => PqCompression::SNAPPY,
                         Compression::Lz4 => PqCompression::LZ4_RAW,

@@ -1,0 +1,307 @@
+#!/usr/bin/env python3
+"""End-to-end benchmark of custos through the real CLI.
+
+Generates the synthetic PII data set with gen_data.py (cached), sets up a throwaway project
+(users, grant, keystore, keys), runs every scenario with `custos run --json`, and reports rows/s,
+cells/s, input MB/s, wall time and peak RSS as a table and as JSON. The decrypt scenario
+writes the AES-GCM output back to CSV and checks it equals the input. If the `duckdb` Python
+package is importable, DuckDB's plain CSV -> Parquet copy of the same file is timed too and
+custos' copy and protect pipeline are reported as a ratio to it.
+
+Usage: bench/run.py [--rows 1000000] [--quick] [--json FILE] [--only NAME,...]
+  --quick   10k rows, every scenario once (CI proves the harness works; no timing asserts)
+Environment: CUSTOS_BIN (the binary), CUSTOS_CACHE (data cache, default ~/.cache/custos).
+"""
+
+import argparse
+import csv
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+SIX = ["full_name", "email", "phone", "ssn", "credit_card", "iban"]
+# Columns of the data set that hold personal data besides the six.
+OTHER_PII = ["ip_address", "date_of_birth", "address", "notes"]
+PASSPHRASE = "bench-passphrase-not-secret"
+
+
+def tag(rows):
+    """gen_data.py's file tag for a size."""
+    if rows % 1_000_000 == 0:
+        return f"{rows // 1_000_000}m"
+    if rows % 1000 == 0:
+        return f"{rows // 1000}k"
+    return str(rows)
+
+
+def dataset(rows, python):
+    cache = os.environ.get("CUSTOS_CACHE", os.path.expanduser("~/.cache/custos"))
+    out = os.path.join(cache, "bench-data")
+    path = os.path.join(out, f"pii_{tag(rows)}.csv")
+    if not os.path.exists(path):
+        os.makedirs(out, exist_ok=True)
+        print(f"== generating {rows} rows into {out} (cached)", file=sys.stderr)
+        subprocess.run(
+            [python, os.path.join(HERE, "gen_data.py"), "--sizes", str(rows), "--out", out],
+            check=True,
+        )
+    return path
+
+
+def timed_run(custos, pipeline, env, cwd):
+    """Runs a pipeline with wait4 accounting: (wall s, peak RSS MiB, summary)."""
+    t0 = time.perf_counter()
+    p = subprocess.Popen(
+        [custos, "run", pipeline, "--json"],
+        env=env,
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    # Read the pipes to the end, then reap the child ourselves to get its rusage.
+    out = p.stdout.read()
+    err = p.stderr.read()
+    _, status, usage = os.wait4(p.pid, 0)
+    p.returncode = os.waitstatus_to_exitcode(status)
+    wall = time.perf_counter() - t0
+    if p.returncode != 0:
+        raise SystemExit(f"custos run {pipeline} failed ({p.returncode}):\n{err.decode()[-3000:]}")
+    return wall, usage.ru_maxrss / 1024, json.loads(out)
+
+
+def sh(cmd, env, cwd):
+    r = subprocess.run(cmd, env=env, cwd=cwd, capture_output=True, text=True)
+    if r.returncode != 0:
+        raise SystemExit(f"{' '.join(cmd)} failed ({r.returncode}):\n{r.stdout}{r.stderr}")
+    return r.stdout
+
+
+def pipeline(name, source, transform, sink_path, allow, sink_type="parquet"):
+    text = f'[pipeline]\nname = "{name}"\n\n[sources.raw]\ntype = "{source[0]}"\npath = "{source[1]}"\n'
+    inputs = "raw"
+    if transform:
+        text += f'\n[transforms.safe]\ntype = "protect"\ninputs = ["raw"]\n'
+        for col, action in transform.items():
+            text += f"columns.{col} = {action}\n"
+        inputs = "safe"
+    text += f'\n[sinks.out]\ntype = "{sink_type}"\ninputs = ["{inputs}"]\npath = "{sink_path}"\n'
+    if allow:
+        cols = ", ".join(f'"out.{c}"' for c in allow)
+        text += f"\n[danger]\nallow_plaintext = [{cols}]\n"
+    return text
+
+
+def scenarios(data):
+    src = ("csv", data)
+    enc = '{ action = "encrypt", key = "pii-main" }'
+    tok = '{ action = "tokenize", key = "tokens" }'
+    mask = '{ action = "mask", keep_last = 4 }'
+    rest = OTHER_PII
+    return [
+        # (name, pipeline text, protected cells per row)
+        ("copy", pipeline("copy", src, None, "out/copy.parquet", ["*"]), 0),
+        ("encrypt6", pipeline("encrypt6", src, {c: enc for c in SIX}, "out/encrypt6.parquet", rest), 6),
+        ("tokenize6", pipeline("tokenize6", src, {c: tok for c in SIX}, "out/tokenize6.parquet", rest), 6),
+        ("mask6", pipeline("mask6", src, {c: mask for c in SIX}, "out/mask6.parquet", rest), 6),
+        (
+            "fpe2",
+            pipeline(
+                "fpe2",
+                src,
+                {
+                    "ssn": '{ action = "fpe", key = "fpe-main", format = "ssn" }',
+                    "credit_card": '{ action = "fpe", key = "fpe-main", format = "card" }',
+                },
+                "out/fpe2.parquet",
+                ["full_name", "email", "phone", "iban"] + rest,
+            ),
+            2,
+        ),
+        (
+            "redact_notes",
+            pipeline(
+                "redact_notes",
+                src,
+                {"notes": '{ action = "redact", types = ["email", "phone", "ssn", "card", "iban", "ip"] }'},
+                "out/redact.parquet",
+                SIX + ["ip_address", "date_of_birth", "address"],
+            ),
+            1,
+        ),
+        (
+            "protect_mixed",
+            pipeline(
+                "protect_mixed",
+                src,
+                {
+                    "email": enc,
+                    "full_name": '{ action = "encrypt_deterministic", key = "joins" }',
+                    "ssn": '{ action = "fpe", key = "fpe-main", format = "ssn" }',
+                    "credit_card": tok,
+                    "phone": mask,
+                    "iban": tok,
+                },
+                "out/mixed.parquet",
+                rest,
+            ),
+            6,
+        ),
+        (
+            "decrypt6",
+            pipeline(
+                "decrypt6",
+                ("parquet", "out/encrypt6.parquet"),
+                {c: '{ action = "decrypt", key = "pii-main" }' for c in SIX},
+                "out/decrypted.csv",
+                ["*"],
+                sink_type="csv",
+            ),
+            6,
+        ),
+    ]
+
+
+def check_round_trip(original, decrypted):
+    """The decrypted CSV holds the input's six columns, row for row."""
+    with open(original, newline="", encoding="utf-8") as a, open(decrypted, newline="", encoding="utf-8") as b:
+        ra, rb = csv.DictReader(a), csv.DictReader(b)
+        n = 0
+        for x, y in zip(ra, rb, strict=True):
+            for c in SIX:
+                if x[c] != y[c]:
+                    raise SystemExit(f"decrypt check failed: row {n + 1} column {c} differs")
+            n += 1
+    return n
+
+
+def duckdb_copy(data, out_dir):
+    try:
+        import duckdb  # noqa: F401
+    except ImportError:
+        return None
+    import duckdb
+
+    target = os.path.join(out_dir, "duckdb.parquet")
+    con = duckdb.connect()
+    t0 = time.perf_counter()
+    con.execute(f"COPY (SELECT * FROM read_csv('{data}', all_varchar=true)) TO '{target}' (FORMAT parquet)")
+    return time.perf_counter() - t0
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--rows", type=int, default=1_000_000)
+    ap.add_argument("--quick", action="store_true", help="10k rows (CI)")
+    ap.add_argument("--json", help="also write the results to this file")
+    ap.add_argument("--only", help="comma-separated scenario names")
+    ap.add_argument("--keep", action="store_true", help="keep the project directory")
+    args = ap.parse_args()
+    rows = 10_000 if args.quick else args.rows
+    custos = os.environ.get("CUSTOS_BIN") or shutil.which("custos")
+    if not custos:
+        raise SystemExit("set CUSTOS_BIN to the custos binary")
+    python = os.environ.get("CUSTOS_PYTHON", sys.executable)
+    data = dataset(rows, python)
+    size_mb = os.path.getsize(data) / 1e6
+
+    project = tempfile.mkdtemp(prefix="custos-bench-")
+    env = dict(os.environ)
+    env.update(
+        {
+            "CUSTOS_STATE_DIR": os.path.join(project, ".custos"),
+            "CUSTOS_KEYSTORE_PASSPHRASE": PASSPHRASE,
+            "CUSTOS_LOG": "error",
+        }
+    )
+    env.pop("CUSTOS_TOKEN", None)
+    admin = dict(env, CUSTOS_TOKEN_FILE=os.path.join(project, ".custos", "admin.token"))
+    runner = dict(env, CUSTOS_TOKEN_FILE=os.path.join(project, ".custos", "bench.token"))
+    try:
+        sh([custos, "init", "--no-example", "--admin-token-file", ".custos/admin.token", "."], env, project)
+        sh([custos, "users", "add", "bench", "--role", "data_engineer", "--token-file", ".custos/bench.token"], admin, project)
+        sh(
+            [custos, "grants", "add", "bench", "decrypt_column", "--on", "pipeline:decrypt6", "--until", "+1d",
+             "--reason", "benchmark round trip on synthetic data"],
+            admin,
+            project,
+        )
+        sh([custos, "keys", "init", "--kdf-memory-mib", "8", "--kdf-iterations", "1"], admin, project)
+        for name, purpose in [("pii-main", "aead"), ("joins", "daead"), ("fpe-main", "fpe"), ("tokens", "hmac")]:
+            sh([custos, "keys", "create", name, "--purpose", purpose], admin, project)
+
+        only = set(args.only.split(",")) if args.only else None
+        results = []
+        for name, text, cells in scenarios(data):
+            if only and name not in only and not (name == "encrypt6" and "decrypt6" in only):
+                continue
+            path = os.path.join(project, f"{name}.toml")
+            with open(path, "w") as f:
+                f.write(text)
+            wall, rss, summary = timed_run(custos, path, runner, project)
+            read = summary["rows_read"]
+            in_bytes = os.path.getsize(os.path.join(project, "out/encrypt6.parquet")) if name == "decrypt6" else os.path.getsize(data)
+            r = {
+                "scenario": name,
+                "rows": read,
+                "rows_written": summary["rows_written"],
+                "quarantined": summary["rows_quarantined"],
+                "wall_s": round(wall, 3),
+                "rows_per_s": round(read / wall),
+                "cells_per_s": round(read * cells / wall),
+                "input_mb_per_s": round(in_bytes / 1e6 / wall, 1),
+                "peak_rss_mib": round(rss, 1),
+            }
+            if name == "decrypt6":
+                n = check_round_trip(data, os.path.join(project, "out/decrypted.csv"))
+                r["round_trip_rows_checked"] = n
+            results.append(r)
+            print(f"  {name:<14} {r['rows_per_s']:>9} rows/s  {wall:7.2f} s  {rss:7.1f} MiB", file=sys.stderr)
+
+        duck = duckdb_copy(data, project)
+        report = {
+            "rows": rows,
+            "input_mb": round(size_mb, 1),
+            "cpus": os.cpu_count(),
+            "results": results,
+        }
+        if duck is not None:
+            report["duckdb_copy_s"] = round(duck, 3)
+            for r in results:
+                if r["scenario"] in ("copy", "protect_mixed"):
+                    r["time_vs_duckdb_copy"] = round(r["wall_s"] / duck, 2)
+        by = {r["scenario"]: r for r in results}
+        if "copy" in by and "protect_mixed" in by:
+            report["protect_mixed_vs_copy"] = round(by["protect_mixed"]["wall_s"] / by["copy"]["wall_s"], 2)
+
+        print(f"\ncustos bench: {rows} rows, {size_mb:.1f} MB CSV, {os.cpu_count()} CPUs")
+        print(f"{'scenario':<14} {'rows/s':>10} {'cells/s':>11} {'MB/s':>7} {'wall s':>8} {'peak RSS MiB':>13}")
+        for r in results:
+            print(
+                f"{r['scenario']:<14} {r['rows_per_s']:>10} {r['cells_per_s']:>11} {r['input_mb_per_s']:>7} "
+                f"{r['wall_s']:>8} {r['peak_rss_mib']:>13}"
+            )
+        if "protect_mixed_vs_copy" in report:
+            print(f"protect_mixed / copy wall time: {report['protect_mixed_vs_copy']}x")
+        if duck is not None:
+            print(f"duckdb COPY csv->parquet: {duck:.2f} s")
+        else:
+            print("duckdb not installed: no DuckDB comparison")
+        if "decrypt6" in by:
+            print(f"decrypt check: {by['decrypt6']['round_trip_rows_checked']} rows equal the input")
+        if args.json:
+            with open(args.json, "w") as f:
+                json.dump(report, f, indent=1)
+    finally:
+        if args.keep:
+            print(f"project kept in {project}", file=sys.stderr)
+        else:
+            shutil.rmtree(project, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
