@@ -116,6 +116,60 @@ fn df_err(ctx: String) -> impl FnOnce(datafusion::error::DataFusionError) -> Con
     }
 }
 
+/// Rows of the first batch looked at to decide dictionary encoding per column.
+const DICTIONARY_SAMPLE: usize = 4096;
+
+/// String and binary columns of `batch` whose values are mostly distinct (more than half of
+/// the first [`DICTIONARY_SAMPLE`] rows): names, e-mails, free text, ciphertexts, tokens.
+/// Dictionary encoding them only costs time: the writer hashes every value until the
+/// dictionary page overflows and then falls back to plain encoding anyway (measured: a sixth
+/// of a plain CSV -> Parquet copy's CPU went to dictionary hashing).
+fn mostly_distinct(batch: &RecordBatch) -> Vec<String> {
+    use datafusion::arrow::array::{Array, AsArray};
+    use datafusion::arrow::datatypes::DataType;
+    let n = batch.num_rows().min(DICTIONARY_SAMPLE);
+    if n < 64 {
+        return Vec::new();
+    }
+    let mut out = Vec::new();
+    for (field, column) in batch.schema().fields().iter().zip(batch.columns()) {
+        let distinct = |values: &mut dyn Iterator<Item = Option<&[u8]>>| {
+            let mut seen = std::collections::HashSet::with_capacity(n);
+            let mut present = 0usize;
+            for v in values.take(n).flatten() {
+                present += 1;
+                seen.insert(v);
+            }
+            present >= 64 && seen.len() * 2 > present
+        };
+        let high = match column.data_type() {
+            DataType::Utf8 => distinct(
+                &mut column
+                    .as_string::<i32>()
+                    .iter()
+                    .map(|v| v.map(str::as_bytes)),
+            ),
+            DataType::LargeUtf8 => distinct(
+                &mut column
+                    .as_string::<i64>()
+                    .iter()
+                    .map(|v| v.map(str::as_bytes)),
+            ),
+            DataType::Utf8View => {
+                distinct(&mut column.as_string_view().iter().map(|v| v.map(str::as_bytes)))
+            }
+            DataType::Binary => distinct(&mut column.as_binary::<i32>().iter()),
+            DataType::LargeBinary => distinct(&mut column.as_binary::<i64>().iter()),
+            DataType::BinaryView => distinct(&mut column.as_binary_view().iter()),
+            _ => false,
+        };
+        if high {
+            out.push(field.name().clone());
+        }
+    }
+    out
+}
+
 /// Batches in flight between the producing pipeline and a sink's encoder.
 const SINK_QUEUE: usize = 4;
 
@@ -195,12 +249,37 @@ pub async fn write(
                         );
                     }
                 }
+                // Decide dictionary encoding per column from the first batch.
+                let first = match stream.next().await {
+                    Some(b) => Some(
+                        b.map_err(df_err(ctx.clone()))?
+                            .project(&cols)
+                            .map_err(|e| df_err(ctx.clone())(e.into()))?,
+                    ),
+                    None => None,
+                };
+                if let Some(b) = &first {
+                    for name in mostly_distinct(b) {
+                        props = props.set_column_dictionary_enabled(
+                            datafusion::parquet::schema::types::ColumnPath::from(name.as_str()),
+                            false,
+                        );
+                    }
+                }
                 let props = props.build();
                 let mut w = AsyncArrowWriter::try_new(out, schema, Some(props)).map_err(|e| {
                     df_err(ctx.clone())(datafusion::error::DataFusionError::ParquetError(Box::new(
                         e,
                     )))
                 })?;
+                if let Some(batch) = first {
+                    w.write(&batch).await.map_err(|e| {
+                        df_err(ctx.clone())(datafusion::error::DataFusionError::ParquetError(
+                            Box::new(e),
+                        ))
+                    })?;
+                    rows.fetch_add(batch.num_rows() as u64, Ordering::Relaxed);
+                }
                 while let Some(batch) = stream.next().await {
                     let batch = batch
                         .map_err(df_err(ctx.clone()))?
