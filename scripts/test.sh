@@ -14,13 +14,18 @@ fi
 # Python tools for the data generator and the PyArrow interop test, and the generated data.
 . "$root/scripts/pydeps.sh"
 
+# Throwaway PostgreSQL servers (TLS with test-time certificates, and a plaintext one) for the
+# connector tests; stopped by custos_pg_stop on exit.
+. "$root/scripts/pg.sh"
+export CUSTOS_PG_REQUIRED=1
+
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy --all-targets -D warnings"
 cargo clippy --workspace --all-targets -- -D warnings
 echo "== cargo test"
 log="$(mktemp)"
-trap 'rm -f "$log"' EXIT
+trap 'rm -f "$log"; custos_pg_stop' EXIT
 set +e
 cargo test --workspace --lib --bins --tests 2>&1 | tee "$log"
 status=${PIPESTATUS[0]}
@@ -34,7 +39,7 @@ echo "tests: $passed passed, $failed failed"
 # the decrypt round trip matches the input. No timing is asserted.
 echo "== bench/run.py --quick"
 bench_json="$(mktemp)"
-trap 'rm -f "$log" "$bench_json"' EXIT
+trap 'rm -f "$log" "$bench_json"; custos_pg_stop' EXIT
 CUSTOS_BIN="$CUSTOS_BIN" "$CUSTOS_PYTHON" bench/run.py --quick --json "$bench_json"
 "$CUSTOS_PYTHON" - "$bench_json" <<'PY'
 import json, sys

@@ -41,6 +41,14 @@ pub enum ConnectorError {
         /// The cause.
         source: std::io::Error,
     },
+    /// A PostgreSQL connection or statement failed.
+    #[error("{context}: {message}")]
+    Postgres {
+        /// The server, database and user (never the password).
+        context: String,
+        /// What went wrong.
+        message: String,
+    },
     /// Arrow, Parquet or DataFusion error.
     #[error("{context}: {source}")]
     DataFusion {

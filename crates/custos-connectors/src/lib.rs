@@ -5,12 +5,13 @@
 //! column. Rows that cannot be read (ragged CSV lines, invalid UTF-8, values that do not
 //! coerce to the column type, malformed JSON) go to the run's [`quarantine::Quarantine`]
 //! instead of failing the run. Sinks write to a temporary object beside their target and are
-//! committed by rename ([`sink`]).
+//! committed by rename ([`sink`]). [`postgres`] opens PostgreSQL connections over verified TLS.
 
 pub mod csv;
 mod error;
 pub mod files;
 pub mod infer;
+pub mod postgres;
 pub mod quarantine;
 pub mod sink;
 pub mod source;

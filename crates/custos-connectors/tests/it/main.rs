@@ -1,0 +1,4 @@
+//! Integration tests of the connectors against real services started by `scripts/test.sh`.
+#![allow(clippy::unwrap_used, missing_docs)]
+
+mod postgres;
