@@ -278,7 +278,15 @@ impl Session {
         outcome: &str,
         detail: String,
     ) -> Result<()> {
-        let event = Event {
+        self.append(Event {
+            detail: Some(detail),
+            ..self.base_event(action, resource, outcome)
+        })
+    }
+
+    /// An event by the current principal on this host, now.
+    fn base_event(&self, action: &str, resource: &str, outcome: &str) -> Event {
+        Event {
             time_ns: now_ns(),
             principal: self.principal(),
             action: action.into(),
@@ -290,8 +298,11 @@ impl Session {
             policies: Vec::new(),
             run_id: None,
             rows: None,
-            detail: Some(detail),
-        };
+            detail: None,
+        }
+    }
+
+    fn append(&mut self, event: Event) -> Result<()> {
         self.audit
             .append(&event)
             .context("appending to the audit log")?;
@@ -309,24 +320,13 @@ impl Session {
         run_id: Option<&str>,
         rows: Option<u64>,
     ) -> Result<()> {
-        let event = Event {
-            time_ns: now_ns(),
-            principal: self.principal(),
-            action: action.into(),
-            resource: resource.into(),
-            outcome: outcome.into(),
+        self.append(Event {
             error_code: error_code.map(Into::into),
-            host: self.host.clone(),
-            pid: std::process::id(),
             policies,
             run_id: run_id.map(Into::into),
             rows,
-            detail: None,
-        };
-        self.audit
-            .append(&event)
-            .context("appending to the audit log")?;
-        Ok(())
+            ..self.base_event(action, resource, outcome)
+        })
     }
 
     /// Whether any user exists.
