@@ -564,3 +564,72 @@ fn retention_removes_expired_segments_and_the_log_still_verifies() {
     assert_ne!(code, 0);
     assert!(e.contains("custos.toml") && e.contains("retention"), "{e}");
 }
+
+#[test]
+fn tokens_rotate_and_removed_users_lose_their_grants() {
+    let p = project();
+    add_user(&p, "eve", "data_engineer");
+    let old = std::fs::read_to_string(p.path().join(".custos/eve.token")).unwrap();
+    // Eve rotates her own token: the old one stops working at once.
+    let new_file = p.path().join(".custos/eve2.token");
+    let (code, o, e) = p.run_as(
+        "eve",
+        &[
+            "tokens",
+            "rotate",
+            "--token-file",
+            new_file.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(code, 0, "{o}{e}");
+    let with = |token_file: &Path| {
+        p.custos()
+            .env("CUSTOS_TOKEN_FILE", token_file)
+            .args(["run", "protect.toml", "--quiet"])
+            .output()
+            .unwrap()
+            .status
+            .code()
+    };
+    assert_eq!(with(&p.path().join(".custos/eve.token")), Some(3));
+    assert_eq!(with(&new_file), Some(0));
+    assert!(!o.contains(old.trim()));
+    // Rotating someone else's token needs manage_users.
+    assert_eq!(
+        p.run_as("tester", &["tokens", "rotate", "--user", "eve"]).0,
+        3
+    );
+
+    // Removing a user revokes the grants they held.
+    let (code, _, e) = p.run_as(
+        "admin",
+        &[
+            "grants",
+            "add",
+            "eve",
+            "decrypt_column",
+            "--on",
+            "*",
+            "--until",
+            "+1h",
+            "--reason",
+            "ticket 9",
+        ],
+    );
+    assert_eq!(code, 0, "{e}");
+    assert_eq!(p.run_as("admin", &["users", "remove", "eve"]).0, 0);
+    let (code, o, _) = p.run_as("admin", &["grants", "list", "--all", "--json"]);
+    assert_eq!(code, 0);
+    let grants: serde_json::Value = serde_json::from_str(&o).unwrap();
+    let eve: Vec<_> = grants
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|g| g["user"] == "eve")
+        .collect();
+    assert_eq!(eve.len(), 1);
+    assert_eq!(eve[0]["revoked_by"], "admin");
+    assert_eq!(with(&new_file), Some(3));
+    // Nobody removes or disables themselves.
+    assert_ne!(p.run_as("admin", &["users", "remove", "admin"]).0, 0);
+}
