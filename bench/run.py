@@ -24,25 +24,18 @@ import tempfile
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+from gen_data import size_tag  # noqa: E402  (the generator's file names; stdlib-only import)
 SIX = ["full_name", "email", "phone", "ssn", "credit_card", "iban"]
 # Columns of the data set that hold personal data besides the six.
 OTHER_PII = ["ip_address", "date_of_birth", "address", "notes"]
 PASSPHRASE = "bench-passphrase-not-secret"
 
 
-def tag(rows):
-    """gen_data.py's file tag for a size."""
-    if rows % 1_000_000 == 0:
-        return f"{rows // 1_000_000}m"
-    if rows % 1000 == 0:
-        return f"{rows // 1000}k"
-    return str(rows)
-
-
 def dataset(rows, python):
     cache = os.environ.get("CUSTOS_CACHE", os.path.expanduser("~/.cache/custos"))
     out = os.path.join(cache, "bench-data")
-    path = os.path.join(out, f"pii_{tag(rows)}.csv")
+    path = os.path.join(out, f"pii_{size_tag(rows)}.csv")
     if not os.path.exists(path):
         os.makedirs(out, exist_ok=True)
         print(f"== generating {rows} rows into {out} (cached)", file=sys.stderr)

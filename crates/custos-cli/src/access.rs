@@ -120,18 +120,10 @@ pub(crate) fn now_ns() -> i64 {
     chrono::Utc::now().timestamp_nanos_opt().unwrap_or(i64::MAX)
 }
 
-/// The keystore path: `$CUSTOS_KEYSTORE` or `keystore.ck` in the state directory.
-pub(crate) fn keystore_path(state_dir: &Path) -> PathBuf {
-    match std::env::var_os("CUSTOS_KEYSTORE") {
-        Some(p) if !p.is_empty() => PathBuf::from(p),
-        _ => state_dir.join("keystore.ck"),
-    }
-}
-
 /// The audit checkpoint key from the keystore, created there if missing. `None` when there is
 /// no keystore or no passphrase: events are still chained, but not covered by a checkpoint.
 pub(crate) fn audit_key(state_dir: &Path, create: bool) -> Result<Option<SigningKey>> {
-    let path = keystore_path(state_dir);
+    let path = custos_keys::keystore_path(state_dir);
     if !path.is_file() {
         return Ok(None);
     }

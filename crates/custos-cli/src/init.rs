@@ -109,10 +109,7 @@ fn keys(state: &Path) -> Result<bool> {
     let Ok((pass, _)) = custos_keys::Passphrase::from_env() else {
         return Ok(false);
     };
-    let path = match std::env::var("CUSTOS_KEYSTORE") {
-        Ok(p) if !p.is_empty() => std::path::PathBuf::from(p),
-        _ => state.join("keystore.ck"),
-    };
+    let path = custos_keys::keystore_path(state);
     let mut ks = if path.exists() {
         custos_keys::Keystore::open(&path, &pass)?
     } else {

@@ -249,37 +249,26 @@ pub async fn write(
                         );
                     }
                 }
-                // Decide dictionary encoding per column from the first batch.
-                let first = match stream.next().await {
-                    Some(b) => Some(
-                        b.map_err(df_err(ctx.clone()))?
-                            .project(&cols)
-                            .map_err(|e| df_err(ctx.clone())(e.into()))?,
-                    ),
-                    None => None,
-                };
-                if let Some(b) = &first {
-                    for name in mostly_distinct(b) {
+                // Decide dictionary encoding per column from the first batch, which is then
+                // written like every other (errors surface in the loop below).
+                let first = stream.next().await;
+                if let Some(Ok(b)) = &first
+                    && let Ok(b) = b.project(&cols)
+                {
+                    for name in mostly_distinct(&b) {
                         props = props.set_column_dictionary_enabled(
                             datafusion::parquet::schema::types::ColumnPath::from(name.as_str()),
                             false,
                         );
                     }
                 }
+                let mut stream = futures::stream::iter(first).chain(stream);
                 let props = props.build();
                 let mut w = AsyncArrowWriter::try_new(out, schema, Some(props)).map_err(|e| {
                     df_err(ctx.clone())(datafusion::error::DataFusionError::ParquetError(Box::new(
                         e,
                     )))
                 })?;
-                if let Some(batch) = first {
-                    w.write(&batch).await.map_err(|e| {
-                        df_err(ctx.clone())(datafusion::error::DataFusionError::ParquetError(
-                            Box::new(e),
-                        ))
-                    })?;
-                    rows.fetch_add(batch.num_rows() as u64, Ordering::Relaxed);
-                }
                 while let Some(batch) = stream.next().await {
                     let batch = batch
                         .map_err(df_err(ctx.clone()))?

@@ -445,10 +445,7 @@ async fn open_keys(
 ) -> Result<custos_keys::KeySet, String> {
     let path = match configured {
         Some(p) => config.resolve(p),
-        None => match std::env::var("CUSTOS_KEYSTORE") {
-            Ok(p) if !p.is_empty() => PathBuf::from(p),
-            _ => crate::default_state_dir().join("keystore.ck"),
-        },
+        None => custos_keys::keystore_path(&crate::default_state_dir()),
     };
     let (pass, _) = custos_keys::Passphrase::from_env()
         .map_err(|e| format!("cannot open the keystore: {e}"))?;

@@ -16,3 +16,12 @@ pub use error::KeyError;
 pub use model::{KeyEntry, Purpose, VersionEntry, VersionState};
 pub use provider::{KeyProvider, LocalProvider};
 pub use store::{KdfParams, KeySet, Keystore, Passphrase};
+
+/// Where the keystore lives when no path is configured: `$CUSTOS_KEYSTORE`, else
+/// `keystore.ck` in the state directory.
+pub fn keystore_path(state_dir: &std::path::Path) -> std::path::PathBuf {
+    match std::env::var_os("CUSTOS_KEYSTORE") {
+        Some(p) if !p.is_empty() => std::path::PathBuf::from(p),
+        _ => state_dir.join("keystore.ck"),
+    }
+}

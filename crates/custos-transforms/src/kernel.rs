@@ -109,16 +109,6 @@ pub struct Kernel {
     context: Vec<u8>,
 }
 
-fn purpose_name(p: Purpose) -> &'static str {
-    match p {
-        Purpose::Aead => "aead",
-        Purpose::Daead => "daead",
-        Purpose::Fpe => "fpe",
-        Purpose::Hmac => "hmac",
-        Purpose::Signing => "signing",
-    }
-}
-
 /// The keys a kernel needs, or why they are not available (no keystore, no passphrase).
 pub type Keys<'a> = Result<&'a Arc<KeySet>, &'a str>;
 
@@ -136,8 +126,8 @@ fn primary(
     if purpose != want {
         return Err(KernelError::Config(format!(
             "key \"{name}\" has purpose {}; {action} needs a key of purpose {}",
-            purpose_name(purpose),
-            purpose_name(want)
+            purpose.name(),
+            want.name()
         )));
     }
     Ok((id, version, material.clone()))
