@@ -14,6 +14,7 @@ Environment: CUSTOS_BIN (the binary), CUSTOS_CACHE (data cache, default ~/.cache
 """
 
 import argparse
+import glob
 import csv
 import json
 import os
@@ -159,6 +160,64 @@ def scenarios(data):
     ]
 
 
+def pg_env():
+    """The throwaway server of scripts/pg.sh, if one is running: connection keys for pipelines
+    and a psql command line for the server-side COPY reference."""
+    need = ["CUSTOS_PG_HOST", "CUSTOS_PG_PORT", "CUSTOS_PG_DB", "CUSTOS_PG_USER", "CUSTOS_PG_PASSWORD", "CUSTOS_PG_CA"]
+    if not all(os.environ.get(n) for n in need):
+        return None
+    e = os.environ
+    keys = (
+        f'host = "{e["CUSTOS_PG_HOST"]}"\nport = {e["CUSTOS_PG_PORT"]}\ndbname = "{e["CUSTOS_PG_DB"]}"\n'
+        f'user = "{e["CUSTOS_PG_USER"]}"\npassword = "${{env:CUSTOS_PG_PASSWORD}}"\nca_file = "{e["CUSTOS_PG_CA"]}"\n'
+    )
+    psql = shutil.which("psql") or next(iter(sorted(glob.glob("/usr/lib/postgresql/*/bin/psql"), reverse=True)), None)
+    conninfo = (
+        f"host={e['CUSTOS_PG_HOST']} port={e['CUSTOS_PG_PORT']} dbname={e['CUSTOS_PG_DB']} "
+        f"user={e['CUSTOS_PG_USER']} sslmode=verify-full sslrootcert={e['CUSTOS_PG_CA']}"
+    )
+    return {"keys": keys, "psql": psql, "conninfo": conninfo}
+
+
+def pg_scenarios(data, pg, table):
+    """Load the CSV into PostgreSQL (binary COPY in one transaction) and unload it to Parquet."""
+    load = (
+        f'[pipeline]\nname = "pg_load"\n\n[sources.raw]\ntype = "csv"\npath = "{data}"\n'
+        f'\n[sinks.db]\ntype = "postgres"\ninputs = ["raw"]\ntable = "{table}"\nmode = "overwrite"\ncreate_table = true\n{pg["keys"]}'
+        f'\n[danger]\nallow_plaintext = ["db.*"]\n'
+    )
+    unload = (
+        f'[pipeline]\nname = "pg_unload"\n\n[sources.db]\ntype = "postgres"\ntable = "{table}"\n{pg["keys"]}'
+        f'\n[sinks.out]\ntype = "parquet"\ninputs = ["db"]\npath = "out/pg_unload.parquet"\n'
+        f'\n[danger]\nallow_plaintext = ["out.*"]\n'
+    )
+    return [("pg_load", load, 0), ("pg_unload", unload, 0)]
+
+
+def psql(pg, commands, env):
+    """Runs commands (SQL or one psql meta-command each) in one psql session."""
+    args = [pg["psql"], pg["conninfo"], "-v", "ON_ERROR_STOP=1", "-qAt"]
+    for c in [commands] if isinstance(commands, str) else commands:
+        args += ["-c", c]
+    r = subprocess.run(
+        args,
+        env=dict(env, PGPASSWORD=os.environ["CUSTOS_PG_PASSWORD"]),
+        capture_output=True,
+        text=True,
+    )
+    if r.returncode != 0:
+        raise SystemExit(f"psql failed: {r.stderr}")
+    return r.stdout
+
+
+def server_copy(pg, data, table, env):
+    """The reference: the same CSV through COPY FROM (psql streams it; the server parses and
+    inserts) into the table custos created, in one transaction."""
+    t0 = time.perf_counter()
+    psql(pg, ["BEGIN", f"TRUNCATE {table}", f"\\copy {table} FROM '{data}' WITH (FORMAT csv, HEADER true)", "COMMIT"], env)
+    return time.perf_counter() - t0
+
+
 def check_round_trip(original, decrypted):
     """The decrypted CSV holds the input's six columns, row for row."""
     with open(original, newline="", encoding="utf-8") as a, open(decrypted, newline="", encoding="utf-8") as b:
@@ -229,7 +288,12 @@ def main():
 
         only = set(args.only.split(",")) if args.only else None
         results = []
-        for name, text, cells in scenarios(data):
+        pg = pg_env()
+        pg_table = f"custos_bench_{os.getpid()}"
+        todo = scenarios(data) + (pg_scenarios(data, pg, pg_table) if pg else [])
+        if not pg:
+            print("  no PostgreSQL test server (source scripts/pg.sh): pg scenarios skipped", file=sys.stderr)
+        for name, text, cells in todo:
             if only and name not in only and not (name == "encrypt6" and "decrypt6" in only):
                 continue
             path = os.path.join(project, f"{name}.toml")
@@ -255,13 +319,21 @@ def main():
             results.append(r)
             print(f"  {name:<14} {r['rows_per_s']:>9} rows/s  {wall:7.2f} s  {rss:7.1f} MiB", file=sys.stderr)
 
-        duck = duckdb_copy(data, project)
         report = {
             "rows": rows,
             "input_mb": round(size_mb, 1),
             "cpus": os.cpu_count(),
             "results": results,
         }
+        if pg and "pg_load" in {r["scenario"] for r in results} and pg["psql"]:
+            ref = server_copy(pg, data, pg_table, env)
+            report["pg_server_copy_s"] = round(ref, 3)
+            for r in results:
+                if r["scenario"] == "pg_load":
+                    r["vs_server_copy"] = round(ref / r["wall_s"], 2)
+        if pg:
+            psql(pg, f"DROP TABLE IF EXISTS {pg_table}", env)
+        duck = duckdb_copy(data, project)
         if duck is not None:
             report["duckdb_copy_s"] = round(duck, 3)
             for r in results:
@@ -280,6 +352,9 @@ def main():
             )
         if "protect_mixed_vs_copy" in report:
             print(f"protect_mixed / copy wall time: {report['protect_mixed_vs_copy']}x")
+        if "pg_server_copy_s" in report:
+            ref = report["pg_server_copy_s"]
+            print(f"PostgreSQL COPY FROM of the same CSV: {ref:.2f} s ({round(rows / ref)} rows/s); pg_load reaches {by['pg_load']['vs_server_copy']}x of it")
         if duck is not None:
             print(f"duckdb COPY csv->parquet: {duck:.2f} s")
         else:

@@ -44,11 +44,29 @@ CUSTOS_BIN="$CUSTOS_BIN" "$CUSTOS_PYTHON" bench/run.py --quick --json "$bench_js
 "$CUSTOS_PYTHON" - "$bench_json" <<'PY'
 import json, sys
 r = json.load(open(sys.argv[1]))
-want = ["copy", "encrypt6", "tokenize6", "mask6", "fpe2", "redact_notes", "protect_mixed", "decrypt6"]
+want = ["copy", "encrypt6", "tokenize6", "mask6", "fpe2", "redact_notes", "protect_mixed", "decrypt6", "pg_load", "pg_unload"]
 got = [x["scenario"] for x in r["results"]]
 assert got == want, f"bench scenarios {got} != {want}"
 d = [x for x in r["results"] if x["scenario"] == "decrypt6"][0]
 assert d["round_trip_rows_checked"] == r["rows"] == 10000, d
 assert all(x["rows"] == 10000 for x in r["results"]), r["results"]
 print("bench quick mode: every scenario ran, decrypt check passed")
+PY
+
+# PostgreSQL at scale: 1M generated rows loaded (binary COPY, one transaction) and unloaded to
+# Parquet through the CLI; both must stream with bounded memory. No timing is asserted.
+echo "== bench/run.py --rows 1000000 --only pg_load,pg_unload"
+pg_json="$(mktemp)"
+trap 'rm -f "$log" "$bench_json" "$pg_json"; custos_pg_stop' EXIT
+CUSTOS_BIN="$CUSTOS_BIN" "$CUSTOS_PYTHON" bench/run.py --rows 1000000 --only pg_load,pg_unload --json "$pg_json"
+"$CUSTOS_PYTHON" - "$pg_json" <<'PY'
+import json, sys
+r = json.load(open(sys.argv[1]))
+got = {x["scenario"]: x for x in r["results"]}
+assert set(got) == {"pg_load", "pg_unload"}, got
+for name, x in got.items():
+    assert x["rows"] == 1_000_000 and x["rows_written"] == 1_000_000, x
+    assert x["peak_rss_mib"] < 512, f"{name}: peak RSS {x['peak_rss_mib']} MiB is not bounded"
+print("1M rows through PostgreSQL: load and unload streamed in "
+      + ", ".join(f"{n} {x['peak_rss_mib']} MiB" for n, x in sorted(got.items())))
 PY

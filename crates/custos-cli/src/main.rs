@@ -413,6 +413,39 @@ fn run(state: &Path, args: &RunArgs) -> Result<u8> {
             .map(|_| ()),
         other => other.map(|_| ()),
     };
+    // Unverified database connections this run will open, allowed by [danger].
+    let insecure: Vec<String> = loaded
+        .config
+        .sources
+        .iter()
+        .filter_map(|s| Some((format!("sources.{}", s.name), s.kind.connection()?)))
+        .chain(
+            loaded
+                .config
+                .sinks
+                .iter()
+                .filter_map(|s| Some((format!("sinks.{}", s.name), s.kind.connection()?))),
+        )
+        .filter(|(_, c)| c.sslmode != "verify-full")
+        .map(|(k, c)| format!("{k} sslmode={}", c.sslmode))
+        .collect();
+    let authorized = match authorized {
+        Ok(()) if loaded.config.danger.allow_insecure_db && !insecure.is_empty() => {
+            tracing::warn!(
+                components = ?insecure,
+                "DANGER: [danger] allow_insecure_db lets this run connect to PostgreSQL without a verified TLS connection"
+            );
+            lock(&session)?
+                .event_detail(
+                    "danger_allow_insecure_db",
+                    &format!("pipeline:{}", pipeline.name),
+                    "allowed",
+                    format!("[danger] allow_insecure_db = true: {}", insecure.join(", ")),
+                )
+                .map(|_| ())
+        }
+        other => other,
+    };
     let (result, run) = match authorized {
         Err(e) => (Err(e), None),
         Ok(()) => {

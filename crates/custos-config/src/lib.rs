@@ -10,6 +10,7 @@ mod diag;
 mod graph;
 mod load;
 mod model;
+pub mod postgres;
 mod protect;
 pub mod secret;
 
@@ -17,4 +18,5 @@ pub use diag::{Diagnostic, Diagnostics, Severity, SourceMap};
 pub use graph::Graph;
 pub use load::{LoadError, Loaded, load, load_str};
 pub use model::*;
+pub use postgres::{PgConnectionConfig, PgWriteMode, PostgresSink, PostgresSource};
 pub use protect::{ColumnAction, ColumnActions, DangerSection, DetectionSection, ProtectTransform};

@@ -283,12 +283,12 @@ pub fn load_str(path: &Path, text: &str) -> Loaded {
     let paths = config
         .sources
         .iter_mut()
-        .map(|s| (format!("sources.{}.path", s.name), s.kind.path_mut()))
+        .filter_map(|s| Some((format!("sources.{}.path", s.name), s.kind.path_mut()?)))
         .chain(
             config
                 .sinks
                 .iter_mut()
-                .map(|s| (format!("sinks.{}.path", s.name), s.kind.path_mut())),
+                .filter_map(|s| Some((format!("sinks.{}.path", s.name), s.kind.path_mut()?))),
         );
     for (key, path) in paths {
         if let Ok(t) = crate::secret::parse(path)
@@ -298,6 +298,32 @@ pub fn load_str(path: &Path, text: &str) -> Loaded {
                 Ok((v, _)) => *path = v.expose().to_string(),
                 Err(e) => diags.push(map.error_at(&key, e.to_string())),
             }
+        }
+    }
+
+    // Unverified database connections are refused unless the pipeline opts in under [danger].
+    let conns = config
+        .sources
+        .iter()
+        .filter_map(|s| Some((format!("sources.{}", s.name), s.kind.connection()?)))
+        .chain(
+            config
+                .sinks
+                .iter()
+                .filter_map(|s| Some((format!("sinks.{}", s.name), s.kind.connection()?))),
+        );
+    for (key, c) in conns {
+        if c.sslmode != "verify-full"
+            && crate::postgres::SSL_MODES.contains(&c.sslmode.as_str())
+            && !config.danger.allow_insecure_db
+        {
+            diags.push(map.error_at(
+                &format!("{key}.sslmode"),
+                format!(
+                    "sslmode \"{}\" does not verify the server; use \"verify-full\" (with ca_file), or allow it explicitly with [danger] allow_insecure_db = true",
+                    c.sslmode
+                ),
+            ));
         }
     }
 
@@ -561,7 +587,7 @@ fn source_kind(
     if t.contains_key("inputs") {
         diags.push(map.error_at_key(
             &format!("{key}.inputs"),
-            "sources read files and take no `inputs`".to_string(),
+            "sources read files or databases and take no `inputs`".to_string(),
         ));
     }
     let ty = type_tag(t, key, SourceKind::TYPES, "source", map, diags)?;
@@ -600,9 +626,19 @@ fn source_kind(
             ok.then_some(SourceKind::Csv(c))?
         }
         "jsonl" => SourceKind::Jsonl(deserialize(v, key, map, diags)?),
+        "postgres" => {
+            let p: crate::PostgresSource = deserialize(v, key, map, diags)?;
+            let problems = crate::postgres::check_source(&p);
+            for (k, m) in &problems {
+                diags.push(at_key(map, key, k, m.clone()));
+            }
+            return problems
+                .is_empty()
+                .then(|| SourceKind::Postgres(Box::new(p)));
+        }
         _ => SourceKind::Parquet(deserialize(v, key, map, diags)?),
     };
-    if kind.path().trim().is_empty() {
+    if kind.path().is_some_and(|p| p.trim().is_empty()) {
         diags.push(map.error_at(
             &format!("{key}.path"),
             "`path` must not be empty".to_string(),
@@ -851,6 +887,15 @@ fn check_rule(r: &Rule, key: &str, map: &SourceMap, diags: &mut Diagnostics) -> 
     ok
 }
 
+/// A diagnostic at `key.suffix` (or at the component's table when the suffix is empty).
+fn at_key(map: &SourceMap, key: &str, suffix: &str, msg: String) -> crate::Diagnostic {
+    if suffix.is_empty() {
+        map.error_at_key(key, msg)
+    } else {
+        map.error_at(&format!("{key}.{suffix}"), msg)
+    }
+}
+
 fn sink_kind(
     t: &DeTable<'_>,
     span: Range<usize>,
@@ -873,6 +918,14 @@ fn sink_kind(
             SinkKind::Csv(c)
         }
         "jsonl" => SinkKind::Jsonl(deserialize(v, key, map, diags)?),
+        "postgres" => {
+            let p: crate::PostgresSink = deserialize(v, key, map, diags)?;
+            let problems = crate::postgres::check_sink(&p);
+            for (k, m) in &problems {
+                diags.push(at_key(map, key, k, m.clone()));
+            }
+            return problems.is_empty().then(|| SinkKind::Postgres(Box::new(p)));
+        }
         _ => {
             let p: ParquetSink = deserialize(v, key, map, diags)?;
             if let Err(e) = Compression::parse(&p.compression) {
@@ -889,7 +942,7 @@ fn sink_kind(
             SinkKind::Parquet(p)
         }
     };
-    let path = kind.path();
+    let path = kind.path().unwrap_or_default();
     if path.trim().is_empty() || path.ends_with('/') || path.contains(['*', '?', '[']) {
         diags.push(map.error_at(
             &format!("{key}.path"),

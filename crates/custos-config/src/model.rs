@@ -116,27 +116,31 @@ pub enum SourceKind {
     Jsonl(JsonlSource),
     /// `type = "parquet"`.
     Parquet(ParquetSource),
+    /// `type = "postgres"`.
+    Postgres(Box<crate::PostgresSource>),
 }
 
 impl SourceKind {
     /// The `type` tags of the source kinds.
-    pub const TYPES: &'static [&'static str] = &["csv", "jsonl", "parquet"];
+    pub const TYPES: &'static [&'static str] = &["csv", "jsonl", "parquet", "postgres"];
 
-    /// The file, directory or glob the source reads.
-    pub fn path(&self) -> &str {
+    /// The file, directory or glob the source reads (`None` for a database).
+    pub fn path(&self) -> Option<&str> {
         match self {
-            Self::Csv(c) => &c.path,
-            Self::Jsonl(j) => &j.path,
-            Self::Parquet(p) => &p.path,
+            Self::Csv(c) => Some(&c.path),
+            Self::Jsonl(j) => Some(&j.path),
+            Self::Parquet(p) => Some(&p.path),
+            Self::Postgres(_) => None,
         }
     }
 
     /// The path, for resolving references in it.
-    pub fn path_mut(&mut self) -> &mut String {
+    pub fn path_mut(&mut self) -> Option<&mut String> {
         match self {
-            Self::Csv(c) => &mut c.path,
-            Self::Jsonl(j) => &mut j.path,
-            Self::Parquet(p) => &mut p.path,
+            Self::Csv(c) => Some(&mut c.path),
+            Self::Jsonl(j) => Some(&mut j.path),
+            Self::Parquet(p) => Some(&mut p.path),
+            Self::Postgres(_) => None,
         }
     }
 
@@ -145,7 +149,7 @@ impl SourceKind {
         match self {
             Self::Csv(c) => c.schema.as_ref(),
             Self::Jsonl(j) => j.schema.as_ref(),
-            Self::Parquet(_) => None,
+            Self::Parquet(_) | Self::Postgres(_) => None,
         }
     }
 
@@ -155,6 +159,7 @@ impl SourceKind {
             Self::Csv(c) => &c.pii,
             Self::Jsonl(j) => &j.pii,
             Self::Parquet(p) => &p.pii,
+            Self::Postgres(p) => &p.pii,
         }
     }
 
@@ -164,6 +169,15 @@ impl SourceKind {
             Self::Csv(_) => "csv",
             Self::Jsonl(_) => "jsonl",
             Self::Parquet(_) => "parquet",
+            Self::Postgres(_) => "postgres",
+        }
+    }
+
+    /// The connection settings of a database source.
+    pub fn connection(&self) -> Option<crate::PgConnectionConfig> {
+        match self {
+            Self::Postgres(p) => Some(p.connection()),
+            _ => None,
         }
     }
 }
@@ -427,27 +441,31 @@ pub enum SinkKind {
     Jsonl(JsonlSink),
     /// `type = "parquet"`.
     Parquet(ParquetSink),
+    /// `type = "postgres"`.
+    Postgres(Box<crate::PostgresSink>),
 }
 
 impl SinkKind {
     /// The `type` tags of the sink kinds.
-    pub const TYPES: &'static [&'static str] = &["csv", "jsonl", "parquet"];
+    pub const TYPES: &'static [&'static str] = &["csv", "jsonl", "parquet", "postgres"];
 
-    /// Output file path as written in the config.
-    pub fn path(&self) -> &str {
+    /// Output file path as written in the config (`None` for a database).
+    pub fn path(&self) -> Option<&str> {
         match self {
-            Self::Csv(c) => &c.path,
-            Self::Jsonl(j) => &j.path,
-            Self::Parquet(p) => &p.path,
+            Self::Csv(c) => Some(&c.path),
+            Self::Jsonl(j) => Some(&j.path),
+            Self::Parquet(p) => Some(&p.path),
+            Self::Postgres(_) => None,
         }
     }
 
     /// The path, for resolving references in it.
-    pub fn path_mut(&mut self) -> &mut String {
+    pub fn path_mut(&mut self) -> Option<&mut String> {
         match self {
-            Self::Csv(c) => &mut c.path,
-            Self::Jsonl(j) => &mut j.path,
-            Self::Parquet(p) => &mut p.path,
+            Self::Csv(c) => Some(&mut c.path),
+            Self::Jsonl(j) => Some(&mut j.path),
+            Self::Parquet(p) => Some(&mut p.path),
+            Self::Postgres(_) => None,
         }
     }
 
@@ -457,6 +475,15 @@ impl SinkKind {
             Self::Csv(_) => "csv",
             Self::Jsonl(_) => "jsonl",
             Self::Parquet(_) => "parquet",
+            Self::Postgres(_) => "postgres",
+        }
+    }
+
+    /// The connection settings of a database sink.
+    pub fn connection(&self) -> Option<crate::PgConnectionConfig> {
+        match self {
+            Self::Postgres(p) => Some(p.connection()),
+            _ => None,
         }
     }
 }

@@ -209,6 +209,10 @@ pub struct DangerSection {
     /// `"SINK.COLUMN"` pairs allowed to reach a sink as plaintext PII.
     #[serde(default)]
     pub allow_plaintext: Vec<String>,
+    /// Permits PostgreSQL connections with `sslmode = "require"` (unverified TLS) or
+    /// `"disable"` (plaintext). Logged and audited.
+    #[serde(default)]
+    pub allow_insecure_db: bool,
 }
 
 impl DangerSection {

@@ -11,6 +11,7 @@ pub mod csv;
 mod error;
 pub mod files;
 pub mod infer;
+pub mod parquet_writer;
 pub mod postgres;
 pub mod quarantine;
 pub mod sink;

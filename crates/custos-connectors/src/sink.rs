@@ -13,7 +13,6 @@ use custos_config::{Compression, SinkKind, single_byte};
 use datafusion::arrow::csv::WriterBuilder as CsvWriterBuilder;
 use datafusion::arrow::json::LineDelimitedWriter;
 use datafusion::arrow::record_batch::RecordBatch;
-use datafusion::parquet::arrow::AsyncArrowWriter;
 use datafusion::parquet::basic::{Compression as PqCompression, ZstdLevel};
 use datafusion::parquet::file::properties::WriterProperties;
 use datafusion::physical_plan::SendableRecordBatchStream;
@@ -26,6 +25,7 @@ use tokio::io::{AsyncWrite, AsyncWriteExt};
 
 use crate::ConnectorError;
 use crate::files::{absolute, location};
+use crate::parquet_writer::ParallelWriter;
 
 /// A sink's finished (uncommitted) output.
 #[derive(Debug, Clone)]
@@ -177,7 +177,7 @@ const SINK_QUEUE: usize = 4;
 /// batches over a bounded queue, so that encoding and compressing the output proceeds on
 /// another core at the same time. The order of batches is kept; dropping the returned stream
 /// aborts the producer.
-fn decoupled(mut input: SendableRecordBatchStream) -> SendableRecordBatchStream {
+pub(crate) fn decoupled(mut input: SendableRecordBatchStream) -> SendableRecordBatchStream {
     let mut builder = datafusion::physical_plan::stream::RecordBatchReceiverStreamBuilder::new(
         input.schema(),
         SINK_QUEUE,
@@ -205,6 +205,12 @@ pub async fn write(
     stream: SendableRecordBatchStream,
     rows: Arc<AtomicU64>,
 ) -> Result<SinkOutput, ConnectorError> {
+    if let SinkKind::Postgres(_) = kind {
+        return Err(ConnectorError::BadPath {
+            path: name.to_string(),
+            reason: "a postgres sink writes no file; it is written by postgres::sink".into(),
+        });
+    }
     let target = absolute(target)?;
     let tmp = temp_path(&target, run_id);
     let loc = location(&tmp)?;
@@ -264,28 +270,24 @@ pub async fn write(
                 }
                 let mut stream = futures::stream::iter(first).chain(stream);
                 let props = props.build();
-                let mut w = AsyncArrowWriter::try_new(out, schema, Some(props)).map_err(|e| {
+                let pq = |e| {
                     df_err(ctx.clone())(datafusion::error::DataFusionError::ParquetError(Box::new(
                         e,
                     )))
-                })?;
+                };
+                // Column groups encoded on every core: a PostgreSQL unload of 1M rows went
+                // from 4.2-5.2 s to 3.5-4.5 s here (the server leaves a core partly idle).
+                let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
+                let mut w = ParallelWriter::try_new(out, schema, props, threads).map_err(pq)?;
                 while let Some(batch) = stream.next().await {
                     let batch = batch
                         .map_err(df_err(ctx.clone()))?
                         .project(&cols)
                         .map_err(|e| df_err(ctx.clone())(e.into()))?;
-                    w.write(&batch).await.map_err(|e| {
-                        df_err(ctx.clone())(datafusion::error::DataFusionError::ParquetError(
-                            Box::new(e),
-                        ))
-                    })?;
+                    w.write(&batch).await.map_err(pq)?;
                     rows.fetch_add(batch.num_rows() as u64, Ordering::Relaxed);
                 }
-                w.finish().await.map_err(|e| {
-                    df_err(ctx.clone())(datafusion::error::DataFusionError::ParquetError(Box::new(
-                        e,
-                    )))
-                })?;
+                w.finish().await.map_err(pq)?;
             }
             SinkKind::Csv(c) => {
                 let mut out = out;
@@ -364,6 +366,7 @@ pub async fn write(
                     source,
                 })?;
             }
+            SinkKind::Postgres(_) => {}
         }
         Ok(())
     }
@@ -383,15 +386,52 @@ pub async fn write(
     })
 }
 
+/// Files moved onto their targets whose previous versions are still kept as backups, until
+/// [`Committed::finish`] deletes them or [`Committed::rollback`] puts them back. This lets the
+/// engine commit database sinks after the files and undo the files should that fail.
+#[must_use = "finish or roll back the commit"]
+pub struct Committed {
+    store: Arc<dyn ObjectStore>,
+    done: Vec<(ObjectPath, Option<ObjectPath>)>,
+}
+
+impl Committed {
+    /// Deletes the backups of the replaced files.
+    pub async fn finish(self) {
+        for (_, backup) in self.done {
+            if let Some(b) = backup {
+                let _ = self.store.delete(&b).await;
+            }
+        }
+    }
+
+    /// Restores the previous files (or removes new ones that had none).
+    pub async fn rollback(self) {
+        for (target, backup) in self.done.into_iter().rev() {
+            match backup {
+                Some(b) => {
+                    let _ = self.store.rename(&b, &target).await;
+                }
+                None => {
+                    let _ = self.store.delete(&target).await;
+                }
+            }
+        }
+    }
+}
+
 /// Moves every temporary file onto its target, all or none: existing targets are first moved
 /// to backups, and if any rename fails the earlier ones are rolled back.
 pub async fn commit(
     store: &Arc<dyn ObjectStore>,
     outputs: &[SinkOutput],
     run_id: &str,
-) -> Result<(), ConnectorError> {
+) -> Result<Committed, ConnectorError> {
     let loc = |p: &Path| location(p);
-    let mut done: Vec<(ObjectPath, ObjectPath, Option<ObjectPath>)> = Vec::new();
+    let mut committed = Committed {
+        store: store.clone(),
+        done: Vec::new(),
+    };
     let mut failure = None;
     for o in outputs {
         let target = loc(&o.target)?;
@@ -423,28 +463,14 @@ pub async fn commit(
             });
             break;
         }
-        done.push((target, tmp, backup));
+        committed.done.push((target, backup));
     }
     if let Some(e) = failure {
-        for (target, _, backup) in done.into_iter().rev() {
-            match backup {
-                Some(b) => {
-                    let _ = store.rename(&b, &target).await;
-                }
-                None => {
-                    let _ = store.delete(&target).await;
-                }
-            }
-        }
+        committed.rollback().await;
         abort(store, outputs).await;
         return Err(e);
     }
-    for (_, _, backup) in done {
-        if let Some(b) = backup {
-            let _ = store.delete(&b).await;
-        }
-    }
-    Ok(())
+    Ok(committed)
 }
 
 /// Removes the temporary files of an abandoned run.

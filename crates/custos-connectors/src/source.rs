@@ -137,7 +137,13 @@ pub async fn discover(
     store: &Arc<dyn ObjectStore>,
     batch_size: usize,
 ) -> Result<SourceSpec, ConnectorError> {
-    let files = resolve(store, kind.path(), resolved).await?;
+    let Some(path) = kind.path() else {
+        return Err(ConnectorError::BadPath {
+            path: name.to_string(),
+            reason: format!("a {} source reads no files", kind.type_name()),
+        });
+    };
+    let files = resolve(store, path, resolved).await?;
     let first = &files[0];
     let (format, cols): (Format, Vec<(String, ColumnType)>) = match kind {
         SourceKind::Csv(c) => {
@@ -202,6 +208,13 @@ pub async fn discover(
             };
             (Format::Jsonl, cols)
         }
+        // Rejected above (no path); databases are read by `postgres::source`.
+        SourceKind::Postgres(_) => {
+            return Err(ConnectorError::BadPath {
+                path: name.to_string(),
+                reason: "a postgres source reads no files".into(),
+            });
+        }
         SourceKind::Parquet(_) => {
             let schema = parquet_schema(store, first).await?;
             if let Some(f) = schema
@@ -237,7 +250,7 @@ pub async fn discover(
         u32::try_from(files.len().saturating_sub(1)).unwrap_or(u32::MAX),
     )
     .map_err(|e| ConnectorError::BadPath {
-        path: kind.path().to_string(),
+        path: path.to_string(),
         reason: e.to_string(),
     })?;
     Ok(SourceSpec {

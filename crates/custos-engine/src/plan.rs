@@ -4,10 +4,12 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use custos_config::{Diagnostics, Graph, Loaded, PipelineConfig, SourceMap, TransformKind};
+use custos_config::{
+    Diagnostics, Graph, Loaded, PipelineConfig, SourceKind, SourceMap, TransformKind,
+};
 use custos_connectors::files::local_store;
 use custos_connectors::quarantine::Quarantine;
-use custos_connectors::source::{SourceReader, SourceSpec, SourceStats, discover};
+use custos_connectors::source::{SourceReader, SourceStats, discover};
 use datafusion::catalog::TableProvider;
 use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
 use datafusion::dataframe::DataFrame;
@@ -29,7 +31,8 @@ pub(crate) struct Planned {
     pub ctx: SessionContext,
     pub graph: Graph,
     pub store: Arc<dyn ObjectStore>,
-    pub sources: Vec<(String, Arc<SourceSpec>, Arc<SourceStats>)>,
+    /// Sources: name, live counters, total bytes of the input files (0 for databases).
+    pub sources: Vec<(String, Arc<SourceStats>, u64)>,
     pub counters: BTreeMap<String, Arc<Counter>>,
     pub validates: BTreeMap<String, Arc<ValidateStats>>,
     /// Columns the pipeline decrypts (protect actions and SQL decrypt functions), each once.
@@ -225,9 +228,52 @@ pub(crate) async fn plan(
     let mut validates = BTreeMap::new();
     let mut decrypts: Vec<String> = Vec::new();
     let mut tables: BTreeMap<String, Arc<dyn TableProvider>> = BTreeMap::new();
+    // Input files per source (empty for databases), for provenance in quarantine records.
+    let mut files: Vec<Vec<PathBuf>> = Vec::new();
 
     for (i, s) in config.sources.iter().enumerate() {
-        let resolved = config.resolve(s.kind.path());
+        if let SourceKind::Postgres(pg) = &s.kind {
+            let stats = Arc::new(SourceStats::default());
+            let found = custos_connectors::postgres::source::discover(
+                i as u32,
+                &s.name,
+                pg,
+                &config.base_dir,
+                config.danger.allow_insecure_db,
+                batch_size,
+                config.pipeline.preserve_order,
+            )
+            .await;
+            match found {
+                Ok(spec) => {
+                    let labels = spec.labels().into_iter().map(PathBuf::from).collect();
+                    let reader = custos_connectors::postgres::source::PgSourceReader::new(
+                        Arc::new(spec),
+                        quarantine.clone(),
+                        stats.clone(),
+                    );
+                    match reader.into_table() {
+                        Ok(t) => {
+                            tables.insert(s.name.clone(), t);
+                            files.push(labels);
+                            sources.push((s.name.clone(), stats, 0));
+                        }
+                        Err(e) => {
+                            diags.push(
+                                map.error_at(&format!("sources.{}", s.name), plan_message(&e)),
+                            );
+                            failed.push(s.name.clone());
+                        }
+                    }
+                }
+                Err(e) => {
+                    diags.push(map.error_at_key(&format!("sources.{}", s.name), e.to_string()));
+                    failed.push(s.name.clone());
+                }
+            }
+            continue;
+        }
+        let resolved = config.resolve(s.kind.path().unwrap_or_default());
         match discover(i as u32, &s.name, &s.kind, &resolved, &store, batch_size).await {
             Ok(spec) => {
                 let spec = Arc::new(spec);
@@ -241,7 +287,9 @@ pub(crate) async fn plan(
                 match reader.into_table() {
                     Ok(t) => {
                         tables.insert(s.name.clone(), t);
-                        sources.push((s.name.clone(), spec, stats));
+                        let size = spec.files.iter().map(|f| f.size).sum();
+                        files.push(spec.files.iter().map(|f| f.path.clone()).collect());
+                        sources.push((s.name.clone(), stats, size));
                     }
                     Err(e) => {
                         diags.push(map.error_at(&format!("sources.{}", s.name), plan_message(&e)));
@@ -255,12 +303,7 @@ pub(crate) async fn plan(
             }
         }
     }
-    let files: Arc<Vec<Vec<PathBuf>>> = Arc::new(
-        sources
-            .iter()
-            .map(|(_, spec, _)| spec.files.iter().map(|f| f.path.clone()).collect())
-            .collect(),
-    );
+    let files: Arc<Vec<Vec<PathBuf>>> = Arc::new(files);
     let today = chrono::Utc::now().date_naive();
 
     let register = |name: &str,

@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use custos_config::{Loaded, SinkKind};
+use custos_connectors::postgres::sink::PgPending;
 use custos_connectors::quarantine::{Quarantine, create_private};
 use custos_connectors::sink::{self, SinkOutput};
 use datafusion::common::runtime::SpawnedTask;
@@ -183,17 +184,14 @@ pub async fn run(
         store.finish_run(&record, "{}")?;
         return Ok(RunOutcome::Invalid(diags));
     };
-    let total: u64 = planned
-        .sources
-        .iter()
-        .flat_map(|(_, s, _)| s.files.iter().map(|f| f.size))
-        .sum();
+    let total: u64 = planned.sources.iter().map(|(_, _, size)| size).sum();
     progress.bytes_total.store(total, Ordering::Relaxed);
 
     // Temporaries of killed runs are removed; those of runs still going (and this one) stay.
     let running = store.running_ids()?;
     for s in &config.sinks {
-        let target = config.resolve(s.kind.path());
+        let Some(path) = s.kind.path() else { continue };
+        let target = config.resolve(path);
         for stale in sink::remove_stale(&target, &running) {
             tracing::info!(path = %stale.display(), "removed a temporary file left by an earlier run");
         }
@@ -220,7 +218,10 @@ pub async fn run(
         .finish()
         .map_err(|e| EngineError::Io(e.to_string()))?;
     let written_rows: Vec<(String, u64)> = match &result {
-        Ok(outs) => outs.iter().map(|o| (o.name.clone(), o.rows)).collect(),
+        Ok(outs) => outs
+            .iter()
+            .map(|o| (o.name().to_string(), o.rows()))
+            .collect(),
         Err(_) => Vec::new(),
     };
     let (mut components, inputs) = counts(loaded, &planned, &quarantine, &written_rows);
@@ -239,7 +240,7 @@ pub async fn run(
 
     let mut error: Option<String> = None;
     let mut status = "succeeded";
-    let mut outputs: Vec<SinkOutput> = Vec::new();
+    let mut outputs: Vec<Written> = Vec::new();
     match result {
         Err(e) => {
             status = if e == "cancelled" {
@@ -289,13 +290,68 @@ pub async fn run(
             status = "failed";
         }
     }
+    // Files first (their previous versions kept), then the databases; a database that fails
+    // to commit puts the files back. Databases committed before that one stay committed.
+    let (files_out, dbs): (Vec<SinkOutput>, Vec<PgPending>) = split(outputs);
+    let mut written: Vec<OutputFile> = Vec::new();
     if error.is_none() {
-        if let Err(e) = sink::commit(&planned.store, &outputs, &run_id).await {
-            error = Some(crate::redact_values(&e.to_string()));
-            status = "failed";
+        match sink::commit(&planned.store, &files_out, &run_id).await {
+            Err(e) => {
+                error = Some(crate::redact_values(&e.to_string()));
+                status = "failed";
+                for d in dbs {
+                    d.rollback().await;
+                }
+            }
+            Ok(committed) => {
+                let mut db_written = Vec::new();
+                let mut dbs = dbs.into_iter();
+                while let Some(d) = dbs.next() {
+                    let (name, location, rows, bytes) =
+                        (d.name.clone(), d.location.clone(), d.rows, d.bytes);
+                    match d.commit().await {
+                        Ok(()) => db_written.push(OutputFile {
+                            sink: name,
+                            path: PathBuf::from(location),
+                            rows,
+                            size: bytes,
+                            sha256: String::new(),
+                        }),
+                        Err(e) => {
+                            error = Some(crate::redact_values(&e.to_string()));
+                            status = "failed";
+                            if !db_written.is_empty() {
+                                tracing::error!(
+                                    committed = ?db_written.iter().map(|o: &OutputFile| o.sink.clone()).collect::<Vec<_>>(),
+                                    "a database sink failed to commit after others had committed"
+                                );
+                            }
+                            for rest in dbs.by_ref() {
+                                rest.rollback().await;
+                            }
+                        }
+                    }
+                }
+                if status == "succeeded" {
+                    committed.finish().await;
+                    written.extend(files_out.iter().map(|o| OutputFile {
+                        sink: o.name.clone(),
+                        path: o.target.clone(),
+                        rows: o.rows,
+                        size: o.size,
+                        sha256: o.sha256.clone(),
+                    }));
+                    written.extend(db_written);
+                } else {
+                    committed.rollback().await;
+                }
+            }
         }
     } else {
-        sink::abort(&planned.store, &outputs).await;
+        sink::abort(&planned.store, &files_out).await;
+        for d in dbs {
+            d.rollback().await;
+        }
     }
 
     let mut files = inputs.clone();
@@ -323,20 +379,6 @@ pub async fn run(
             });
         }
     }
-    let written: Vec<OutputFile> = if status == "succeeded" {
-        outputs
-            .iter()
-            .map(|o| OutputFile {
-                sink: o.name.clone(),
-                path: o.target.clone(),
-                rows: o.rows,
-                size: o.size,
-                sha256: o.sha256.clone(),
-            })
-            .collect()
-    } else {
-        Vec::new()
-    };
     for o in &written {
         files.push(FileRecord {
             role: "output".into(),
@@ -385,14 +427,51 @@ pub async fn run(
     Ok(RunOutcome::Ran(Box::new(summary)))
 }
 
-/// Executes every sink concurrently into temporary files. Cancelled by Ctrl-C.
+/// A sink's finished, uncommitted output.
+enum Written {
+    /// A temporary file, renamed onto the target at commit.
+    File(SinkOutput),
+    /// A database load whose transaction is open.
+    Db(Box<PgPending>),
+}
+
+impl Written {
+    fn name(&self) -> &str {
+        match self {
+            Self::File(o) => &o.name,
+            Self::Db(d) => &d.name,
+        }
+    }
+
+    fn rows(&self) -> u64 {
+        match self {
+            Self::File(o) => o.rows,
+            Self::Db(d) => d.rows,
+        }
+    }
+}
+
+fn split(outputs: Vec<Written>) -> (Vec<SinkOutput>, Vec<PgPending>) {
+    let mut files = Vec::new();
+    let mut dbs = Vec::new();
+    for o in outputs {
+        match o {
+            Written::File(f) => files.push(f),
+            Written::Db(d) => dbs.push(*d),
+        }
+    }
+    (files, dbs)
+}
+
+/// Executes every sink concurrently: files into temporaries, databases inside open
+/// transactions. Cancelled by Ctrl-C.
 async fn execute(
     loaded: &Loaded,
     planned: &Planned,
     run_id: &str,
     quarantine: Arc<Quarantine>,
     progress: Arc<Progress>,
-) -> Result<Vec<SinkOutput>, String> {
+) -> Result<Vec<Written>, String> {
     let config = &loaded.config;
     let mut tasks = Vec::new();
     let mut temps = Vec::new();
@@ -401,18 +480,6 @@ async fn execute(
             .map_err(|e| format!("PII detector: {e}"))?,
     );
     for s in &config.sinks {
-        let target = config.resolve(s.kind.path());
-        temps.push(SinkOutput {
-            name: s.name.clone(),
-            target: custos_connectors::files::absolute(&target).unwrap_or(target.clone()),
-            tmp: sink::temp_path(
-                &custos_connectors::files::absolute(&target).unwrap_or(target.clone()),
-                run_id,
-            ),
-            rows: 0,
-            size: 0,
-            sha256: String::new(),
-        });
         let df = planned
             .ctx
             .table(s.inputs[0].as_str())
@@ -423,13 +490,7 @@ async fn execute(
             .await
             .map_err(|e| crate::redact_values(&e.strip_backtrace()))?;
         let stream = crate::gate::guard(config, &s.name, detector.clone(), stream);
-        let (name, kind, run_id, store, rows): (String, SinkKind, String, _, _) = (
-            s.name.clone(),
-            s.kind.clone(),
-            run_id.to_string(),
-            planned.store.clone(),
-            Arc::new(AtomicU64::new(0)),
-        );
+        let rows = Arc::new(AtomicU64::new(0));
         let p = progress.clone();
         let rows_c = rows.clone();
         let watcher = SpawnedTask::spawn(async move {
@@ -439,17 +500,49 @@ async fn execute(
                     .fetch_max(rows_c.load(Ordering::Relaxed), Ordering::Relaxed);
             }
         });
-        tasks.push((
-            SpawnedTask::spawn(async move {
-                sink::write(&name, &kind, &target, &run_id, &store, stream, rows).await
-            }),
-            watcher,
-        ));
+        let name = s.name.clone();
+        let task = match &s.kind {
+            SinkKind::Postgres(pg) => {
+                let (pg, base, insecure) = (
+                    pg.clone(),
+                    config.base_dir.clone(),
+                    config.danger.allow_insecure_db,
+                );
+                SpawnedTask::spawn(async move {
+                    custos_connectors::postgres::sink::write(
+                        &name, &pg, &base, insecure, stream, rows,
+                    )
+                    .await
+                    .map(|d| Written::Db(Box::new(d)))
+                })
+            }
+            kind => {
+                let target = config.resolve(kind.path().unwrap_or_default());
+                let absolute =
+                    custos_connectors::files::absolute(&target).unwrap_or(target.clone());
+                temps.push(SinkOutput {
+                    name: s.name.clone(),
+                    target: absolute.clone(),
+                    tmp: sink::temp_path(&absolute, run_id),
+                    rows: 0,
+                    size: 0,
+                    sha256: String::new(),
+                });
+                let (kind, run_id, store) =
+                    (kind.clone(), run_id.to_string(), planned.store.clone());
+                SpawnedTask::spawn(async move {
+                    sink::write(&name, &kind, &target, &run_id, &store, stream, rows)
+                        .await
+                        .map(Written::File)
+                })
+            }
+        };
+        tasks.push((task, watcher));
     }
     let sources: Vec<_> = planned
         .sources
         .iter()
-        .map(|(_, _, st)| st.clone())
+        .map(|(_, st, _)| st.clone())
         .collect();
     let p = progress.clone();
     let ticker = SpawnedTask::spawn(async move {
@@ -491,6 +584,7 @@ async fn execute(
         }
         (outs, first_err)
     };
+    // Dropping the sink tasks (cancel) closes their connections: the server rolls back.
     let result = tokio::select! {
         r = all => r,
         _ = tokio::signal::ctrl_c() => {
@@ -504,9 +598,14 @@ async fn execute(
     let (outs, err) = result;
     if let Some(e) = err {
         sink::abort(&planned.store, &temps).await;
+        for o in outs {
+            if let Written::Db(d) = o {
+                d.rollback().await;
+            }
+        }
         return Err(e);
     }
-    let written: u64 = outs.iter().map(|o| o.rows).sum();
+    let written: u64 = outs.iter().map(Written::rows).sum();
     progress.rows_written.store(written, Ordering::Relaxed);
     Ok(outs)
 }
@@ -528,7 +627,7 @@ fn counts(
     };
     let mut comps = Vec::new();
     let mut inputs = Vec::new();
-    for (name, _, st) in &planned.sources {
+    for (name, st, _) in &planned.sources {
         let kind = config
             .sources
             .iter()

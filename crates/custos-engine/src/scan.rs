@@ -68,19 +68,43 @@ pub async fn scan(
     ));
     let mut out = Vec::new();
     for (i, s) in config.sources.iter().enumerate() {
-        let resolved = config.resolve(s.kind.path());
-        let spec = discover(i as u32, &s.name, &s.kind, &resolved, &store, 8192)
-            .await
-            .map_err(|e| format!("source \"{}\": {e}", s.name))?;
-        let reader = SourceReader::new(
-            Arc::new(spec),
-            store.clone(),
-            quarantine.clone(),
-            Arc::new(SourceStats::default()),
-        );
-        let table = reader
-            .into_table()
-            .map_err(|e| format!("source \"{}\": {e}", s.name))?;
+        let failed = |e: &dyn std::fmt::Display| format!("source \"{}\": {e}", s.name);
+        let table = match &s.kind {
+            custos_config::SourceKind::Postgres(pg) => {
+                let spec = custos_connectors::postgres::source::discover(
+                    i as u32,
+                    &s.name,
+                    pg,
+                    &config.base_dir,
+                    config.danger.allow_insecure_db,
+                    8192,
+                    true,
+                )
+                .await
+                .map_err(|e| failed(&e))?;
+                custos_connectors::postgres::source::PgSourceReader::new(
+                    Arc::new(spec),
+                    quarantine.clone(),
+                    Arc::new(SourceStats::default()),
+                )
+                .into_table()
+                .map_err(|e| failed(&e))?
+            }
+            kind => {
+                let resolved = config.resolve(kind.path().unwrap_or_default());
+                let spec = discover(i as u32, &s.name, kind, &resolved, &store, 8192)
+                    .await
+                    .map_err(|e| failed(&e))?;
+                SourceReader::new(
+                    Arc::new(spec),
+                    store.clone(),
+                    quarantine.clone(),
+                    Arc::new(SourceStats::default()),
+                )
+                .into_table()
+                .map_err(|e| failed(&e))?
+            }
+        };
         let ctx = SessionContext::new();
         ctx.register_table(s.name.as_str(), table)
             .map_err(|e| e.to_string())?;

@@ -7,6 +7,7 @@ mod crash;
 mod formats;
 mod golden;
 mod keys;
+mod postgres;
 mod protect;
 mod quarantine;
 mod runs;

@@ -117,7 +117,7 @@ fn unknown_type_and_wrong_value_type() {
         errors(&text),
         [
             "error: p.toml:2:8: pipeline.name: invalid type: integer 5, expected a string",
-            "error: p.toml:5:8: sources.raw.type: unknown source type \"cvs\"; expected one of \"csv\", \"jsonl\", \"parquet\"; did you mean \"csv\"?",
+            "error: p.toml:5:8: sources.raw.type: unknown source type \"cvs\"; expected one of \"csv\", \"jsonl\", \"parquet\", \"postgres\"; did you mean \"csv\"?",
         ]
     );
 }
@@ -277,6 +277,6 @@ path = "${env:CUSTOS_TEST_NEVER_SET_3f}/out.csv"
     );
     assert_eq!(
         l.config.sources[0].kind.path(),
-        format!("{}/in.csv", std::env::var("HOME").unwrap())
+        Some(format!("{}/in.csv", std::env::var("HOME").unwrap()).as_str())
     );
 }

@@ -9,7 +9,7 @@ use custos_connectors::postgres::{PgTarget, SslMode, connect};
 
 /// The servers' settings, or `None` (skip) when the tests run outside `scripts/test.sh`.
 /// `CUSTOS_PG_REQUIRED=1` (set by test.sh) turns a missing server into a failure.
-fn env(name: &str) -> Option<String> {
+pub(crate) fn env(name: &str) -> Option<String> {
     match std::env::var(name) {
         Ok(v) if !v.is_empty() => Some(v),
         _ => {
@@ -24,7 +24,7 @@ fn env(name: &str) -> Option<String> {
 }
 
 /// The password as a pipeline gets it: a `${file:...}` reference resolved into a secret.
-fn password(value: &str) -> custos_config::secret::Secret {
+pub(crate) fn password(value: &str) -> custos_config::secret::Secret {
     let dir = tempfile::tempdir().unwrap();
     let f = dir.path().join("pw");
     std::fs::write(&f, value).unwrap();
@@ -35,7 +35,7 @@ fn password(value: &str) -> custos_config::secret::Secret {
         .0
 }
 
-fn target() -> Option<PgTarget> {
+pub(crate) fn target() -> Option<PgTarget> {
     Some(PgTarget {
         host: Some(env("CUSTOS_PG_HOST")?),
         port: Some(env("CUSTOS_PG_PORT")?.parse().unwrap()),

@@ -9,7 +9,10 @@ use custos_crypto::{CellEncryptor, CryptoError, Header, SecretBytes};
 use proptest::prelude::*;
 
 fn vectors(name: &str) -> serde_json::Value {
-    let p = format!("{}/tests/vectors/{name}", env!("CARGO_MANIFEST_DIR"));
+    // The runtime variable (set by `cargo test`): a test binary reused from a shared build
+    // cache may have been compiled in another checkout, whose path `env!` would have baked in.
+    let dir = std::env::var("CARGO_MANIFEST_DIR").unwrap_or(env!("CARGO_MANIFEST_DIR").into());
+    let p = format!("{dir}/tests/vectors/{name}");
     serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap()
 }
 

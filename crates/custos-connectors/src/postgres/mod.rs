@@ -19,6 +19,10 @@ use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme
 
 use crate::ConnectorError;
 
+pub mod copy;
+pub mod sink;
+pub mod source;
+
 /// How the connection is protected (`sslmode`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum SslMode {
@@ -81,12 +85,83 @@ pub struct PgTarget {
     pub allow_insecure: bool,
 }
 
+impl PgTarget {
+    /// Resolves a pipeline's connection settings: secret references are read now (files
+    /// relative to `base`), certificate paths are resolved against `base`. Errors name the key
+    /// (`component` is e.g. `sources.db`), never a resolved value.
+    pub fn from_config(
+        c: &custos_config::PgConnectionConfig,
+        base: &Path,
+        component: &str,
+        allow_insecure: bool,
+    ) -> Result<PgTarget, ConnectorError> {
+        let secret = |key: &str, v: &str| -> Result<Secret, ConnectorError> {
+            let bad = |m: String| ConnectorError::Postgres {
+                context: format!("{component}.{key}"),
+                message: m,
+            };
+            let (s, warnings) = custos_config::secret::parse(v)
+                .and_then(|t| t.resolve(base))
+                .map_err(|e| bad(e.to_string()))?;
+            for w in warnings {
+                tracing::warn!(key = %format!("{component}.{key}"), "{w}");
+            }
+            Ok(s)
+        };
+        let plain = |key: &str, v: &Option<String>| -> Result<Option<String>, ConnectorError> {
+            v.as_deref()
+                .map(|v| secret(key, v).map(|s| s.expose().to_string()))
+                .transpose()
+        };
+        let path = |key: &str, v: &Option<String>| -> Result<Option<PathBuf>, ConnectorError> {
+            Ok(plain(key, v)?.map(|p| base.join(p)))
+        };
+        Ok(PgTarget {
+            url: c.url.as_deref().map(|u| secret("url", u)).transpose()?,
+            host: plain("host", &c.host)?,
+            port: c.port,
+            dbname: plain("dbname", &c.dbname)?,
+            user: plain("user", &c.user)?,
+            password: c
+                .password
+                .as_deref()
+                .map(|p| secret("password", p))
+                .transpose()?,
+            sslmode: SslMode::parse(&c.sslmode).ok_or_else(|| ConnectorError::Postgres {
+                context: format!("{component}.sslmode"),
+                message: format!("unknown sslmode \"{}\"", c.sslmode),
+            })?,
+            ca_file: path("ca_file", &c.ca_file)?,
+            client_cert: path("client_cert", &c.client_cert)?,
+            client_key: path("client_key", &c.client_key)?,
+            connect_timeout: c.connect_timeout.map(Duration::from_secs),
+            allow_insecure,
+        })
+    }
+}
+
+/// Quotes an identifier for SQL (`"na""me"`).
+pub fn quote_ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+/// Quotes a table name written as `name` or `schema.name`.
+pub fn quote_table(name: &str) -> Option<String> {
+    let (schema, table) = custos_config::postgres::split_table(name)?;
+    Some(match schema {
+        Some(s) => format!("{}.{}", quote_ident(s), quote_ident(table)),
+        None => quote_ident(table),
+    })
+}
+
 /// An open connection; the connection task runs until the client is dropped.
 pub struct PgConnection {
     /// The client.
     pub client: tokio_postgres::Client,
     /// A description for messages: `postgres host:port/db as user` (never the password).
     pub describe: String,
+    /// `postgres://host:port/db`, recorded with runs.
+    pub location: String,
 }
 
 impl std::fmt::Debug for PgConnection {
@@ -300,6 +375,10 @@ pub async fn connect(t: &PgTarget) -> Result<PgConnection, ConnectorError> {
         cfg.get_dbname().unwrap_or("-"),
         cfg.get_user().unwrap_or("-")
     );
+    let location = format!(
+        "postgres://{host}:{port}/{}",
+        cfg.get_dbname().unwrap_or("-")
+    );
     let password = t.password.as_ref();
     if t.sslmode != SslMode::VerifyFull {
         if !t.allow_insecure {
@@ -345,5 +424,9 @@ pub async fn connect(t: &PgTarget) -> Result<PgConnection, ConnectorError> {
         spawn(conn);
         client
     };
-    Ok(PgConnection { client, describe })
+    Ok(PgConnection {
+        client,
+        describe,
+        location,
+    })
 }

@@ -1,0 +1,387 @@
+//! A Parquet writer that encodes columns on several cores at once.
+//!
+//! `AsyncArrowWriter` encodes and compresses every column on the one task that calls it, which
+//! made Parquet encoding (zstd above all) the longest stage of a copy or a PostgreSQL unload
+//! while the other core idled. Here the columns are split into groups, one per core, each
+//! encoded by its own blocking task fed batches over a bounded channel; at every row-group
+//! boundary the groups close their column chunks and the chunks are spliced into the file in
+//! schema order. Memory stays what `ArrowWriter` holds: one row group of encoded pages, plus
+//! a few batches in flight.
+
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+
+use datafusion::arrow::array::RecordBatch;
+use datafusion::arrow::datatypes::{DataType, SchemaRef};
+use datafusion::parquet::arrow::ArrowWriter;
+use datafusion::parquet::arrow::arrow_writer::{
+    ArrowColumnChunk, ArrowColumnWriter, ArrowRowGroupWriterFactory, compute_leaves,
+};
+use datafusion::parquet::errors::{ParquetError, Result};
+use datafusion::parquet::file::properties::WriterProperties;
+use datafusion::parquet::file::writer::SerializedFileWriter;
+use tokio::io::{AsyncWrite, AsyncWriteExt};
+use tokio::sync::{mpsc, oneshot};
+
+/// Bytes written by the file writer, drained to the async output after each row group.
+#[derive(Clone, Default)]
+struct Shared(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Shared {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Shared {
+    fn take(&self) -> Vec<u8> {
+        std::mem::take(&mut *self.0.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+}
+
+enum Msg {
+    /// The writers of the group's leaves for the first row group.
+    Start(Vec<ArrowColumnWriter>),
+    /// Encode these rows.
+    Batch(Arc<RecordBatch>),
+    /// Close the row group's chunks and continue with these writers (none after the last).
+    Close(
+        Vec<ArrowColumnWriter>,
+        oneshot::Sender<Result<Vec<ArrowColumnChunk>>>,
+    ),
+}
+
+/// One group of columns (by index into the schema) and the task encoding them.
+struct Group {
+    tx: mpsc::Sender<Msg>,
+    /// Leaf indices of the group, in order.
+    leaves: Vec<usize>,
+}
+
+/// Parquet leaves (column chunks) under an Arrow type.
+fn leaves(dt: &DataType) -> usize {
+    match dt {
+        DataType::List(f)
+        | DataType::LargeList(f)
+        | DataType::FixedSizeList(f, _)
+        | DataType::ListView(f)
+        | DataType::LargeListView(f)
+        | DataType::Map(f, _) => leaves(f.data_type()),
+        DataType::Struct(fs) => fs.iter().map(|f| leaves(f.data_type())).sum(),
+        DataType::Dictionary(_, v) => leaves(v),
+        DataType::RunEndEncoded(_, v) => leaves(v.data_type()),
+        _ => 1,
+    }
+}
+
+fn stopped() -> ParquetError {
+    ParquetError::General("a column encoder stopped".into())
+}
+
+/// The encoding task of one group: writes its fields' leaves of every batch; at a close,
+/// returns the finished chunks and carries on with the next writers.
+fn encode(mut rx: mpsc::Receiver<Msg>, schema: SchemaRef, fields: Vec<usize>) {
+    let mut writers: Vec<ArrowColumnWriter> = Vec::new();
+    let mut failed: Option<ParquetError> = None;
+    while let Some(msg) = rx.blocking_recv() {
+        match msg {
+            Msg::Start(w) => writers = w,
+            Msg::Batch(batch) => {
+                if failed.is_some() {
+                    continue;
+                }
+                let mut w = writers.iter_mut();
+                'fields: for &i in &fields {
+                    let leaves = match compute_leaves(schema.field(i), batch.column(i)) {
+                        Ok(l) => l,
+                        Err(e) => {
+                            failed = Some(e);
+                            break 'fields;
+                        }
+                    };
+                    for leaf in &leaves {
+                        let Some(writer) = w.next() else {
+                            failed = Some(ParquetError::General("leaf count mismatch".into()));
+                            break 'fields;
+                        };
+                        if let Err(e) = writer.write(leaf) {
+                            failed = Some(e);
+                            break 'fields;
+                        }
+                    }
+                }
+            }
+            Msg::Close(next, reply) => {
+                let done = std::mem::replace(&mut writers, next);
+                let result = match failed.take() {
+                    Some(e) => Err(e),
+                    None => done.into_iter().map(ArrowColumnWriter::close).collect(),
+                };
+                let _ = reply.send(result);
+            }
+        }
+    }
+}
+
+/// Writes record batches as Parquet, encoding column groups in parallel.
+pub struct ParallelWriter<W> {
+    out: W,
+    buf: Shared,
+    file: SerializedFileWriter<Shared>,
+    factory: ArrowRowGroupWriterFactory,
+    groups: Vec<Group>,
+    row_group_size: usize,
+    in_group: usize,
+    row_groups: usize,
+}
+
+impl<W: AsyncWrite + Unpin + Send> ParallelWriter<W> {
+    /// A writer for `schema` with `props`, using up to `threads` encoding tasks.
+    pub fn try_new(
+        out: W,
+        schema: SchemaRef,
+        props: WriterProperties,
+        threads: usize,
+    ) -> Result<Self> {
+        let row_group_size = props.max_row_group_row_count().unwrap_or(1 << 20).max(1);
+        let buf = Shared::default();
+        let (file, factory) = ArrowWriter::try_new(buf.clone(), schema.clone(), Some(props))?
+            .into_serialized_writer()?;
+        let mut ranges = Vec::with_capacity(schema.fields().len());
+        let mut at = 0;
+        for f in schema.fields() {
+            let n = leaves(f.data_type());
+            ranges.push(at..at + n);
+            at += n;
+        }
+        // Columns dealt round-robin: neighbouring columns often cost alike.
+        let threads = threads.clamp(1, schema.fields().len().max(1));
+        let mut writers: Vec<Option<ArrowColumnWriter>> = factory
+            .create_column_writers(0)?
+            .into_iter()
+            .map(Some)
+            .collect();
+        let mut groups = Vec::with_capacity(threads);
+        for g in 0..threads {
+            let fields: Vec<usize> = (g..schema.fields().len()).step_by(threads).collect();
+            let leaves: Vec<usize> = fields.iter().flat_map(|&f| ranges[f].clone()).collect();
+            let mine = leaves
+                .iter()
+                .map(|&l| writers[l].take().ok_or_else(stopped))
+                .collect::<Result<Vec<_>>>()?;
+            let (tx, rx) = mpsc::channel(2);
+            tx.try_send(Msg::Start(mine)).map_err(|_| stopped())?;
+            let s = schema.clone();
+            tokio::task::spawn_blocking(move || encode(rx, s, fields));
+            groups.push(Group { tx, leaves });
+        }
+        Ok(Self {
+            out,
+            buf,
+            file,
+            factory,
+            groups,
+            row_group_size,
+            in_group: 0,
+            row_groups: 0,
+        })
+    }
+
+    /// Writes a batch, closing row groups as they fill.
+    pub async fn write(&mut self, batch: &RecordBatch) -> Result<()> {
+        let mut offset = 0;
+        while offset < batch.num_rows() {
+            let take = (self.row_group_size - self.in_group).min(batch.num_rows() - offset);
+            let part = Arc::new(batch.slice(offset, take));
+            for g in &self.groups {
+                g.tx.send(Msg::Batch(part.clone()))
+                    .await
+                    .map_err(|_| stopped())?;
+            }
+            offset += take;
+            self.in_group += take;
+            if self.in_group == self.row_group_size {
+                self.close_row_group(false).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Closes the current row group: gathers every group's chunks, splices them into the file
+    /// in schema order, and hands the output's bytes on.
+    async fn close_row_group(&mut self, last: bool) -> Result<()> {
+        let mut next: Vec<Option<ArrowColumnWriter>> = if last {
+            Vec::new()
+        } else {
+            self.factory
+                .create_column_writers(self.row_groups + 1)?
+                .into_iter()
+                .map(Some)
+                .collect()
+        };
+        let mut replies = Vec::with_capacity(self.groups.len());
+        for g in &self.groups {
+            let mine = if last {
+                Vec::new()
+            } else {
+                g.leaves
+                    .iter()
+                    .map(|&l| next[l].take().ok_or_else(stopped))
+                    .collect::<Result<Vec<_>>>()?
+            };
+            let (tx, rx) = oneshot::channel();
+            g.tx.send(Msg::Close(mine, tx))
+                .await
+                .map_err(|_| stopped())?;
+            replies.push(rx);
+        }
+        let mut chunks: Vec<Option<ArrowColumnChunk>> = Vec::new();
+        for (g, rx) in self.groups.iter().zip(replies) {
+            let got = rx.await.map_err(|_| stopped())??;
+            for (leaf, chunk) in g.leaves.iter().zip(got) {
+                if chunks.len() <= *leaf {
+                    chunks.resize_with(leaf + 1, || None);
+                }
+                chunks[*leaf] = Some(chunk);
+            }
+        }
+        if self.in_group > 0 {
+            let mut rg = self.file.next_row_group()?;
+            for c in chunks {
+                c.ok_or_else(stopped)?.append_to_row_group(&mut rg)?;
+            }
+            rg.close()?;
+            self.row_groups += 1;
+        }
+        self.in_group = 0;
+        self.drain().await
+    }
+
+    async fn drain(&mut self) -> Result<()> {
+        let bytes = self.buf.take();
+        if !bytes.is_empty() {
+            self.out
+                .write_all(&bytes)
+                .await
+                .map_err(|e| ParquetError::External(Box::new(e)))?;
+        }
+        Ok(())
+    }
+
+    /// Closes the last row group, writes the footer and shuts the output down.
+    pub async fn finish(mut self) -> Result<()> {
+        self.close_row_group(true).await?;
+        self.file.finish()?;
+        self.drain().await?;
+        self.out
+            .shutdown()
+            .await
+            .map_err(|e| ParquetError::External(Box::new(e)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use datafusion::arrow::array::{
+        ArrayRef, Int32Array, Int64Array, ListArray, StringArray, StructArray,
+    };
+    use datafusion::arrow::datatypes::{Field, Int32Type, Schema};
+    use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+
+    fn batch(schema: &SchemaRef, from: i64, n: usize) -> RecordBatch {
+        let ids: Vec<i64> = (from..from + n as i64).collect();
+        let text: Vec<Option<String>> = ids
+            .iter()
+            .map(|i| (i % 7 != 0).then(|| format!("row {i}")))
+            .collect();
+        let lists = ListArray::from_iter_primitive::<Int32Type, _, _>(
+            ids.iter()
+                .map(|i| (i % 5 != 0).then(|| vec![Some(*i as i32), None])),
+        );
+        let inner = StructArray::from(vec![
+            (
+                Arc::new(Field::new("a", DataType::Int32, true)),
+                Arc::new(Int32Array::from_iter(
+                    ids.iter().map(|i| Some(*i as i32 * 2)),
+                )) as ArrayRef,
+            ),
+            (
+                Arc::new(Field::new("b", DataType::Utf8, true)),
+                Arc::new(StringArray::from_iter(
+                    ids.iter().map(|i| Some(format!("b{i}"))),
+                )) as ArrayRef,
+            ),
+        ]);
+        RecordBatch::try_new(
+            schema.clone(),
+            vec![
+                Arc::new(Int64Array::from(ids)),
+                Arc::new(StringArray::from(text)),
+                Arc::new(lists),
+                Arc::new(inner),
+            ],
+        )
+        .unwrap()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn columns_encoded_in_parallel_read_back_in_order() {
+        let b0 = batch(
+            &Arc::new(Schema::new(vec![
+                Field::new("id", DataType::Int64, false),
+                Field::new("text", DataType::Utf8, true),
+                Field::new(
+                    "list",
+                    DataType::List(Arc::new(Field::new_list_field(DataType::Int32, true))),
+                    true,
+                ),
+                Field::new(
+                    "pair",
+                    DataType::Struct(
+                        vec![
+                            Field::new("a", DataType::Int32, true),
+                            Field::new("b", DataType::Utf8, true),
+                        ]
+                        .into(),
+                    ),
+                    true,
+                ),
+            ])),
+            0,
+            1,
+        );
+        let schema = b0.schema();
+        for threads in [1, 3, 8] {
+            let file = tempfile::NamedTempFile::new().unwrap();
+            let out = tokio::fs::File::create(file.path()).await.unwrap();
+            let props = WriterProperties::builder()
+                .set_max_row_group_row_count(Some(1000))
+                .build();
+            let mut w = ParallelWriter::try_new(out, schema.clone(), props, threads).unwrap();
+            let mut expected = Vec::new();
+            for k in 0..5 {
+                let b = batch(&schema, k * 700, 700);
+                w.write(&b).await.unwrap();
+                expected.push(b);
+            }
+            w.finish().await.unwrap();
+            let reader =
+                ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(file.path()).unwrap())
+                    .unwrap();
+            assert_eq!(reader.metadata().num_row_groups(), 4, "{threads} threads");
+            let got: Vec<RecordBatch> = reader.build().unwrap().map(|b| b.unwrap()).collect();
+            let got = datafusion::arrow::compute::concat_batches(&schema, &got).unwrap();
+            let want = datafusion::arrow::compute::concat_batches(&schema, &expected).unwrap();
+            assert_eq!(got, want, "{threads} threads");
+        }
+    }
+}
