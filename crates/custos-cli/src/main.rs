@@ -44,8 +44,8 @@ use crate::access::{Denied, Session};
     max_term_width = 100
 )]
 struct Cli {
-    /// State directory holding run records and quarantine files [default: nearest `.custos`
-    /// in the current directory or its parents, else ./.custos]
+    /// State directory: run records, quarantine files, keystore, users and the audit log
+    /// [default: nearest `.custos` in the current directory or its parents, else ./.custos]
     #[arg(long, global = true, env = "CUSTOS_STATE_DIR", value_name = "DIR")]
     state_dir: Option<PathBuf>,
 
@@ -346,7 +346,7 @@ fn validate(state: &Path, file: &Path, json: bool, deny_warnings: bool) -> Resul
         Ok(l) => l,
         Err(code) => return Ok(code),
     };
-    let mut diags = runtime()?.block_on(custos_engine::check(&loaded));
+    let mut diags = runtime()?.block_on(custos_engine::check(&loaded, state));
     // The project's access policies are part of what runs: check them against the schema.
     let policies = access::policy_dir(state);
     if let Err(e) = custos_policy::PolicyEngine::load(&policies) {

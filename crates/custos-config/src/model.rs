@@ -522,7 +522,8 @@ pub struct ParquetSink {
     /// `zstd` (default, level 3), `zstd(N)`, `snappy`, `lz4`, `gzip` or `none`.
     #[serde(default = "default_compression")]
     pub compression: String,
-    /// Rows per row group (default 131072); bounds the writer's memory.
+    /// Rows per row group (default 131072; a row group also ends at 64 MiB of input); bounds
+    /// the writer's memory.
     #[serde(default = "default_row_group_size")]
     pub row_group_size: usize,
 }

@@ -23,6 +23,11 @@ use datafusion::parquet::file::writer::SerializedFileWriter;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::sync::{mpsc, oneshot};
 
+/// Input bytes (Arrow memory) after which a row group is closed whatever its row count. With
+/// one closed row group still being spliced while the next fills, the writer holds about twice
+/// this in encoded pages.
+const MAX_ROW_GROUP_BYTES: usize = 64 << 20;
+
 /// Bytes written by the file writer, drained to the async output after each row group.
 #[derive(Clone, Default)]
 struct Shared(Arc<Mutex<Vec<u8>>>);
@@ -138,9 +143,23 @@ pub struct ParallelWriter<W> {
     factory: ArrowRowGroupWriterFactory,
     groups: Vec<Group>,
     row_group_size: usize,
+    /// Rows in the row group being encoded.
     in_group: usize,
-    row_groups: usize,
+    /// Arrow bytes (estimated) in the row group being encoded.
+    group_bytes: usize,
+    /// Input bytes after which a row group is closed.
+    max_group_bytes: usize,
+    /// Row groups started (the index of the next one's writers).
+    started: usize,
+    /// A closed row group whose chunks are still being finished, and its row count.
+    pending: Option<(Closing, usize)>,
 }
+
+/// What a group answers to a close.
+type Reply = std::result::Result<Result<Vec<ArrowColumnChunk>>, oneshot::error::RecvError>;
+/// The answers of every group to one close.
+type Closing =
+    std::pin::Pin<Box<futures::future::JoinAll<oneshot::Receiver<Result<Vec<ArrowColumnChunk>>>>>>;
 
 impl<W: AsyncWrite + Unpin + Send> ParallelWriter<W> {
     /// A writer for `schema` with `props`, using up to `threads` encoding tasks.
@@ -190,15 +209,34 @@ impl<W: AsyncWrite + Unpin + Send> ParallelWriter<W> {
             groups,
             row_group_size,
             in_group: 0,
-            row_groups: 0,
+            group_bytes: 0,
+            max_group_bytes: MAX_ROW_GROUP_BYTES,
+            started: 0,
+            pending: None,
         })
+    }
+
+    /// Closes row groups after `bytes` of input (Arrow memory) instead of the default 64 MiB.
+    pub fn with_max_row_group_bytes(mut self, bytes: usize) -> Self {
+        self.max_group_bytes = bytes.max(1);
+        self
     }
 
     /// Writes a batch, closing row groups as they fill.
     pub async fn write(&mut self, batch: &RecordBatch) -> Result<()> {
+        self.splice_if_ready().await?;
+        let n = batch.num_rows();
+        let row_bytes = batch.get_array_memory_size().div_ceil(n.max(1)).max(1);
         let mut offset = 0;
-        while offset < batch.num_rows() {
-            let take = (self.row_group_size - self.in_group).min(batch.num_rows() - offset);
+        while offset < n {
+            // A row group ends at `row_group_size` rows or at `max_group_bytes` of input,
+            // whichever comes first: wide rows (ciphertexts) would otherwise hold hundreds of
+            // MiB per row group.
+            let by_bytes =
+                (self.max_group_bytes.saturating_sub(self.group_bytes) / row_bytes).max(1);
+            let take = (self.row_group_size - self.in_group)
+                .min(by_bytes)
+                .min(n - offset);
             let part = Arc::new(batch.slice(offset, take));
             for g in &self.groups {
                 g.tx.send(Msg::Batch(part.clone()))
@@ -207,21 +245,24 @@ impl<W: AsyncWrite + Unpin + Send> ParallelWriter<W> {
             }
             offset += take;
             self.in_group += take;
-            if self.in_group == self.row_group_size {
+            self.group_bytes += take * row_bytes;
+            if self.in_group == self.row_group_size || self.group_bytes >= self.max_group_bytes {
                 self.close_row_group(false).await?;
             }
         }
         Ok(())
     }
 
-    /// Closes the current row group: gathers every group's chunks, splices them into the file
-    /// in schema order, and hands the output's bytes on.
+    /// Closes the current row group. The groups close their chunks while new batches are
+    /// already queued behind the close, so encoding never waits for the splice; the chunks are
+    /// spliced into the file (in schema order) as soon as they are all ready, and at the latest
+    /// before the next row group's.
     async fn close_row_group(&mut self, last: bool) -> Result<()> {
         let mut next: Vec<Option<ArrowColumnWriter>> = if last {
             Vec::new()
         } else {
             self.factory
-                .create_column_writers(self.row_groups + 1)?
+                .create_column_writers(self.started + 1)?
                 .into_iter()
                 .map(Some)
                 .collect()
@@ -242,9 +283,42 @@ impl<W: AsyncWrite + Unpin + Send> ParallelWriter<W> {
                 .map_err(|_| stopped())?;
             replies.push(rx);
         }
+        self.started += 1;
+        if let Some((earlier, rows)) = self.pending.take() {
+            let results = earlier.await;
+            self.splice(results, rows).await?;
+        }
+        let closing = Box::pin(futures::future::join_all(replies));
+        let rows = std::mem::take(&mut self.in_group);
+        self.group_bytes = 0;
+        if last {
+            let results = closing.await;
+            self.splice(results, rows).await
+        } else {
+            self.pending = Some((closing, rows));
+            Ok(())
+        }
+    }
+
+    /// Splices a closed row group in when its chunks are all ready, without waiting.
+    async fn splice_if_ready(&mut self) -> Result<()> {
+        let ready = match &mut self.pending {
+            Some((closing, _)) => futures::FutureExt::now_or_never(closing),
+            None => None,
+        };
+        if let Some(results) = ready
+            && let Some((_, rows)) = self.pending.take()
+        {
+            self.splice(results, rows).await?;
+        }
+        Ok(())
+    }
+
+    /// Appends a closed row group's chunks to the file and hands the bytes on.
+    async fn splice(&mut self, results: Vec<Reply>, rows: usize) -> Result<()> {
         let mut chunks: Vec<Option<ArrowColumnChunk>> = Vec::new();
-        for (g, rx) in self.groups.iter().zip(replies) {
-            let got = rx.await.map_err(|_| stopped())??;
+        for (g, got) in self.groups.iter().zip(results) {
+            let got = got.map_err(|_| stopped())??;
             for (leaf, chunk) in g.leaves.iter().zip(got) {
                 if chunks.len() <= *leaf {
                     chunks.resize_with(leaf + 1, || None);
@@ -252,15 +326,13 @@ impl<W: AsyncWrite + Unpin + Send> ParallelWriter<W> {
                 chunks[*leaf] = Some(chunk);
             }
         }
-        if self.in_group > 0 {
+        if rows > 0 {
             let mut rg = self.file.next_row_group()?;
             for c in chunks {
                 c.ok_or_else(stopped)?.append_to_row_group(&mut rg)?;
             }
             rg.close()?;
-            self.row_groups += 1;
         }
-        self.in_group = 0;
         self.drain().await
     }
 
@@ -378,9 +450,40 @@ mod tests {
                 ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(file.path()).unwrap())
                     .unwrap();
             assert_eq!(reader.metadata().num_row_groups(), 4, "{threads} threads");
+            check(reader, &expected, threads);
+        }
+        // A byte cap closes row groups before the row count does.
+        let file = tempfile::NamedTempFile::new().unwrap();
+        let out = tokio::fs::File::create(file.path()).await.unwrap();
+        let props = WriterProperties::builder()
+            .set_max_row_group_row_count(Some(1000))
+            .build();
+        let one = batch(&schema, 0, 700);
+        let cap = one.get_array_memory_size() / 2;
+        let mut w = ParallelWriter::try_new(out, schema.clone(), props, 2)
+            .unwrap()
+            .with_max_row_group_bytes(cap);
+        w.write(&one).await.unwrap();
+        w.finish().await.unwrap();
+        let reader =
+            ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(file.path()).unwrap())
+                .unwrap();
+        let groups = reader.metadata().row_groups();
+        assert!(groups.len() >= 2, "{} row groups", groups.len());
+        assert!(groups.iter().all(|g| g.num_rows() <= 351));
+        check(reader, &[one], 2);
+    }
+
+    fn check(
+        reader: ParquetRecordBatchReaderBuilder<std::fs::File>,
+        expected: &[RecordBatch],
+        threads: usize,
+    ) {
+        let schema = expected[0].schema();
+        {
             let got: Vec<RecordBatch> = reader.build().unwrap().map(|b| b.unwrap()).collect();
             let got = datafusion::arrow::compute::concat_batches(&schema, &got).unwrap();
-            let want = datafusion::arrow::compute::concat_batches(&schema, &expected).unwrap();
+            let want = datafusion::arrow::compute::concat_batches(&schema, expected).unwrap();
             assert_eq!(got, want, "{threads} threads");
         }
     }

@@ -1,7 +1,7 @@
 //! Builds one DataFusion session holding every component of a pipeline as a table.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use custos_config::{
@@ -40,14 +40,16 @@ pub(crate) struct Planned {
 }
 
 /// Phase two of validation: discovers sources, plans every SQL query and compiles every rule,
-/// without running anything. Returns phase one's diagnostics plus these.
-pub async fn check(loaded: &Loaded) -> Diagnostics {
+/// without running anything. Keys come from the keystore of `state_dir` (or
+/// `$CUSTOS_KEYSTORE`, or the transform's `keystore`). Returns phase one's diagnostics plus
+/// these.
+pub async fn check(loaded: &Loaded, state_dir: &Path) -> Diagnostics {
     let mut diags = loaded.diagnostics.clone();
     if !diags.has_errors() {
         let q = Arc::new(Quarantine::new(
             std::env::temp_dir().join("custos-check-unused.jsonl"),
         ));
-        let _ = plan(&loaded.config, &loaded.map, q, &mut diags).await;
+        let _ = plan(&loaded.config, &loaded.map, state_dir, q, &mut diags).await;
     }
     diags.sort();
     diags
@@ -204,12 +206,13 @@ fn table_names(plan: &LogicalPlan) -> Vec<String> {
 pub(crate) async fn plan(
     config: &PipelineConfig,
     map: &SourceMap,
+    state_dir: &Path,
     quarantine: Arc<Quarantine>,
     diags: &mut Diagnostics,
 ) -> Option<Planned> {
     let graph = Graph::build(config);
     let keys = match needs_keys(config) {
-        Some(configured) => match open_keys(config, configured).await {
+        Some(configured) => match open_keys(config, state_dir, configured).await {
             Ok(k) => Ok(Arc::new(k)),
             Err(e) => {
                 diags.push(map.error_at_key("transforms", e));
@@ -484,11 +487,12 @@ pub(crate) async fn plan(
 /// and unwraps every usable key version.
 async fn open_keys(
     config: &PipelineConfig,
+    state_dir: &Path,
     configured: Option<&str>,
 ) -> Result<custos_keys::KeySet, String> {
     let path = match configured {
         Some(p) => config.resolve(p),
-        None => custos_keys::keystore_path(&crate::default_state_dir()),
+        None => custos_keys::keystore_path(state_dir),
     };
     let (pass, _) = custos_keys::Passphrase::from_env()
         .map_err(|e| format!("cannot open the keystore: {e}"))?;

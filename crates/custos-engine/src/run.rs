@@ -176,7 +176,15 @@ pub async fn run(
 
     let quarantine = Arc::new(Quarantine::new(run_dir.join("quarantine.jsonl")));
     let mut diags = loaded.diagnostics.clone();
-    let Some(planned) = plan(config, &loaded.map, quarantine.clone(), &mut diags).await else {
+    let Some(planned) = plan(
+        config,
+        &loaded.map,
+        &opts.state_dir,
+        quarantine.clone(),
+        &mut diags,
+    )
+    .await
+    else {
         diags.sort();
         record.status = "failed".into();
         record.error = Some(format!("invalid config: {} error(s)", diags.error_count()));

@@ -591,3 +591,31 @@ allow_plaintext = ["out.notes"]
     assert_eq!(code, 0, "{o}{e}");
     assert_eq!(p.read("dec.csv"), "notes\n718-574-5483\n");
 }
+
+#[test]
+fn the_state_dir_flag_also_picks_the_keystore() {
+    let p = setup();
+    // The state directory lives elsewhere and nothing points at it but the flag.
+    std::fs::rename(p.path().join(".custos"), p.path().join("state")).unwrap();
+    p.write(
+        "p.toml",
+        "[pipeline]\nname = \"p\"\n[sources.raw]\ntype = \"csv\"\npath = \"in.csv\"\n\
+         [transforms.safe]\ntype = \"protect\"\ninputs = [\"raw\"]\n\
+         columns.email = { action = \"encrypt\", key = \"pii-main\" }\n\
+         [sinks.out]\ntype = \"csv\"\ninputs = [\"safe\"]\npath = \"out.csv\"\n\
+         [danger]\nallow_plaintext = [\"out.*\"]\n",
+    );
+    let state = p.path().join("state");
+    let out = p
+        .custos()
+        .env_remove("CUSTOS_STATE_DIR")
+        .env("CUSTOS_KEYSTORE_PASSPHRASE", PASS)
+        .env("CUSTOS_TOKEN_FILE", state.join("tester.token"))
+        .args(["--state-dir", state.to_str().unwrap(), "run", "p.toml"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(p.read("out.csv").contains("cx1."), "{}", p.read("out.csv"));
+    assert!(!p.path().join(".custos").exists());
+}
