@@ -8,6 +8,7 @@
 //! from the keystore, and whole segments past the retention period are removed.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use custos_audit::{AuditLog, Event};
@@ -120,6 +121,34 @@ pub(crate) fn now_ns() -> i64 {
     chrono::Utc::now().timestamp_nanos_opt().unwrap_or(i64::MAX)
 }
 
+/// The project's keystore, unlocked once for a whole command (the engine's data keys and the
+/// audit checkpoint key). `None` when there is no keystore or no passphrase, or when it does
+/// not open (whoever needs it then opens it and reports why).
+pub(crate) fn open_keystore(state_dir: &Path) -> Option<Arc<custos_keys::Keystore>> {
+    let path = custos_keys::keystore_path(state_dir);
+    if !path.is_file() {
+        return None;
+    }
+    let (pass, _) = custos_keys::Passphrase::from_env().ok()?;
+    custos_keys::Keystore::open(&path, &pass).ok().map(Arc::new)
+}
+
+/// The audit checkpoint key from an open keystore, when it has one.
+fn audit_key_in(ks: &custos_keys::Keystore) -> Result<Option<SigningKey>> {
+    if ks.key(AUDIT_KEY).is_err() {
+        return Ok(None);
+    }
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let (_, _, seed) = rt.block_on(ks.encryption_key(AUDIT_KEY, custos_keys::Purpose::Signing))?;
+    let seed: [u8; 32] = seed
+        .expose()
+        .try_into()
+        .map_err(|_| anyhow::anyhow!("audit key \"{AUDIT_KEY}\" has the wrong size"))?;
+    Ok(Some(SigningKey::from_bytes(&seed)))
+}
+
 /// The audit checkpoint key from the keystore, created there if missing. `None` when there is
 /// no keystore or no passphrase: events are still chained, but not covered by a checkpoint.
 pub(crate) fn audit_key(state_dir: &Path, create: bool) -> Result<Option<SigningKey>> {
@@ -179,6 +208,8 @@ pub(crate) struct Session {
     host: String,
     /// The keystore passphrase works and the audit key may be created by this command.
     create_audit_key: bool,
+    /// The keystore as already unlocked by this command, reused for the checkpoint key.
+    keystore: Option<Arc<custos_keys::Keystore>>,
 }
 
 impl std::fmt::Debug for Session {
@@ -210,6 +241,7 @@ impl Session {
             subject: None,
             host: custos_engine::host_name(),
             create_audit_key: false,
+            keystore: None,
         };
         if let Some(r) = s.audit.recovered().cloned() {
             tracing::warn!(
@@ -514,9 +546,22 @@ impl Session {
         }
     }
 
+    /// Reuses a keystore this command has already unlocked (saves an Argon2id derivation).
+    pub(crate) fn use_keystore(&mut self, ks: Option<Arc<custos_keys::Keystore>>) {
+        self.keystore = ks;
+    }
+
     fn close(&mut self) -> Result<()> {
         self.audit.sync().context("syncing the audit log")?;
-        let key = match audit_key(&self.state_dir, self.create_audit_key) {
+        let unlocked = match &self.keystore {
+            Some(ks) => audit_key_in(ks).ok().flatten(),
+            None => None,
+        };
+        let found = match unlocked {
+            Some(k) => Ok(Some(k)),
+            None => audit_key(&self.state_dir, self.create_audit_key),
+        };
+        let key = match found {
             Ok(k) => k,
             Err(e) => {
                 tracing::warn!("audit checkpoint not signed: the keystore did not open: {e}");

@@ -473,7 +473,11 @@ fn run(state: &Path, args: &RunArgs) -> Result<u8> {
                         })
                 })
             };
-            let (r, run) = execute_run(state, args, &loaded, guard);
+            // One unlock of the keystore serves the engine's data keys and the audit
+            // checkpoint.
+            let keystore = access::open_keystore(state);
+            lock(&session)?.use_keystore(keystore.clone());
+            let (r, run) = execute_run(state, args, &loaded, guard, keystore);
             let r = match r {
                 Ok(code) if code != 0 && denied.load(Ordering::Relaxed) => Ok(EXIT_DENIED),
                 other => other,
@@ -503,10 +507,12 @@ fn execute_run(
     args: &RunArgs,
     loaded: &custos_config::Loaded,
     guard: custos_engine::DecryptGuard,
+    keystore: Option<Arc<custos_keys::Keystore>>,
 ) -> (Result<u8>, Option<(String, u64)>) {
     let opts = RunOptions {
         state_dir: state.to_path_buf(),
         authorize_decrypt: Some(guard),
+        keystore,
     };
     let rt = match runtime() {
         Ok(rt) => rt,

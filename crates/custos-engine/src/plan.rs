@@ -49,7 +49,7 @@ pub async fn check(loaded: &Loaded, state_dir: &Path) -> Diagnostics {
         let q = Arc::new(Quarantine::new(
             std::env::temp_dir().join("custos-check-unused.jsonl"),
         ));
-        let _ = plan(&loaded.config, &loaded.map, state_dir, q, &mut diags).await;
+        let _ = plan(&loaded.config, &loaded.map, state_dir, None, q, &mut diags).await;
     }
     diags.sort();
     diags
@@ -207,12 +207,13 @@ pub(crate) async fn plan(
     config: &PipelineConfig,
     map: &SourceMap,
     state_dir: &Path,
+    unlocked: Option<&custos_keys::Keystore>,
     quarantine: Arc<Quarantine>,
     diags: &mut Diagnostics,
 ) -> Option<Planned> {
     let graph = Graph::build(config);
     let keys = match needs_keys(config) {
-        Some(configured) => match open_keys(config, state_dir, configured).await {
+        Some(configured) => match open_keys(config, state_dir, unlocked, configured).await {
             Ok(k) => Ok(Arc::new(k)),
             Err(e) => {
                 diags.push(map.error_at_key("transforms", e));
@@ -488,12 +489,21 @@ pub(crate) async fn plan(
 async fn open_keys(
     config: &PipelineConfig,
     state_dir: &Path,
+    unlocked: Option<&custos_keys::Keystore>,
     configured: Option<&str>,
 ) -> Result<custos_keys::KeySet, String> {
     let path = match configured {
         Some(p) => config.resolve(p),
         None => custos_keys::keystore_path(state_dir),
     };
+    if let Some(ks) = unlocked
+        && ks.path() == path
+    {
+        return ks
+            .key_set()
+            .await
+            .map_err(|e| format!("cannot load keys: {e}"));
+    }
     let (pass, _) = custos_keys::Passphrase::from_env()
         .map_err(|e| format!("cannot open the keystore: {e}"))?;
     let ks = custos_keys::Keystore::open(&path, &pass)

@@ -28,6 +28,9 @@ pub struct RunOptions {
     /// Asked once per column the pipeline decrypts, after planning and before anything is
     /// read; an error (e.g. access denied) fails the run with that message.
     pub authorize_decrypt: Option<DecryptGuard>,
+    /// The keystore of `state_dir`, already unlocked by the caller: used instead of unlocking
+    /// it again (a transform naming another `keystore` still opens that one).
+    pub keystore: Option<Arc<custos_keys::Keystore>>,
 }
 
 impl std::fmt::Debug for RunOptions {
@@ -35,6 +38,7 @@ impl std::fmt::Debug for RunOptions {
         f.debug_struct("RunOptions")
             .field("state_dir", &self.state_dir)
             .field("authorize_decrypt", &self.authorize_decrypt.is_some())
+            .field("keystore", &self.keystore.is_some())
             .finish()
     }
 }
@@ -180,6 +184,7 @@ pub async fn run(
         config,
         &loaded.map,
         &opts.state_dir,
+        opts.keystore.as_deref(),
         quarantine.clone(),
         &mut diags,
     )

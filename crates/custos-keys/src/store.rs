@@ -262,6 +262,8 @@ impl Keystore {
         let doc: Doc =
             serde_json::from_slice(&plain).map_err(|_| fmt_err("keyring document is not valid"))?;
         let kek = doc.local_kek.0.clone();
+        // Each unlock costs an Argon2id derivation; commands are meant to pay it once.
+        tracing::debug!(keystore = %shown, "keystore unlocked");
         Ok(Self {
             path: path.to_path_buf(),
             file_key,

@@ -618,4 +618,30 @@ fn the_state_dir_flag_also_picks_the_keystore() {
     assert!(out.status.success(), "{stderr}");
     assert!(p.read("out.csv").contains("cx1."), "{}", p.read("out.csv"));
     assert!(!p.path().join(".custos").exists());
+
+    // One Argon2id unlock serves the data keys and the audit checkpoint.
+    let checkpoints = || {
+        std::fs::read_to_string(state.join("audit/checkpoints.jsonl"))
+            .unwrap_or_default()
+            .lines()
+            .count()
+    };
+    let before = checkpoints();
+    let out = p
+        .custos()
+        .env_remove("CUSTOS_STATE_DIR")
+        .env("CUSTOS_KEYSTORE_PASSPHRASE", PASS)
+        .env("CUSTOS_TOKEN_FILE", state.join("tester.token"))
+        .env("CUSTOS_LOG", "debug")
+        .args(["--state-dir", state.to_str().unwrap(), "run", "p.toml"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert_eq!(stderr.matches("keystore unlocked").count(), 1, "{stderr}");
+    assert_eq!(
+        checkpoints(),
+        before + 1,
+        "the run's audit checkpoint was not signed"
+    );
 }
