@@ -326,7 +326,7 @@ fn unsupported_types_and_bad_values_are_named() {
     p.write(
         "q.toml",
         format!(
-            "[pipeline]\nname = \"q\"\n[sources.db]\ntype = \"postgres\"\nquery = \"SELECT id, v::numeric(4,1) AS v FROM (VALUES (1, 1.5), (2, 'NaN'), (3, 2.5)) AS x(id, v)\"\n{}\
+            "[pipeline]\nname = \"q\"\n[sources.db]\ntype = \"postgres\"\nquery = \"\"\"\nSELECT id, v::numeric(4,1) AS v\nFROM (VALUES (1, 1.5), (2, 'NaN'), (3, 2.5)) AS x(id, v) -- NaN has no decimal form\n\"\"\"\n{}\
              [sinks.out]\ntype = \"csv\"\ninputs = [\"db\"]\npath = \"out.csv\"\n",
             db.keys()
         ),

@@ -89,6 +89,8 @@ pub async fn discover(
                 .ok_or_else(|| pg(&component, "`table` must be `name` or `schema.name`".into()))?;
             (format!("SELECT * FROM {q}"), format!("table {t}"))
         }
+        // The query is wrapped in `COPY (...)` and subqueries: a trailing `;` is dropped, and
+        // the wrappers close on a new line so a trailing `-- comment` cannot swallow them.
         (None, Some(q)) => (
             q.trim().trim_end_matches(';').trim_end().to_string(),
             "query".to_string(),
@@ -161,7 +163,7 @@ pub async fn discover(
                 .client
                 .query_one(
                     &format!(
-                        "SELECT min({key})::int8, max({key})::int8 FROM ({select}) AS custos_q"
+                        "SELECT min({key})::int8, max({key})::int8 FROM ({select}\n) AS custos_q"
                     ),
                     &[],
                 )
@@ -265,7 +267,7 @@ impl PgSourceReader {
     async fn run(&self, tx: mpsc::Sender<DfResult<RecordBatch>>) -> DfResult<()> {
         let spec = &self.spec;
         if spec.ranges.is_empty() {
-            let sql = format!("COPY ({}) TO STDOUT (FORMAT binary)", spec.select);
+            let sql = format!("COPY ({}\n) TO STDOUT (FORMAT binary)", spec.select);
             return self.read(0, sql, None, tx).await;
         }
         // One snapshot for every range: the coordinator's transaction stays open until all
@@ -291,7 +293,7 @@ impl PgSourceReader {
             let (ptx, prx) = mpsc::channel(2);
             receivers.push(prx);
             let sql = format!(
-                "COPY (SELECT * FROM ({}) AS custos_q WHERE {cond}) TO STDOUT (FORMAT binary)",
+                "COPY (SELECT * FROM ({}\n) AS custos_q WHERE {cond}) TO STDOUT (FORMAT binary)",
                 spec.select
             );
             let me = self.clone();
