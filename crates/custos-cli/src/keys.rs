@@ -164,8 +164,13 @@ fn passphrase() -> Result<Passphrase> {
     Ok(p)
 }
 
-/// Runs a `custos keys` command against the keystore at `path`.
-pub fn run(path: PathBuf, cmd: &KeysCommand) -> Result<u8> {
+/// Runs a `custos keys` command against the keystore at `path`. The keystore it unlocked is
+/// left in `unlocked`, so the command's audit checkpoint needs no second unlock.
+pub fn run(
+    path: PathBuf,
+    cmd: &KeysCommand,
+    unlocked: &mut Option<std::sync::Arc<Keystore>>,
+) -> Result<u8> {
     if let KeysCommand::Init {
         kdf_memory_mib,
         kdf_iterations,
@@ -319,6 +324,7 @@ pub fn run(path: PathBuf, cmd: &KeysCommand) -> Result<u8> {
             println!("key \"{name}\" version {version} destroyed");
         }
     }
+    *unlocked = Some(std::sync::Arc::new(ks));
     Ok(0)
 }
 

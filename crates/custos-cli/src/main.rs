@@ -283,7 +283,12 @@ fn real_main(cli: Cli) -> Result<u8> {
                 if command.sets_up() {
                     s.allow_audit_key_creation();
                 }
-                keys::run(path, command)
+                let mut unlocked = None;
+                let code = keys::run(path.clone(), command, &mut unlocked)?;
+                if path == custos_keys::keystore_path(&state) {
+                    s.use_keystore(unlocked);
+                }
+                Ok(code)
             })
         }
         Command::Users { command } => with_session(&state, |s| admin::users(s, command)),

@@ -644,4 +644,19 @@ fn the_state_dir_flag_also_picks_the_keystore() {
         before + 1,
         "the run's audit checkpoint was not signed"
     );
+    // The same for `keys` commands.
+    let out = p
+        .custos_as("admin")
+        .env_remove("CUSTOS_STATE_DIR")
+        .env("CUSTOS_KEYSTORE_PASSPHRASE", PASS)
+        .env("CUSTOS_TOKEN_FILE", state.join("admin.token"))
+        .env("CUSTOS_LOG", "debug")
+        .args(["--state-dir", state.to_str().unwrap()])
+        .args(["keys", "create", "extra", "--purpose", "hmac"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert_eq!(stderr.matches("keystore unlocked").count(), 1, "{stderr}");
+    assert_eq!(checkpoints(), before + 2);
 }
