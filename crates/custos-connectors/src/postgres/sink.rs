@@ -8,6 +8,8 @@
 //! - `overwrite` and `upsert` copy into a temporary staging table first, then apply it with
 //!   one statement (`TRUNCATE` + `INSERT ... SELECT`, or `INSERT ... ON CONFLICT DO UPDATE`).
 //!   The target is locked only for that statement and the commit, not during the load.
+//! - A table the sink creates (`create_table`) is loaded directly with `COPY ... FREEZE` for
+//!   `append` and `overwrite`: no other session can see it before COMMIT.
 //!
 //! Every statement runs before the engine decides to commit, so constraint errors surface while
 //! nothing is committed anywhere; the transaction then stays open until [`PgPending::commit`]
@@ -176,21 +178,28 @@ pub async fn write(
         .map(|n| quote_ident(n))
         .collect::<Vec<_>>()
         .join(", ");
-    let dest = match cfg.mode {
-        PgWriteMode::Append => table.clone(),
-        PgWriteMode::Overwrite | PgWriteMode::Upsert => {
-            conn.client
-                .batch_execute(&format!(
-                    "CREATE TEMP TABLE custos_stage (LIKE {table} INCLUDING DEFAULTS) ON COMMIT DROP"
-                ))
-                .await
-                .map_err(db)?;
-            "custos_stage".to_string()
-        }
+    // A table this transaction created is invisible to everyone else until COMMIT: appending or
+    // overwriting copies straight into it, and FREEZE writes its rows already frozen (no
+    // hint-bit writes or freezing vacuum on the first reads afterwards).
+    let created = exists.is_none();
+    let direct = cfg.mode == PgWriteMode::Append || (created && cfg.mode == PgWriteMode::Overwrite);
+    let dest = if direct {
+        table.clone()
+    } else {
+        conn.client
+            .batch_execute(&format!(
+                "CREATE TEMP TABLE custos_stage (LIKE {table} INCLUDING DEFAULTS) ON COMMIT DROP"
+            ))
+            .await
+            .map_err(db)?;
+        "custos_stage".to_string()
     };
     let copy = conn
         .client
-        .copy_in::<_, bytes::Bytes>(&format!("COPY {dest} ({list}) FROM STDIN (FORMAT binary)"))
+        .copy_in::<_, bytes::Bytes>(&format!(
+            "COPY {dest} ({list}) FROM STDIN (FORMAT binary{})",
+            if created && direct { ", FREEZE" } else { "" }
+        ))
         .await
         .map_err(db)?;
     let mut copy = pin!(copy);
@@ -226,6 +235,8 @@ pub async fn write(
     }
 
     match cfg.mode {
+        _ if direct => {}
+        // Always direct.
         PgWriteMode::Append => {}
         PgWriteMode::Overwrite => {
             conn.client
