@@ -421,16 +421,8 @@ fn run(state: &Path, args: &RunArgs) -> Result<u8> {
     // Unverified database connections this run will open, allowed by [danger].
     let insecure: Vec<String> = loaded
         .config
-        .sources
-        .iter()
-        .filter_map(|s| Some((format!("sources.{}", s.name), s.kind.connection()?)))
-        .chain(
-            loaded
-                .config
-                .sinks
-                .iter()
-                .filter_map(|s| Some((format!("sinks.{}", s.name), s.kind.connection()?))),
-        )
+        .connections()
+        .into_iter()
         .filter(|(_, c)| c.sslmode != "verify-full")
         .map(|(k, c)| format!("{k} sslmode={}", c.sslmode))
         .collect();

@@ -302,17 +302,7 @@ pub fn load_str(path: &Path, text: &str) -> Loaded {
     }
 
     // Unverified database connections are refused unless the pipeline opts in under [danger].
-    let conns = config
-        .sources
-        .iter()
-        .filter_map(|s| Some((format!("sources.{}", s.name), s.kind.connection()?)))
-        .chain(
-            config
-                .sinks
-                .iter()
-                .filter_map(|s| Some((format!("sinks.{}", s.name), s.kind.connection()?))),
-        );
-    for (key, c) in conns {
+    for (key, c) in config.connections() {
         if c.sslmode != "verify-full"
             && crate::postgres::SSL_MODES.contains(&c.sslmode.as_str())
             && !config.danger.allow_insecure_db

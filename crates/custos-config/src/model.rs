@@ -40,6 +40,20 @@ impl PipelineConfig {
         }
     }
 
+    /// The database connections of the pipeline's components, each with its config key
+    /// (`sources.NAME` or `sinks.NAME`).
+    pub fn connections(&self) -> Vec<(String, crate::PgConnectionConfig)> {
+        let sources = self
+            .sources
+            .iter()
+            .filter_map(|s| Some((format!("sources.{}", s.name), s.kind.connection()?)));
+        let sinks = self
+            .sinks
+            .iter()
+            .filter_map(|s| Some((format!("sinks.{}", s.name), s.kind.connection()?)));
+        sources.chain(sinks).collect()
+    }
+
     /// The declared kind of a component (`source`, `transform`, `sink`) by name.
     pub fn component_kind(&self, name: &str) -> Option<&'static str> {
         if self.sources.iter().any(|s| s.name == name) {

@@ -201,12 +201,18 @@ impl PgSourceSpec {
     /// What each reader reads, for provenance (`postgres://host:port/db (table t, range 2)`),
     /// indexed like the provenance column's file number.
     pub fn labels(&self) -> Vec<String> {
-        if self.ranges.is_empty() {
-            return vec![format!("{} ({})", self.location, self.what)];
-        }
-        (1..=self.ranges.len())
-            .map(|i| format!("{} ({}, range {i})", self.location, self.what))
+        (0..self.ranges.len().max(1))
+            .map(|p| self.label(p))
             .collect()
+    }
+
+    /// What reader `part` reads (see [`Self::labels`]).
+    fn label(&self, part: usize) -> String {
+        if self.ranges.is_empty() {
+            format!("{} ({})", self.location, self.what)
+        } else {
+            format!("{} ({}, range {})", self.location, self.what, part + 1)
+        }
     }
 }
 
@@ -424,7 +430,7 @@ impl PgSourceReader {
                 }
             }
         }
-        let label = spec.labels().swap_remove(part as usize);
+        let label = spec.label(part as usize);
         self.stats
             .files
             .lock()
@@ -441,7 +447,7 @@ impl PgSourceReader {
         let spec = &self.spec;
         self.stats.records.fetch_add(1, Ordering::Relaxed);
         self.stats.quarantined.fetch_add(1, Ordering::Relaxed);
-        let label = spec.labels().swap_remove(part as usize);
+        let label = spec.label(part as usize);
         self.quarantine
             .add(&QuarantineRecord {
                 component: spec.name.clone(),
