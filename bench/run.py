@@ -47,8 +47,20 @@ def dataset(rows, python):
     return path
 
 
+def steal_seconds():
+    """CPU time the hypervisor gave to other guests, all CPUs together (0 where unknown). On a
+    shared VM this is what makes one run slower than the next: reported beside each scenario."""
+    try:
+        with open("/proc/stat") as f:
+            fields = f.readline().split()
+        return int(fields[8]) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return 0.0
+
+
 def timed_run(custos, pipeline, env, cwd):
-    """Runs a pipeline with wait4 accounting: (wall s, peak RSS MiB, summary)."""
+    """Runs a pipeline with wait4 accounting: (wall s, peak RSS MiB, CPU s, steal s, summary)."""
+    stolen = steal_seconds()
     t0 = time.perf_counter()
     p = subprocess.Popen(
         [custos, "run", pipeline, "--json"],
@@ -65,7 +77,8 @@ def timed_run(custos, pipeline, env, cwd):
     wall = time.perf_counter() - t0
     if p.returncode != 0:
         raise SystemExit(f"custos run {pipeline} failed ({p.returncode}):\n{err.decode()[-3000:]}")
-    return wall, usage.ru_maxrss / 1024, json.loads(out)
+    cpu = usage.ru_utime + usage.ru_stime
+    return wall, usage.ru_maxrss / 1024, cpu, steal_seconds() - stolen, json.loads(out)
 
 
 def sh(cmd, env, cwd):
@@ -299,7 +312,7 @@ def main():
             path = os.path.join(project, f"{name}.toml")
             with open(path, "w") as f:
                 f.write(text)
-            wall, rss, summary = timed_run(custos, path, runner, project)
+            wall, rss, cpu, steal, summary = timed_run(custos, path, runner, project)
             read = summary["rows_read"]
             in_bytes = os.path.getsize(os.path.join(project, "out/encrypt6.parquet")) if name == "decrypt6" else os.path.getsize(data)
             r = {
@@ -312,6 +325,8 @@ def main():
                 "cells_per_s": round(read * cells / wall),
                 "input_mb_per_s": round(in_bytes / 1e6 / wall, 1),
                 "peak_rss_mib": round(rss, 1),
+                "cpu_s": round(cpu, 2),
+                "steal_s": round(steal, 2),
             }
             if name == "decrypt6":
                 n = check_round_trip(data, os.path.join(project, "out/decrypted.csv"))
@@ -344,12 +359,18 @@ def main():
             report["protect_mixed_vs_copy"] = round(by["protect_mixed"]["wall_s"] / by["copy"]["wall_s"], 2)
 
         print(f"\ncustos bench: {rows} rows, {size_mb:.1f} MB CSV, {os.cpu_count()} CPUs")
-        print(f"{'scenario':<14} {'rows/s':>10} {'cells/s':>11} {'MB/s':>7} {'wall s':>8} {'peak RSS MiB':>13}")
+        print(
+            f"{'scenario':<14} {'rows/s':>10} {'cells/s':>11} {'MB/s':>7} {'wall s':>8} {'peak RSS MiB':>13}"
+            f" {'cpu s':>6} {'steal s':>8}"
+        )
         for r in results:
             print(
                 f"{r['scenario']:<14} {r['rows_per_s']:>10} {r['cells_per_s']:>11} {r['input_mb_per_s']:>7} "
-                f"{r['wall_s']:>8} {r['peak_rss_mib']:>13}"
+                f"{r['wall_s']:>8} {r['peak_rss_mib']:>13} {r['cpu_s']:>6} {r['steal_s']:>8}"
             )
+        noisy = [r["scenario"] for r in results if r["steal_s"] > 0.1 * r["wall_s"] * (os.cpu_count() or 1)]
+        if noisy:
+            print(f"note: the hypervisor took over 10% of the CPUs during {', '.join(noisy)}: those figures are low")
         if "protect_mixed_vs_copy" in report:
             print(f"protect_mixed / copy wall time: {report['protect_mixed_vs_copy']}x")
         if "pg_server_copy_s" in report:

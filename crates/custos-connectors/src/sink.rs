@@ -383,6 +383,18 @@ pub async fn write(
         Ok(())
     }
     .await;
+    // The bytes reach the disk before the file can be committed: a rename is only durable
+    // after the data it points at, or a crash just after the commit could leave an empty
+    // file under the target name.
+    let result = match result {
+        Ok(()) => sync_file(tmp.clone())
+            .await
+            .map_err(|source| ConnectorError::Io {
+                context: format!("sink \"{name}\": syncing {}", tmp.display()),
+                source,
+            }),
+        Err(e) => Err(e),
+    };
     if let Err(e) = result {
         let _ = store.delete(&loc).await;
         return Err(e);
@@ -477,12 +489,37 @@ pub async fn commit(
         }
         committed.done.push((target, backup));
     }
+    if failure.is_none() {
+        // The renames themselves are durable once their directories are synced.
+        let mut dirs: Vec<PathBuf> = outputs
+            .iter()
+            .filter_map(|o| o.target.parent().map(Path::to_path_buf))
+            .collect();
+        dirs.sort();
+        dirs.dedup();
+        for d in dirs {
+            if let Err(source) = sync_file(d.clone()).await {
+                failure = Some(ConnectorError::Io {
+                    context: format!("syncing directory {}", d.display()),
+                    source,
+                });
+                break;
+            }
+        }
+    }
     if let Some(e) = failure {
         committed.rollback().await;
         abort(store, outputs).await;
         return Err(e);
     }
     Ok(committed)
+}
+
+/// `fsync` of a file or directory, off the async workers.
+async fn sync_file(path: PathBuf) -> std::io::Result<()> {
+    tokio::task::spawn_blocking(move || std::fs::File::open(&path)?.sync_all())
+        .await
+        .map_err(std::io::Error::other)?
 }
 
 /// Removes the temporary files of an abandoned run.

@@ -457,8 +457,10 @@ enum Builder {
 }
 
 impl Builder {
-    fn new(ty: &PgType, cap: usize) -> Self {
-        let data = cap.saturating_mul(8);
+    /// A builder for `cap` values; variable-width values get room for `data` bytes (at least
+    /// 8 a value), so a batch like the previous one fills without reallocating.
+    fn new(ty: &PgType, cap: usize, data: usize) -> Self {
+        let data = cap.saturating_mul(8).max(data);
         match ty {
             PgType::Bool => Self::Bool(BooleanBuilder::with_capacity(cap)),
             PgType::Int2 => Self::Int2(Int16Builder::with_capacity(cap)),
@@ -491,10 +493,19 @@ impl Builder {
                 Self::List {
                     offsets,
                     nulls: NullBufferBuilder::new(cap),
-                    values: Box::new(Builder::new(elem, cap.saturating_mul(4))),
+                    values: Box::new(Builder::new(elem, cap.saturating_mul(4), 0)),
                     field: Arc::new(Field::new("item", elem.arrow(), true)),
                 }
             }
+        }
+    }
+
+    /// Bytes of variable-width values held (0 for fixed-width types).
+    fn data_len(&self) -> usize {
+        match self {
+            Self::Text(b) | Self::Jsonb(b) | Self::Uuid(b) => b.values_slice().len(),
+            Self::Bytea(b) => b.values_slice().len(),
+            _ => 0,
         }
     }
 
@@ -917,7 +928,7 @@ impl Decoder {
         let cap = batch_size.min(1 << 16);
         Self {
             schema: Arc::new(Schema::new(fields)),
-            builders: types.iter().map(|t| Builder::new(t, cap)).collect(),
+            builders: types.iter().map(|t| Builder::new(t, cap, 0)).collect(),
             fields: Vec::with_capacity(names.len()),
             names,
             types,
@@ -1097,7 +1108,14 @@ impl Decoder {
             .builders
             .iter_mut()
             .zip(&self.types)
-            .map(|(b, ty)| std::mem::replace(b, Builder::new(ty, cap)).finish())
+            .map(|(b, ty)| {
+                let data = if more {
+                    b.data_len() + b.data_len() / 8
+                } else {
+                    0
+                };
+                std::mem::replace(b, Builder::new(ty, cap, data)).finish()
+            })
             .collect::<Result<Vec<_>, _>>()?;
         let internal = |e: datafusion::arrow::error::ArrowError| {
             CopyError::Malformed(format!("cannot build a batch: {e}"))
