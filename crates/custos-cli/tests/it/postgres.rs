@@ -511,6 +511,49 @@ fn overwrite_replaces_and_upsert_merges() {
 }
 
 #[test]
+fn overwrite_of_a_table_referenced_by_foreign_keys() {
+    let Some(db) = Db::open("fk") else { return };
+    let p = Project::new();
+    p.write(
+        "in.csv",
+        "id,name,email,zip,signup\n100002,B2,b2@x,00002,2022-02-02\n5,e,e@x,00005,\n",
+    );
+    let t = seeded(&db, "parent");
+    let child = db.table("child");
+    let late = db.table("late");
+    db.exec(&format!(
+        "CREATE TABLE {child} (pid bigint REFERENCES {t}(id));
+         CREATE TABLE {late} (pid bigint REFERENCES {t}(id) DEFERRABLE INITIALLY DEFERRED);"
+    ));
+    // Nothing refers to the rows yet: replaced (TRUNCATE would be refused here).
+    p.write("p.toml", sink_pipeline(&db, &t, "overwrite"));
+    let (code, summary, stderr) = p.run_json("p.toml");
+    assert_eq!(code, 0, "{stderr}\n{summary:#}");
+    assert_eq!(
+        db.rows(&format!("SELECT id FROM {t} ORDER BY id")),
+        [[Some("5".into())], [Some("100002".into())]]
+    );
+    // A deferred reference to a key the new contents keep: checked at commit, and satisfied.
+    db.exec(&format!("INSERT INTO {late} VALUES (5)"));
+    let (code, summary, stderr) = p.run_json("p.toml");
+    assert_eq!(code, 0, "{stderr}\n{summary:#}");
+    // An immediate reference to a row being deleted: the run fails, the table is unchanged.
+    db.exec(&format!("INSERT INTO {child} VALUES (100002)"));
+    let before = db.digest(&t, "id");
+    let (code, summary, _) = p.run_json("p.toml");
+    assert_ne!(code, 0);
+    let err = summary["error"].as_str().unwrap_or_default();
+    assert!(
+        err.contains("sink \"db\"") && err.contains("foreign key"),
+        "{err}"
+    );
+    assert_eq!(db.digest(&t, "id"), before);
+    db.exec(&format!(
+        "DROP TABLE {child}; DROP TABLE {late}; DROP TABLE {t}"
+    ));
+}
+
+#[test]
 fn partitioned_reads_cover_every_row_once() {
     let Some(db) = Db::open("part") else { return };
     let p = Project::new();

@@ -6,7 +6,8 @@
 //!   connection, killed process) rolls every row back. A staging table would only double the
 //!   server's work here.
 //! - `overwrite` and `upsert` copy into a temporary staging table first, then apply it with
-//!   one statement (`TRUNCATE` + `INSERT ... SELECT`, or `INSERT ... ON CONFLICT DO UPDATE`).
+//!   one statement (`TRUNCATE` + `INSERT ... SELECT`, or `INSERT ... ON CONFLICT DO UPDATE`);
+//!   a table referenced by foreign keys is emptied with `DELETE` instead.
 //!   The target is locked only for that statement and the commit, not during the load.
 //! - A table the sink creates (`create_table`) is loaded directly with `COPY ... FREEZE` for
 //!   `append` and `overwrite`: no other session can see it before COMMIT.
@@ -239,9 +240,27 @@ pub async fn write(
         // Always direct.
         PgWriteMode::Append => {}
         PgWriteMode::Overwrite => {
+            // TRUNCATE is refused for a table other tables reference by a foreign key, even
+            // when no row refers to it: such tables are emptied with DELETE, whose checks then
+            // stop the run only if rows really do refer to the old contents.
+            let referenced = conn
+                .client
+                .query_one(
+                    "SELECT EXISTS (SELECT 1 FROM pg_constraint \
+                     WHERE contype = 'f' AND confrelid = $1::text::regclass)",
+                    &[&table],
+                )
+                .await
+                .map_err(db)?
+                .get::<_, bool>(0);
+            let empty = if referenced {
+                "DELETE FROM"
+            } else {
+                "TRUNCATE"
+            };
             conn.client
                 .batch_execute(&format!(
-                    "TRUNCATE {table}; INSERT INTO {table} ({list}) SELECT {list} FROM custos_stage"
+                    "{empty} {table}; INSERT INTO {table} ({list}) SELECT {list} FROM custos_stage"
                 ))
                 .await
                 .map_err(db)?;
