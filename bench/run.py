@@ -383,7 +383,10 @@ def main():
             ref = report["pg_server_copy_s"]
             print(f"PostgreSQL COPY FROM of the same CSV: {ref:.2f} s ({round(rows / ref)} rows/s); pg_load reaches {by['pg_load']['vs_server_copy']}x of it")
         if duck is not None:
-            print(f"duckdb COPY csv->parquet: {duck:.2f} s")
+            print(
+                f"duckdb COPY csv->parquet: {duck:.2f} s ({round(rows / duck)} rows/s); custos' wall time as a multiple of it: "
+                + ", ".join(f"{r['scenario']} {r['time_vs_duckdb_copy']}x" for r in results if "time_vs_duckdb_copy" in r)
+            )
         else:
             print("duckdb not installed: no DuckDB comparison")
         if "decrypt6" in by:
