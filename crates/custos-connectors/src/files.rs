@@ -4,12 +4,76 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use bytes::Bytes;
 use futures::TryStreamExt;
-use object_store::ObjectStore;
+use futures::stream::BoxStream;
 use object_store::local::LocalFileSystem;
 use object_store::path::Path as ObjectPath;
+use object_store::{GetResultPayload, ObjectStore, ObjectStoreExt};
 
 use crate::ConnectorError;
+
+/// Bytes read from a local file at a time.
+const READ_CHUNK: usize = 4 << 20;
+
+/// The contents of a stored object as a stream of chunks. A local file is read in 4 MiB
+/// chunks by one blocking thread, up to 4 chunks ahead of the reader: `object_store` reads
+/// local files 8 KiB at a time with a blocking-pool round trip each, which left a quarter of
+/// both cores idle while a CSV source waited on 48k reads per 400 MB.
+pub async fn read_chunks(
+    store: &Arc<dyn ObjectStore>,
+    location: &ObjectPath,
+) -> Result<BoxStream<'static, object_store::Result<Bytes>>, object_store::Error> {
+    use futures::StreamExt;
+    use std::io::{Read, Seek, SeekFrom};
+    let got = store.get(location).await?;
+    let range = got.range.clone();
+    match got.payload {
+        GetResultPayload::File(mut file, path) => {
+            let (tx, rx) = tokio::sync::mpsc::channel::<object_store::Result<Bytes>>(4);
+            tokio::task::spawn_blocking(move || {
+                let fail = |e: std::io::Error| object_store::Error::Generic {
+                    store: "LocalFileSystem",
+                    source: format!("reading {}: {e}", path.display()).into(),
+                };
+                if let Err(e) = file.seek(SeekFrom::Start(range.start)) {
+                    let _ = tx.blocking_send(Err(fail(e)));
+                    return;
+                }
+                let mut left = range.end.saturating_sub(range.start);
+                while left > 0 {
+                    let want = left.min(READ_CHUNK as u64);
+                    let mut buf = Vec::with_capacity(want as usize);
+                    match (&mut file).take(want).read_to_end(&mut buf) {
+                        Ok(0) => {
+                            let short = std::io::Error::new(
+                                std::io::ErrorKind::UnexpectedEof,
+                                "the file shrank while it was read",
+                            );
+                            let _ = tx.blocking_send(Err(fail(short)));
+                            return;
+                        }
+                        Ok(n) => {
+                            left -= n as u64;
+                            if tx.blocking_send(Ok(Bytes::from(buf))).is_err() {
+                                return; // the reader went away
+                            }
+                        }
+                        Err(e) => {
+                            let _ = tx.blocking_send(Err(fail(e)));
+                            return;
+                        }
+                    }
+                }
+            });
+            Ok(futures::stream::unfold(rx, |mut rx| async move {
+                rx.recv().await.map(|item| (item, rx))
+            })
+            .boxed())
+        }
+        GetResultPayload::Stream(s) => Ok(s),
+    }
+}
 
 /// One input file.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -139,4 +203,42 @@ pub async fn resolve(
         });
     }
     Ok(files)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use futures::StreamExt;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn local_files_are_read_whole_in_large_chunks() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("big.bin");
+        let data: Vec<u8> = (0..(2 * READ_CHUNK + 12345))
+            .map(|i| (i % 251) as u8)
+            .collect();
+        std::fs::write(&path, &data).unwrap();
+        let store = local_store();
+        let location = ObjectPath::from_absolute_path(&path).unwrap();
+        let chunks: Vec<Bytes> = read_chunks(&store, &location)
+            .await
+            .unwrap()
+            .map(|c| c.unwrap())
+            .collect()
+            .await;
+        assert_eq!(
+            chunks.iter().map(Bytes::len).collect::<Vec<_>>(),
+            [READ_CHUNK, READ_CHUNK, 12345]
+        );
+        assert_eq!(chunks.concat(), data);
+        // An empty file is an empty stream; a missing one an error.
+        std::fs::write(&path, b"").unwrap();
+        assert_eq!(
+            read_chunks(&store, &location).await.unwrap().count().await,
+            0
+        );
+        let gone = ObjectPath::from_absolute_path(dir.path().join("gone")).unwrap();
+        assert!(read_chunks(&store, &gone).await.is_err());
+    }
 }

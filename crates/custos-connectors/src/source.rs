@@ -24,14 +24,14 @@ use datafusion::physical_plan::metrics::ExecutionPlanMetricsSet;
 use datafusion::physical_plan::stream::RecordBatchReceiverStreamBuilder;
 use datafusion::physical_plan::streaming::PartitionStream;
 use futures::StreamExt;
-use object_store::{ObjectStore, ObjectStoreExt};
+use object_store::ObjectStore;
 use serde_json::json;
 use sha2::{Digest, Sha256};
 use tokio::sync::mpsc::Sender;
 
 use crate::ConnectorError;
 use crate::csv::{Dialect, Field as CsvField, Piece, Splitter, field_bytes, split_fields};
-use crate::files::{InputFile, resolve};
+use crate::files::{InputFile, read_chunks, resolve};
 use crate::infer::Inferrer;
 use crate::quarantine::{Quarantine, QuarantineRecord};
 use crate::typed::{BatchBuilder, Cell, coerce, parse_bool};
@@ -353,11 +353,9 @@ async fn sample_csv(
     d: Dialect,
     n: usize,
 ) -> Result<Vec<Vec<String>>, ConnectorError> {
-    let mut stream = store
-        .get(&file.location)
+    let mut stream = read_chunks(store, &file.location)
         .await
-        .map_err(store_err(format!("reading {}", file.path.display())))?
-        .into_stream();
+        .map_err(store_err(format!("reading {}", file.path.display())))?;
     let mut sp = Splitter::new(d);
     let mut out = Vec::new();
     let mut fields = Vec::new();
@@ -404,11 +402,9 @@ async fn infer_jsonl(
     file: &InputFile,
     n: usize,
 ) -> Result<Vec<(String, ColumnType)>, ConnectorError> {
-    let mut stream = store
-        .get(&file.location)
+    let mut stream = read_chunks(store, &file.location)
         .await
-        .map_err(store_err(format!("reading {}", file.path.display())))?
-        .into_stream();
+        .map_err(store_err(format!("reading {}", file.path.display())))?;
     let mut sp = Splitter::new(jsonl_dialect());
     let mut cols: Vec<(String, JsonKind)> = Vec::new();
     let mut seen = 0;
@@ -656,17 +652,14 @@ impl SourceReader {
             .filter(|n| n != ORIGIN_COLUMN)
             .collect();
         let ncols = names.len();
-        let mut stream = self
-            .store
-            .get(&file.location)
+        let mut stream = read_chunks(&self.store, &file.location)
             .await
             .map_err(|e| {
                 DataFusionError::External(Box::new(store_err(format!(
                     "reading {}",
                     file.path.display()
                 ))(e)))
-            })?
-            .into_stream();
+            })?;
         let mut sp = Splitter::new(dialect);
         let mut hasher = Sha256::new();
         let mut size = 0u64;
@@ -851,17 +844,14 @@ impl SourceReader {
         // Digest first: Parquet is read by ranges, so hash the file in one sequential pass.
         let mut hasher = Sha256::new();
         let mut size = 0u64;
-        let mut s = self
-            .store
-            .get(&file.location)
+        let mut s = read_chunks(&self.store, &file.location)
             .await
             .map_err(|e| {
                 DataFusionError::External(Box::new(store_err(format!(
                     "reading {}",
                     file.path.display()
                 ))(e)))
-            })?
-            .into_stream();
+            })?;
         while let Some(chunk) = s.next().await {
             let chunk = chunk.map_err(|e| {
                 DataFusionError::External(Box::new(store_err(format!(
