@@ -554,6 +554,53 @@ fn overwrite_of_a_table_referenced_by_foreign_keys() {
 }
 
 #[test]
+fn table_sources_read_inherited_rows_and_generated_columns() {
+    // Table sources read through `SELECT *`: the rows of inheritance children and generated
+    // columns are included (`COPY t TO`, tried as a shortcut for plain tables, leaves both out
+    // and measured no faster here).
+    let Some(db) = Db::open("tbl") else { return };
+    let p = Project::new();
+    let (parent, child, generated, plain) = (
+        db.table("parent"),
+        db.table("child"),
+        db.table("gen"),
+        db.table("plain"),
+    );
+    db.exec(&format!(
+        "CREATE TABLE {parent} (id int, v text);
+         CREATE TABLE {child} () INHERITS ({parent});
+         INSERT INTO {parent} VALUES (1, 'p');
+         INSERT INTO {child} VALUES (2, 'c');
+         CREATE TABLE {generated} (id int, twice int GENERATED ALWAYS AS (id * 2) STORED);
+         INSERT INTO {generated} (id) VALUES (1), (2);
+         CREATE TABLE {plain} (id int, v text);
+         INSERT INTO {plain} VALUES (1, 'x'), (2, NULL);"
+    ));
+    for (t, want) in [
+        (&parent, "id,v\n1,p\n2,c\n"),
+        (&generated, "id,twice\n1,2\n2,4\n"),
+        (&plain, "id,v\n1,x\n2,\n"),
+    ] {
+        p.write(
+            "p.toml",
+            format!(
+                "[pipeline]\nname = \"p\"\n[sources.db]\ntype = \"postgres\"\ntable = \"{t}\"\n{}\
+                 [sinks.out]\ntype = \"csv\"\ninputs = [\"db\"]\npath = \"out.csv\"\n",
+                db.keys()
+            ),
+        );
+        let (code, summary, stderr) = p.run_json("p.toml");
+        assert_eq!(code, 0, "{t}: {stderr}\n{summary:#}");
+        let mut lines: Vec<String> = p.read("out.csv").lines().map(str::to_string).collect();
+        lines[1..].sort();
+        assert_eq!(lines.join("\n") + "\n", want, "{t}");
+    }
+    db.exec(&format!(
+        "DROP TABLE {child}; DROP TABLE {parent}; DROP TABLE {generated}; DROP TABLE {plain}"
+    ));
+}
+
+#[test]
 fn partitioned_reads_cover_every_row_once() {
     let Some(db) = Db::open("part") else { return };
     let p = Project::new();
