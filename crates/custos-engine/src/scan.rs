@@ -82,6 +82,13 @@ pub async fn scan(
                 )
                 .await
                 .map_err(|e| failed(&e))?;
+                let mut spec = spec;
+                if let Some(t) = &pg.table {
+                    // A large table is sampled by the server rather than read whole.
+                    spec.sample_table(t, sample, seed)
+                        .await
+                        .map_err(|e| failed(&e))?;
+                }
                 custos_connectors::postgres::source::PgSourceReader::new(
                     Arc::new(spec),
                     quarantine.clone(),

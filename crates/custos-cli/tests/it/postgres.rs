@@ -601,6 +601,56 @@ fn table_sources_read_inherited_rows_and_generated_columns() {
 }
 
 #[test]
+fn scan_samples_a_large_table_on_the_server() {
+    let Some(db) = Db::open("scan") else { return };
+    let p = Project::new();
+    let (big, small) = (db.table("big"), db.table("small"));
+    db.exec(&format!(
+        "CREATE TABLE {big} AS SELECT g AS id, 'user' || g || '@example.com' AS email
+         FROM generate_series(1, 200000) g;
+         CREATE TABLE {small} AS SELECT * FROM {big} WHERE id <= 1000;
+         ANALYZE {big}; ANALYZE {small};"
+    ));
+    let scan = |t: &str| {
+        p.write(
+            "p.toml",
+            format!(
+                "[pipeline]\nname = \"p\"\n[sources.db]\ntype = \"postgres\"\ntable = \"{t}\"\n{}\
+                 [sinks.out]\ntype = \"csv\"\ninputs = [\"db\"]\npath = \"out.csv\"\n",
+                db.keys()
+            ),
+        );
+        let out = p.run(&["scan", "p.toml", "--sample", "500", "--json"]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        v[0].clone()
+    };
+    // ~3x the sample comes back (whole blocks), not the 200k rows; the same rows each time.
+    let first = scan(&big);
+    let rows = first["rows"].as_u64().unwrap();
+    assert!((500..20_000).contains(&rows), "{first:#}");
+    assert_eq!(first["sampled"], 500);
+    let email = first["columns"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "email")
+        .unwrap();
+    assert_eq!(
+        email["profile"]["recommended"]["action"], "encrypt",
+        "{email:#}"
+    );
+    assert_eq!(scan(&big)["rows"], rows);
+    // A table under 3x the sample is read whole.
+    assert_eq!(scan(&small)["rows"], 1000);
+    db.exec(&format!("DROP TABLE {big}; DROP TABLE {small}"));
+}
+
+#[test]
 fn partitioned_reads_cover_every_row_once() {
     let Some(db) = Db::open("part") else { return };
     let p = Project::new();

@@ -198,6 +198,42 @@ pub async fn discover(
 }
 
 impl PgSourceSpec {
+    /// For sampling (`custos scan`): reads about three times `rows` rows of a large table
+    /// (`TABLESAMPLE SYSTEM`, seeded) instead of all of it. A table whose planner estimate is
+    /// unknown or under three times `rows`, and a `query` source, are still read whole.
+    pub async fn sample_table(
+        &mut self,
+        table: &str,
+        rows: usize,
+        seed: u64,
+    ) -> Result<(), ConnectorError> {
+        let Some(q) = quote_table(table) else {
+            return Ok(());
+        };
+        let conn = connect(&self.target).await?;
+        let estimate: f64 = conn
+            .client
+            .query_one(
+                "SELECT reltuples::float8 FROM pg_class WHERE oid = $1::text::regclass",
+                &[&q],
+            )
+            .await
+            .map_err(|e| ConnectorError::Postgres {
+                context: conn.describe.clone(),
+                message: error_message(&e, self.target.password.as_ref()),
+            })?
+            .get(0);
+        let want = 3.0 * rows.max(1) as f64;
+        if estimate > want {
+            let percent = (100.0 * want / estimate).max(0.000_001);
+            // REPEATABLE takes a float seed; keep it exact.
+            let repeat = (seed % (1 << 52)) as f64;
+            self.select =
+                format!("SELECT * FROM {q} TABLESAMPLE SYSTEM ({percent}) REPEATABLE ({repeat})");
+        }
+        Ok(())
+    }
+
     /// What each reader reads, for provenance (`postgres://host:port/db (table t, range 2)`),
     /// indexed like the provenance column's file number.
     pub fn labels(&self) -> Vec<String> {
