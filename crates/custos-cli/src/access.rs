@@ -160,21 +160,13 @@ pub(crate) fn audit_key(state_dir: &Path, create: bool) -> Result<Option<Signing
         return Ok(None);
     };
     let mut ks = custos_keys::Keystore::open(&path, &pass)?;
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    if ks.key(AUDIT_KEY).is_err() {
-        if !create {
-            return Ok(None);
-        }
-        rt.block_on(ks.create(AUDIT_KEY, custos_keys::Purpose::Signing))?;
+    if create && ks.key(AUDIT_KEY).is_err() {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?
+            .block_on(ks.create(AUDIT_KEY, custos_keys::Purpose::Signing))?;
     }
-    let (_, _, seed) = rt.block_on(ks.encryption_key(AUDIT_KEY, custos_keys::Purpose::Signing))?;
-    let seed: [u8; 32] = seed
-        .expose()
-        .try_into()
-        .map_err(|_| anyhow::anyhow!("audit key \"{AUDIT_KEY}\" has the wrong size"))?;
-    Ok(Some(SigningKey::from_bytes(&seed)))
+    audit_key_in(&ks)
 }
 
 /// The token given by the environment, if any.

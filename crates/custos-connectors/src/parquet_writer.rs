@@ -212,7 +212,6 @@ impl<W: AsyncWrite + Unpin + Send> ParallelWriter<W> {
         let buf = Shared::default();
         let (file, factory) = ArrowWriter::try_new(buf.clone(), schema.clone(), Some(props))?
             .into_serialized_writer()?;
-        let schema_len = schema.fields().len().max(1);
         let mut ranges = Vec::with_capacity(schema.fields().len());
         let mut at = 0;
         for f in schema.fields() {
@@ -228,7 +227,8 @@ impl<W: AsyncWrite + Unpin + Send> ParallelWriter<W> {
             factory,
             schema,
             ranges,
-            threads: threads.clamp(1, schema_len),
+            // `deal` forms no more groups than there are fields.
+            threads: threads.max(1),
             first: Some(writers),
             groups: Vec::new(),
             row_group_size,

@@ -654,12 +654,7 @@ impl SourceReader {
         let ncols = names.len();
         let mut stream = read_chunks(&self.store, &file.location)
             .await
-            .map_err(|e| {
-                DataFusionError::External(Box::new(store_err(format!(
-                    "reading {}",
-                    file.path.display()
-                ))(e)))
-            })?;
+            .map_err(read_err(file))?;
         let mut sp = Splitter::new(dialect);
         let mut hasher = Sha256::new();
         let mut size = 0u64;
@@ -683,12 +678,7 @@ impl SourceReader {
             match piece {
                 Piece::NeedMore => match stream.next().await {
                     Some(chunk) => {
-                        let chunk = chunk.map_err(|e| {
-                            DataFusionError::External(Box::new(store_err(format!(
-                                "reading {}",
-                                file.path.display()
-                            ))(e)))
-                        })?;
+                        let chunk = chunk.map_err(read_err(file))?;
                         hasher.update(&chunk);
                         size += chunk.len() as u64;
                         self.stats
@@ -846,19 +836,9 @@ impl SourceReader {
         let mut size = 0u64;
         let mut s = read_chunks(&self.store, &file.location)
             .await
-            .map_err(|e| {
-                DataFusionError::External(Box::new(store_err(format!(
-                    "reading {}",
-                    file.path.display()
-                ))(e)))
-            })?;
+            .map_err(read_err(file))?;
         while let Some(chunk) = s.next().await {
-            let chunk = chunk.map_err(|e| {
-                DataFusionError::External(Box::new(store_err(format!(
-                    "reading {}",
-                    file.path.display()
-                ))(e)))
-            })?;
+            let chunk = chunk.map_err(read_err(file))?;
             size += chunk.len() as u64;
             hasher.update(&chunk);
         }
@@ -905,6 +885,16 @@ impl SourceReader {
             size,
             sha256: hex::encode(hasher.finalize()),
         }))
+    }
+}
+
+/// Maps a store error while reading `file` for the run's stream.
+fn read_err(file: &InputFile) -> impl Fn(object_store::Error) -> DataFusionError + '_ {
+    move |e| {
+        DataFusionError::External(Box::new(store_err(format!(
+            "reading {}",
+            file.path.display()
+        ))(e)))
     }
 }
 

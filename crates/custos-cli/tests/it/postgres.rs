@@ -553,6 +553,15 @@ fn overwrite_of_a_table_referenced_by_foreign_keys() {
     ));
 }
 
+/// A pipeline reading `table` whole into `out.csv`.
+fn table_to_csv(db: &Db, table: &str) -> String {
+    format!(
+        "[pipeline]\nname = \"p\"\n[sources.db]\ntype = \"postgres\"\ntable = \"{table}\"\n{}\
+         [sinks.out]\ntype = \"csv\"\ninputs = [\"db\"]\npath = \"out.csv\"\n",
+        db.keys()
+    )
+}
+
 #[test]
 fn table_sources_read_inherited_rows_and_generated_columns() {
     // Table sources read through `SELECT *`: the rows of inheritance children and generated
@@ -581,14 +590,7 @@ fn table_sources_read_inherited_rows_and_generated_columns() {
         (&generated, "id,twice\n1,2\n2,4\n"),
         (&plain, "id,v\n1,x\n2,\n"),
     ] {
-        p.write(
-            "p.toml",
-            format!(
-                "[pipeline]\nname = \"p\"\n[sources.db]\ntype = \"postgres\"\ntable = \"{t}\"\n{}\
-                 [sinks.out]\ntype = \"csv\"\ninputs = [\"db\"]\npath = \"out.csv\"\n",
-                db.keys()
-            ),
-        );
+        p.write("p.toml", table_to_csv(&db, t));
         let (code, summary, stderr) = p.run_json("p.toml");
         assert_eq!(code, 0, "{t}: {stderr}\n{summary:#}");
         let mut lines: Vec<String> = p.read("out.csv").lines().map(str::to_string).collect();
@@ -612,14 +614,7 @@ fn scan_samples_a_large_table_on_the_server() {
          ANALYZE {big}; ANALYZE {small};"
     ));
     let scan = |t: &str| {
-        p.write(
-            "p.toml",
-            format!(
-                "[pipeline]\nname = \"p\"\n[sources.db]\ntype = \"postgres\"\ntable = \"{t}\"\n{}\
-                 [sinks.out]\ntype = \"csv\"\ninputs = [\"db\"]\npath = \"out.csv\"\n",
-                db.keys()
-            ),
-        );
+        p.write("p.toml", table_to_csv(&db, t));
         let out = p.run(&["scan", "p.toml", "--sample", "500", "--json"]);
         assert!(
             out.status.success(),

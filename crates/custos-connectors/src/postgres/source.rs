@@ -218,9 +218,11 @@ impl PgSourceSpec {
                 &[&q],
             )
             .await
-            .map_err(|e| ConnectorError::Postgres {
-                context: conn.describe.clone(),
-                message: error_message(&e, self.target.password.as_ref()),
+            .map_err(|e| {
+                pg(
+                    &conn.describe,
+                    error_message(&e, self.target.password.as_ref()),
+                )
             })?
             .get(0);
         let want = 3.0 * rows.max(1) as f64;
