@@ -35,6 +35,29 @@ pub trait BatchOp: fmt::Debug + Send + Sync {
     fn output_schema(&self, input: &SchemaRef) -> Result<SchemaRef> {
         Ok(input.clone())
     }
+    /// The op as a [`ConcurrentOp`], when its work on a batch depends on no other batch:
+    /// [`MapExec`] then works on several batches at once and still emits them in order.
+    fn concurrent(&self) -> Option<&dyn ConcurrentOp> {
+        None
+    }
+}
+
+/// An op split into a part that may run on several batches at once and a part that runs in
+/// input order (numbering rows, writing quarantine records), so the output and the quarantine
+/// file are the same as with one batch at a time.
+pub trait ConcurrentOp: Send + Sync {
+    /// The work on one batch that needs nothing from other batches.
+    fn prepare(&self, batch: RecordBatch) -> Result<Prepared>;
+    /// Completes a prepared batch; called in input order.
+    fn commit(&self, prepared: Prepared) -> Result<RecordBatch>;
+}
+
+/// One batch after [`ConcurrentOp::prepare`]: the input, the transformed batch (row for row
+/// with the input) and the rows to reject.
+pub struct Prepared {
+    pub(crate) input: RecordBatch,
+    pub(crate) output: RecordBatch,
+    pub(crate) rejected: Vec<crate::reject::Rejected>,
 }
 
 /// Counts rows passing through.
@@ -150,17 +173,64 @@ impl ExecutionPlan for MapExec {
         let input = self.input.execute(partition, context)?;
         let op = self.op.clone();
         let projection = self.projection.clone();
-        let stream = input.map(move |b| {
-            let out = op.apply(b?)?;
-            match &projection {
-                Some(p) => Ok(out.project(p)?),
-                None => Ok(out),
-            }
-        });
+        let project = move |out: RecordBatch| match &projection {
+            Some(p) => Ok(out.project(p)?),
+            None => Ok(out),
+        };
+        if op.concurrent().is_none() {
+            let stream = input.map(move |b| project(op.apply(b?)?));
+            return Ok(Box::pin(RecordBatchStreamAdapter::new(
+                self.schema.clone(),
+                stream,
+            )));
+        }
+        // Each batch is prepared on a task of its own, so up to `width` batches are worked on
+        // at once on the runtime's threads; `buffered` yields them in input order, and the
+        // commit (row numbers, quarantine) runs here, in that order.
+        let width = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let worker = op.clone();
+        let stream = input
+            .map(move |b| {
+                let op = worker.clone();
+                async move {
+                    let b = b?;
+                    let name = op.name().to_string();
+                    SpawnedTask::spawn(async move { prepare(&*op, b) })
+                        .join()
+                        .await
+                        .map_err(|e| {
+                            // Not the panic's message: it could quote a value.
+                            let how = if e.is_panic() {
+                                "panicked"
+                            } else {
+                                "was cancelled"
+                            };
+                            DataFusionError::Execution(format!("the {name} task {how}"))
+                        })?
+                }
+            })
+            .buffered(width)
+            .map(move |p| {
+                let out = match op.concurrent() {
+                    Some(c) => c.commit(p?)?,
+                    None => return Err(DataFusionError::Internal("op lost concurrency".into())),
+                };
+                project(out)
+            });
         Ok(Box::pin(RecordBatchStreamAdapter::new(
             self.schema.clone(),
             stream,
         )))
+    }
+}
+
+fn prepare(op: &dyn BatchOp, batch: RecordBatch) -> Result<Prepared> {
+    match op.concurrent() {
+        Some(c) => c.prepare(batch),
+        None => Err(DataFusionError::Internal(format!(
+            "op {} is not concurrent",
+            op.name()
+        ))),
     }
 }
 

@@ -15,7 +15,7 @@ use datafusion::arrow::array::{ArrayRef, RecordBatch};
 use datafusion::arrow::datatypes::{Field, Schema, SchemaRef};
 use datafusion::error::{DataFusionError, Result};
 
-use crate::exec::BatchOp;
+use crate::exec::{BatchOp, ConcurrentOp, Prepared};
 use crate::reject::{Rejected, Rejector};
 use crate::validate::ValidateStats;
 
@@ -167,8 +167,17 @@ impl BatchOp for ProtectOp {
     }
 
     fn apply(&self, batch: RecordBatch) -> Result<RecordBatch> {
+        self.commit(self.prepare(batch)?)
+    }
+
+    fn concurrent(&self) -> Option<&dyn ConcurrentOp> {
+        Some(self)
+    }
+}
+
+impl ConcurrentOp for ProtectOp {
+    fn prepare(&self, batch: RecordBatch) -> Result<Prepared> {
         let n = batch.num_rows();
-        let first_row = self.stats.rows_in.fetch_add(n as u64, Ordering::Relaxed);
         let mut columns: Vec<ArrayRef> = batch.columns().to_vec();
         let mut failed: Vec<Option<(String, String)>> = vec![None; n];
         for s in &self.steps {
@@ -197,9 +206,22 @@ impl BatchOp for ProtectOp {
             columns[s.input] = out.array;
         }
         let kept: Vec<ArrayRef> = self.keep.iter().map(|i| columns[*i].clone()).collect();
-        let out = RecordBatch::try_new(self.schema.clone(), kept)?;
-        let rejected = Rejected::from_failures(failed, "protect");
-        self.rejector
-            .reject_and_drop(&batch, out, first_row, &self.stats.quarantined, rejected)
+        Ok(Prepared {
+            output: RecordBatch::try_new(self.schema.clone(), kept)?,
+            rejected: Rejected::from_failures(failed, "protect"),
+            input: batch,
+        })
+    }
+
+    fn commit(&self, p: Prepared) -> Result<RecordBatch> {
+        let n = p.input.num_rows() as u64;
+        let first_row = self.stats.rows_in.fetch_add(n, Ordering::Relaxed);
+        self.rejector.reject_and_drop(
+            &p.input,
+            p.output,
+            first_row,
+            &self.stats.quarantined,
+            p.rejected,
+        )
     }
 }
