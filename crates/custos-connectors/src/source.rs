@@ -934,19 +934,31 @@ fn decode_csv_row(
     }
     cells.clear();
     text.clear();
+    // One UTF-8 check for the whole record instead of one per field: fields split at ASCII
+    // delimiters and quotes, so slicing a valid record at them only needs the (constant-time)
+    // char-boundary checks of `str::get`. Fields with doubled quotes, and every field of an
+    // invalid record (to name the column), are checked on their own.
+    let whole = std::str::from_utf8(rec).ok();
     for (c, &fi) in map.iter().enumerate() {
-        let bytes = field_bytes(rec, fields[fi], d.quote, scratch);
-        let s = std::str::from_utf8(bytes).map_err(|e| {
-            (
-                "invalid_utf8",
-                Some(c),
-                format!(
-                    "column \"{}\": invalid UTF-8 at byte {} of the field",
-                    names[c],
-                    e.valid_up_to()
-                ),
-            )
-        })?;
+        let f = fields[fi];
+        let sliced = match whole {
+            Some(w) if !f.escaped => w.get(f.start..f.end),
+            _ => None,
+        };
+        let s = match sliced {
+            Some(s) => s,
+            None => std::str::from_utf8(field_bytes(rec, f, d.quote, scratch)).map_err(|e| {
+                (
+                    "invalid_utf8",
+                    Some(c),
+                    format!(
+                        "column \"{}\": invalid UTF-8 at byte {} of the field",
+                        names[c],
+                        e.valid_up_to()
+                    ),
+                )
+            })?,
+        };
         if nulls.iter().any(|n| n == s) {
             cells.push(Cell::Null);
             continue;

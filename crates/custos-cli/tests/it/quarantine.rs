@@ -96,6 +96,46 @@ fn malformed_csv_rows_are_quarantined_with_their_lines() {
 }
 
 #[test]
+fn utf8_is_checked_in_quoted_and_escaped_fields_and_text_is_kept_as_written() {
+    let p = Project::new();
+    p.write("pipeline.toml", PIPELINE);
+    let mut data: Vec<u8> = Vec::new();
+    data.extend_from_slice(b"id,amount,note\n"); // 1
+    data.extend_from_slice("1,1.5,\"caf\u{e9} \"\"cr\u{e8}me\"\"\"\n".as_bytes()); // 2 good
+    data.extend_from_slice(b"2,2.5,\"bad \"\"\xff\"\"\"\n"); // 3 invalid, escaped field
+    data.extend_from_slice(b"3,3.5,\"caf\xe9\"\n"); // 4 invalid, quoted field
+    data.extend_from_slice(b"4,\xe94.5,x\n"); // 5 invalid in a number column
+    data.extend_from_slice("5,5.5,  spaced \u{2014} text  \n".as_bytes()); // 6 good, spaces kept
+    p.write("in.csv", &data);
+    let (code, summary, stderr) = p.run_json("pipeline.toml");
+    assert_eq!(code, 0, "{stderr}");
+    assert_invariant(&summary);
+    let q = p.quarantine(&summary);
+    let got: Vec<(u64, &str, Option<&str>)> = q
+        .iter()
+        .map(|r| {
+            (
+                r["line"].as_u64().unwrap(),
+                r["rule"].as_str().unwrap(),
+                r["column"].as_str(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            (3, "invalid_utf8", Some("note")),
+            (4, "invalid_utf8", Some("note")),
+            (5, "invalid_utf8", Some("amount")),
+        ]
+    );
+    let out = p.read("out.csv");
+    assert!(out.contains("caf\u{e9} \"\"cr\u{e8}me\"\""), "{out}");
+    assert!(out.contains("  spaced \u{2014} text  "), "{out}");
+    assert_eq!(out.lines().count(), 3, "{out}");
+}
+
+#[test]
 fn too_many_quarantined_rows_fail_the_run_and_keep_the_old_output() {
     let p = Project::new();
     p.write(
