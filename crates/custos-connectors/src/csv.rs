@@ -70,6 +70,9 @@ pub struct Splitter {
     line: u64,
     eof: bool,
     skip_line: bool,
+    /// Whether [`Splitter::next_piece`] may use its line-at-a-time fast path (tests turn it
+    /// off to compare it with the quote-by-quote scan).
+    fast: bool,
 }
 
 impl Splitter {
@@ -82,6 +85,7 @@ impl Splitter {
             line: 1,
             eof: false,
             skip_line: false,
+            fast: true,
         }
     }
 
@@ -134,6 +138,13 @@ impl Splitter {
             let start = self.pos;
             let line = self.line;
             let (q, max) = (self.d.quote, self.d.max_record_bytes);
+            if self.fast {
+                match self.fast_record(start, line) {
+                    Some(Some(piece)) => return piece,
+                    Some(None) => continue, // an empty line was skipped
+                    None => {}              // undecided: the quote-by-quote scan below
+                }
+            }
             let mut i = start;
             let mut in_q = false;
             let mut newlines = 0u64;
@@ -194,6 +205,44 @@ impl Splitter {
                     }
                 }
             }
+        }
+    }
+
+    /// The record starting at `start`, found a line at a time: it ends at the first newline
+    /// before which the quotes are balanced, which is where the quote-by-quote scan ends it
+    /// too (every quote toggles the state there). One `memchr` for the newline and one
+    /// vectorised count of quotes per line replace a `memchr2` call per quote, ~20 per record
+    /// of the benchmark file. Returns `None`, having changed nothing, whenever the
+    /// quote-by-quote scan must decide: the buffer holds no complete record yet, or the
+    /// record reaches `max_record_bytes` (where the two scans' limit checks differ).
+    /// `Some(None)` means an empty line was skipped.
+    fn fast_record(&mut self, start: usize, line: u64) -> Option<Option<Piece>> {
+        let (q, max) = (self.d.quote, self.d.max_record_bytes);
+        let mut i = start;
+        let mut in_q = false;
+        let mut newlines = 0u64;
+        loop {
+            let j = i + memchr(b'\n', &self.buf[i..])?;
+            if j - start > max {
+                return None;
+            }
+            let quotes = self.buf[i..j].iter().filter(|&&b| b == q).count();
+            in_q ^= quotes % 2 == 1;
+            if in_q {
+                newlines += 1;
+                i = j + 1;
+                continue;
+            }
+            self.pos = j + 1;
+            self.line += 1 + newlines;
+            let mut end = j;
+            if end > start && self.buf[end - 1] == b'\r' {
+                end -= 1;
+            }
+            if end == start {
+                return Some(None);
+            }
+            return Some(Some(Piece::Record { line, start, end }));
         }
     }
 
@@ -335,12 +384,16 @@ mod tests {
     use super::*;
 
     fn pieces(input: &str, chunk: usize) -> Vec<(String, u64, String)> {
+        pieces_of(input.as_bytes(), chunk, 64, true)
+    }
+
+    fn pieces_of(bytes: &[u8], chunk: usize, max: usize, fast: bool) -> Vec<(String, u64, String)> {
         let mut s = Splitter::new(Dialect {
-            max_record_bytes: 64,
+            max_record_bytes: max,
             ..Dialect::default()
         });
+        s.fast = fast;
         let mut out = Vec::new();
-        let bytes = input.as_bytes();
         let mut fed = 0;
         loop {
             match s.next_piece() {
@@ -366,6 +419,35 @@ mod tests {
                 }
                 Piece::Done => return out,
             }
+        }
+    }
+
+    #[test]
+    fn the_fast_path_splits_exactly_like_the_quote_by_quote_scan() {
+        // Random text over the bytes that matter, random chunking and small limits, so
+        // empty lines, CRLF, quoted newlines, doubled and stray quotes, unterminated quotes
+        // and overlong records all occur.
+        let alphabet = b"ab,\"\"\n\n\r";
+        let mut seed = 0x9e37_79b9_7f4a_7c15_u64;
+        let mut next = || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        for case in 0..3000 {
+            let len = (next() % 200) as usize;
+            let input: Vec<u8> = (0..len)
+                .map(|_| alphabet[(next() % alphabet.len() as u64) as usize])
+                .collect();
+            let chunk = 1 + (next() % 40) as usize;
+            let max = 4 + (next() % 60) as usize;
+            assert_eq!(
+                pieces_of(&input, chunk, max, true),
+                pieces_of(&input, chunk, max, false),
+                "case {case}: {:?} chunk {chunk} max {max}",
+                String::from_utf8_lossy(&input)
+            );
         }
     }
 
