@@ -226,7 +226,7 @@ impl Splitter {
             if j - start > max {
                 return None;
             }
-            let quotes = self.buf[i..j].iter().filter(|&&b| b == q).count();
+            let quotes = count_byte(&self.buf[i..j], q);
             in_q ^= quotes % 2 == 1;
             if in_q {
                 newlines += 1;
@@ -271,6 +271,21 @@ impl Splitter {
             }
         }
     }
+}
+
+/// How many times `b` occurs in `hay`. Counting into a byte per 64-byte block lets the
+/// compiler keep 16 counters in one vector register (`filter().count()` widened every
+/// comparison to 64 bits and took 8% of a CSV copy's CPU).
+fn count_byte(hay: &[u8], b: u8) -> usize {
+    let mut blocks = hay.chunks_exact(64);
+    let mut n = 0usize;
+    for block in &mut blocks {
+        let c = block
+            .iter()
+            .fold(0u8, |acc, &x| acc.wrapping_add(u8::from(x == b)));
+        n += usize::from(c);
+    }
+    n + blocks.remainder().iter().filter(|&&x| x == b).count()
 }
 
 /// A field of a record: byte range and whether doubled quotes must be unescaped.
@@ -420,6 +435,17 @@ mod tests {
                 Piece::Done => return out,
             }
         }
+    }
+
+    #[test]
+    fn bytes_are_counted_in_blocks_and_the_remainder() {
+        for len in [0, 1, 63, 64, 65, 200, 255, 256, 1000] {
+            let hay: Vec<u8> = (0..len).map(|i| if i % 3 == 0 { b'"' } else { b'a' }).collect();
+            assert_eq!(count_byte(&hay, b'"'), (len + 2) / 3, "len {len}");
+            assert_eq!(count_byte(&hay, b'a'), len - (len + 2) / 3, "len {len}");
+        }
+        // A block of 64 equal bytes must not wrap its 8-bit counter.
+        assert_eq!(count_byte(&[b'"'; 64 * 5], b'"'), 320);
     }
 
     #[test]
