@@ -364,7 +364,15 @@ fn ff1_small(aes: &Block, radix: u32, tweak: &[u8], x: &[u16], encrypt: bool) ->
     // Q = T || 0^pad || [i] || [NUM(B)]^b, a multiple of 16 bytes.
     let pad = (16 - (t + b + 1) % 16) % 16;
     let q_len = t + pad + 1 + b;
-    let mut q = vec![0u8; q_len];
+    // On the stack for the usual short tweaks: this ran once per value.
+    let mut q_stack = [0u8; 96];
+    let mut q_heap = Vec::new();
+    let q: &mut [u8] = if q_len <= q_stack.len() {
+        &mut q_stack[..q_len]
+    } else {
+        q_heap.resize(q_len, 0);
+        &mut q_heap
+    };
     q[..t].copy_from_slice(tweak);
     let mut state = p;
     aes.encrypt(&mut state);
