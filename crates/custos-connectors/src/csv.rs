@@ -440,7 +440,9 @@ mod tests {
     #[test]
     fn bytes_are_counted_in_blocks_and_the_remainder() {
         for len in [0, 1, 63, 64, 65, 200, 255, 256, 1000] {
-            let hay: Vec<u8> = (0..len).map(|i| if i % 3 == 0 { b'"' } else { b'a' }).collect();
+            let hay: Vec<u8> = (0..len)
+                .map(|i| if i % 3 == 0 { b'"' } else { b'a' })
+                .collect();
             assert_eq!(count_byte(&hay, b'"'), (len + 2) / 3, "len {len}");
             assert_eq!(count_byte(&hay, b'a'), len - (len + 2) / 3, "len {len}");
         }
