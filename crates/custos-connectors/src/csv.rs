@@ -162,12 +162,7 @@ impl Splitter {
                             newlines += 1;
                             i = j + 1;
                         } else {
-                            self.pos = j + 1;
-                            self.line += 1 + newlines;
-                            let mut end = j;
-                            if end > start && self.buf[end - 1] == b'\r' {
-                                end -= 1;
-                            }
+                            let end = self.close_record(start, j, newlines);
                             if end == start {
                                 break; // empty line: skip
                             }
@@ -233,16 +228,23 @@ impl Splitter {
                 i = j + 1;
                 continue;
             }
-            self.pos = j + 1;
-            self.line += 1 + newlines;
-            let mut end = j;
-            if end > start && self.buf[end - 1] == b'\r' {
-                end -= 1;
-            }
+            let end = self.close_record(start, j, newlines);
             if end == start {
                 return Some(None);
             }
             return Some(Some(Piece::Record { line, start, end }));
+        }
+    }
+
+    /// Moves past the record that starts at `start` and whose newline is at `j`, after
+    /// `newlines` quoted newlines; returns its end without a trailing `\r`.
+    fn close_record(&mut self, start: usize, j: usize, newlines: u64) -> usize {
+        self.pos = j + 1;
+        self.line += 1 + newlines;
+        if j > start && self.buf[j - 1] == b'\r' {
+            j - 1
+        } else {
+            j
         }
     }
 
@@ -439,12 +441,12 @@ mod tests {
 
     #[test]
     fn bytes_are_counted_in_blocks_and_the_remainder() {
-        for len in [0, 1, 63, 64, 65, 200, 255, 256, 1000] {
+        for len in [0usize, 1, 63, 64, 65, 200, 255, 256, 1000] {
             let hay: Vec<u8> = (0..len)
                 .map(|i| if i % 3 == 0 { b'"' } else { b'a' })
                 .collect();
-            assert_eq!(count_byte(&hay, b'"'), (len + 2) / 3, "len {len}");
-            assert_eq!(count_byte(&hay, b'a'), len - (len + 2) / 3, "len {len}");
+            assert_eq!(count_byte(&hay, b'"'), len.div_ceil(3), "len {len}");
+            assert_eq!(count_byte(&hay, b'a'), len - len.div_ceil(3), "len {len}");
         }
         // A block of 64 equal bytes must not wrap its 8-bit counter.
         assert_eq!(count_byte(&[b'"'; 64 * 5], b'"'), 320);

@@ -19,6 +19,19 @@ inputs = ["raw"]
 path = "out.csv"
 "#;
 
+/// (line, rule, column) of each quarantine record.
+fn sites(q: &[serde_json::Value]) -> Vec<(u64, &str, Option<&str>)> {
+    q.iter()
+        .map(|r| {
+            (
+                r["line"].as_u64().unwrap(),
+                r["rule"].as_str().unwrap(),
+                r["column"].as_str(),
+            )
+        })
+        .collect()
+}
+
 #[test]
 fn malformed_csv_rows_are_quarantined_with_their_lines() {
     let p = Project::new();
@@ -48,16 +61,7 @@ fn malformed_csv_rows_are_quarantined_with_their_lines() {
         "id,amount,note\n1,1.5,fine\n6,6.5,\"multi\nline\"\n8,8.5,after\n11,11.5,last\n"
     );
     let q = p.quarantine(&summary);
-    let got: Vec<(u64, &str, Option<&str>)> = q
-        .iter()
-        .map(|r| {
-            (
-                r["line"].as_u64().unwrap(),
-                r["rule"].as_str().unwrap(),
-                r["column"].as_str(),
-            )
-        })
-        .collect();
+    let got = sites(&q);
     assert_eq!(
         got,
         vec![
@@ -111,16 +115,7 @@ fn utf8_is_checked_in_quoted_and_escaped_fields_and_text_is_kept_as_written() {
     assert_eq!(code, 0, "{stderr}");
     assert_invariant(&summary);
     let q = p.quarantine(&summary);
-    let got: Vec<(u64, &str, Option<&str>)> = q
-        .iter()
-        .map(|r| {
-            (
-                r["line"].as_u64().unwrap(),
-                r["rule"].as_str().unwrap(),
-                r["column"].as_str(),
-            )
-        })
-        .collect();
+    let got = sites(&q);
     assert_eq!(
         got,
         vec![
