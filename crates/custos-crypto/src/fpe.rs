@@ -130,7 +130,16 @@ impl FpeCipher {
         format: Format,
         tweak: &[u8],
     ) -> Result<String, CryptoError> {
-        self.apply(value, format, tweak, true)
+        let mut out = String::new();
+        self.apply(
+            value,
+            format,
+            tweak,
+            true,
+            &mut FpeScratch::default(),
+            &mut out,
+        )?;
+        Ok(out)
     }
 
     /// Decrypts what [`FpeCipher::encrypt`] produced with the same format and tweak.
@@ -140,22 +149,58 @@ impl FpeCipher {
         format: Format,
         tweak: &[u8],
     ) -> Result<String, CryptoError> {
-        self.apply(value, format, tweak, false)
+        let mut out = String::new();
+        self.apply(
+            value,
+            format,
+            tweak,
+            false,
+            &mut FpeScratch::default(),
+            &mut out,
+        )?;
+        Ok(out)
     }
 
+    /// [`FpeCipher::encrypt`] appending to `out`, with buffers kept in `scratch` between
+    /// calls (one scratch per batch: no allocation per value).
+    pub fn encrypt_into(
+        &self,
+        value: &str,
+        format: Format,
+        tweak: &[u8],
+        scratch: &mut FpeScratch,
+        out: &mut String,
+    ) -> Result<(), CryptoError> {
+        self.apply(value, format, tweak, true, scratch, out)
+    }
+
+    /// [`FpeCipher::decrypt`] appending to `out`, with buffers kept in `scratch`.
+    pub fn decrypt_into(
+        &self,
+        value: &str,
+        format: Format,
+        tweak: &[u8],
+        scratch: &mut FpeScratch,
+        out: &mut String,
+    ) -> Result<(), CryptoError> {
+        self.apply(value, format, tweak, false, scratch, out)
+    }
+
+    /// FF1 over `numerals` into `out`, in radix 62 or 10.
     fn run(
         &self,
         radix62: bool,
         tweak: &[u8],
-        numerals: Vec<u16>,
+        numerals: &[u16],
         encrypt: bool,
-    ) -> Result<Vec<u16>, CryptoError> {
+        out: &mut Vec<u16>,
+    ) -> Result<(), CryptoError> {
         let (f, radix) = if radix62 {
             (&self.radix62, 62)
         } else {
             (&self.radix10, 10)
         };
-        ff1_apply(&self.aes, f, radix, tweak, numerals, encrypt)
+        ff1_apply(&self.aes, f, radix, tweak, numerals, encrypt, out)
     }
 
     fn apply(
@@ -164,33 +209,31 @@ impl FpeCipher {
         format: Format,
         tweak: &[u8],
         encrypt: bool,
-    ) -> Result<String, CryptoError> {
+        s: &mut FpeScratch,
+        result: &mut String,
+    ) -> Result<(), CryptoError> {
         let bytes = value.as_bytes();
         let alnum = format == Format::Alphanumeric;
-        let positions: Vec<usize> = bytes
-            .iter()
-            .enumerate()
-            .filter(|(_, b)| {
-                if alnum {
-                    b.is_ascii_alphanumeric()
-                } else {
-                    b.is_ascii_digit()
-                }
-            })
-            .map(|(i, _)| i)
-            .collect();
-        let numerals: Vec<u16> = positions
-            .iter()
-            .map(|&i| {
-                let b = bytes[i];
-                if alnum {
+        s.positions.clear();
+        s.numerals.clear();
+        for (i, &b) in bytes.iter().enumerate() {
+            let digit = if alnum {
+                b.is_ascii_alphanumeric()
+            } else {
+                b.is_ascii_digit()
+            };
+            if digit {
+                s.positions.push(i);
+                s.numerals.push(if alnum {
                     ALNUM.iter().position(|c| *c == b).unwrap_or(0) as u16
                 } else {
                     u16::from(b - b'0')
-                }
-            })
-            .collect();
-        let out: Vec<u16> = match format {
+                });
+            }
+        }
+        let numerals = &s.numerals;
+        let out = &mut s.out;
+        match format {
             Format::Digits => {
                 if numerals.len() < 6 {
                     return Err(CryptoError::Domain(format!(
@@ -198,7 +241,7 @@ impl FpeCipher {
                         numerals.len()
                     )));
                 }
-                self.run(false, tweak, numerals, encrypt)?
+                self.run(false, tweak, numerals, encrypt, out)?;
             }
             Format::Alphanumeric => {
                 if numerals.len() < 4 {
@@ -207,7 +250,7 @@ impl FpeCipher {
                         numerals.len()
                     )));
                 }
-                self.run(true, tweak, numerals, encrypt)?
+                self.run(true, tweak, numerals, encrypt, out)?;
             }
             Format::Card => {
                 let n = numerals.len();
@@ -216,33 +259,37 @@ impl FpeCipher {
                         "card numbers have 13 to 19 digits, found {n}"
                     )));
                 }
-                if encrypt && !luhn_valid(&numerals) {
+                if encrypt && !luhn_valid(numerals) {
                     return Err(CryptoError::Domain(
                         "card number fails the Luhn check".into(),
                     ));
                 }
-                let middle = self.run(false, tweak, numerals[6..n - 1].to_vec(), encrypt)?;
-                let mut out = numerals[..6].to_vec();
-                out.extend(middle);
-                let check = luhn_check_digit(&out);
+                // The IIN (first six) stays, the middle is enciphered, the check digit is
+                // recomputed.
+                self.run(false, tweak, &numerals[6..n - 1], encrypt, &mut s.walk)?;
+                out.clear();
+                out.extend_from_slice(&numerals[..6]);
+                out.extend_from_slice(&s.walk);
+                let check = luhn_check_digit(out);
                 out.push(check);
-                out
             }
             Format::Ssn => {
-                if numerals.len() != 9 || !ssn_valid(&numerals) {
+                if numerals.len() != 9 || !ssn_valid(numerals) {
                     return Err(CryptoError::Domain(
                         "not a structurally valid nine-digit SSN".into(),
                     ));
                 }
                 // Cycle-walking: FF1 permutes all 10^9 strings; repeat until the result is a
                 // valid SSN, which makes a permutation of the valid set.
-                let mut cur = numerals;
+                s.walk.clear();
+                s.walk.extend_from_slice(numerals);
                 let mut walked = 0;
                 loop {
-                    cur = self.run(false, tweak, cur, encrypt)?;
-                    if ssn_valid(&cur) {
-                        break cur;
+                    self.run(false, tweak, &s.walk, encrypt, out)?;
+                    if ssn_valid(out) {
+                        break;
                     }
+                    std::mem::swap(&mut s.walk, out);
                     walked += 1;
                     if walked > MAX_CYCLE_WALK {
                         return Err(CryptoError::Domain(
@@ -251,17 +298,31 @@ impl FpeCipher {
                     }
                 }
             }
-        };
-        let mut result = bytes.to_vec();
-        for (&pos, &v) in positions.iter().zip(out.iter()) {
-            result[pos] = if alnum {
+        }
+        // The value with each numeral replaced; everything else (separators, other text)
+        // stays. Numerals are ASCII, so the slices between them fall on char boundaries.
+        let mut last = 0;
+        for (&pos, &v) in s.positions.iter().zip(s.out.iter()) {
+            result.push_str(value.get(last..pos).unwrap_or_default());
+            result.push(char::from(if alnum {
                 ALNUM[v as usize]
             } else {
                 b'0' + v as u8
-            };
+            }));
+            last = pos + 1;
         }
-        String::from_utf8(result).map_err(|_| CryptoError::Malformed("output is not UTF-8"))
+        result.push_str(value.get(last..).unwrap_or_default());
+        Ok(())
     }
+}
+
+/// Buffers [`FpeCipher::encrypt_into`] reuses between values.
+#[derive(Debug, Default)]
+pub struct FpeScratch {
+    positions: Vec<usize>,
+    numerals: Vec<u16>,
+    out: Vec<u16>,
+    walk: Vec<u16>,
 }
 
 /// AES-256 on single blocks.
@@ -289,13 +350,15 @@ fn ff1_apply(
     f: &FF1<Aes256>,
     radix: u32,
     tweak: &[u8],
-    numerals: Vec<u16>,
+    numerals: &[u16],
     encrypt: bool,
-) -> Result<Vec<u16>, CryptoError> {
-    if let Some(out) = ff1_small(aes, radix, tweak, &numerals, encrypt) {
-        return Ok(out);
+    out: &mut Vec<u16>,
+) -> Result<(), CryptoError> {
+    if ff1_small(aes, radix, tweak, numerals, encrypt, out).is_some() {
+        return Ok(());
     }
-    ff1_big(f, tweak, numerals, encrypt)
+    *out = ff1_big(f, tweak, numerals.to_vec(), encrypt)?;
+    Ok(())
 }
 
 fn ff1_big(
@@ -334,7 +397,14 @@ fn str_m(radix: u64, mut value: u64, out: &mut [u16]) {
 /// Every `Q` block before the last holds only tweak bytes, so the CBC-MAC state after `P` and
 /// those blocks is computed once per value; each round then costs one AES block (with
 /// `b <= 8`, `d <= 12` and `S` is the first `d` bytes of `R`).
-fn ff1_small(aes: &Block, radix: u32, tweak: &[u8], x: &[u16], encrypt: bool) -> Option<Vec<u16>> {
+fn ff1_small(
+    aes: &Block,
+    radix: u32,
+    tweak: &[u8],
+    x: &[u16],
+    encrypt: bool,
+    out: &mut Vec<u16>,
+) -> Option<()> {
     let n = x.len();
     if n < 2 || !(2..=65536).contains(&radix) || x.iter().any(|&d| u32::from(d) >= radix) {
         return None;
@@ -413,10 +483,11 @@ fn ff1_small(aes: &Block, radix: u32, tweak: &[u8], x: &[u16], encrypt: bool) ->
             a = c;
         }
     }
-    let mut out = vec![0u16; n];
+    out.clear();
+    out.resize(n, 0);
     str_m(r, a, &mut out[..u]);
     str_m(r, bv, &mut out[u..]);
-    Some(out)
+    Some(())
 }
 
 /// Raw FF1-AES-256 over numerals, for the NIST sample vectors.
@@ -427,14 +498,17 @@ pub fn raw_ff1(
     numerals: Vec<u16>,
     encrypt: bool,
 ) -> Result<Vec<u16>, CryptoError> {
+    let mut out = Vec::new();
     ff1_apply(
         &aes256(key)?,
         &ff1(&SecretBytes::new(key.to_vec()), radix)?,
         radix,
         tweak,
-        numerals,
+        &numerals,
         encrypt,
-    )
+        &mut out,
+    )?;
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -456,9 +530,11 @@ mod tests {
             let x: Vec<u16> = seed.iter().map(|d| d % radix as u16).collect();
             let aes = aes256(&key).unwrap();
             let f = ff1(&SecretBytes::new(key.to_vec()), radix).unwrap();
-            if let Some(fast) = ff1_small(&aes, radix, &tweak, &x, encrypt) {
+            let (mut fast, mut back) = (Vec::new(), Vec::new());
+            if ff1_small(&aes, radix, &tweak, &x, encrypt, &mut fast).is_some() {
                 prop_assert_eq!(&fast, &ff1_big(&f, &tweak, x.clone(), encrypt).unwrap());
-                prop_assert_eq!(ff1_small(&aes, radix, &tweak, &fast, !encrypt).unwrap(), x);
+                prop_assert!(ff1_small(&aes, radix, &tweak, &fast, !encrypt, &mut back).is_some());
+                prop_assert_eq!(back, x);
             }
         }
     }
@@ -468,7 +544,7 @@ mod tests {
         let key = SecretBytes::random(32);
         let aes = aes256(key.expose()).unwrap();
         let x: Vec<u16> = (0..50).map(|i| (i * 7 % 10) as u16).collect();
-        assert!(ff1_small(&aes, 10, b"t", &x, true).is_none());
+        assert!(ff1_small(&aes, 10, b"t", &x, true, &mut Vec::new()).is_none());
         let ct = raw_ff1(key.expose(), 10, b"t", x.clone(), true).unwrap();
         assert_eq!(ct.len(), 50);
         assert_eq!(raw_ff1(key.expose(), 10, b"t", ct, false).unwrap(), x);

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use custos_config::ColumnAction;
 use custos_crypto::aead::{self, AeadDecryptor, AeadEncryptor};
-use custos_crypto::fpe::{Format, FpeCipher};
+use custos_crypto::fpe::{Format, FpeCipher, FpeScratch};
 use custos_crypto::siv::{self, SivCipher};
 use custos_crypto::token::{Encoding, Tokenizer};
 use custos_crypto::{CellEncryptor, CryptoError, Header, SecretBytes};
@@ -442,15 +442,17 @@ impl Kernel {
                 cipher,
                 format,
                 decrypt,
-            } => map_text(input, 0, |_, v, out| {
-                let r = if *decrypt {
-                    cipher.decrypt(v, *format, ctx)
-                } else {
-                    cipher.encrypt(v, *format, ctx)
-                };
-                out.push_str(&r.map_err(|e| e.to_string())?);
-                Ok(())
-            })?,
+            } => {
+                let mut scratch = FpeScratch::default();
+                map_text(input, 0, |_, v, out| {
+                    if *decrypt {
+                        cipher.decrypt_into(v, *format, ctx, &mut scratch, out)
+                    } else {
+                        cipher.encrypt_into(v, *format, ctx, &mut scratch, out)
+                    }
+                    .map_err(|e| e.to_string())
+                })?
+            }
             Op::Tokenize(t) => map_text(input, 0, |_, v, out| {
                 t.token_into(v.as_bytes(), out);
                 Ok(())

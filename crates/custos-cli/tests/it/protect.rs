@@ -50,6 +50,15 @@ fn setup() -> Project {
     p
 }
 
+/// Runs a pipeline that must succeed; returns its summary, checked for the row invariant.
+fn run_ok(p: &Project, pipeline: &str) -> serde_json::Value {
+    let (code, o, e) = custos(p, &["run", pipeline, "--json"]);
+    assert_eq!(code, 0, "{e}");
+    let summary: serde_json::Value = serde_json::from_str(&o).unwrap();
+    crate::assert_invariant(&summary);
+    summary
+}
+
 fn rows(text: &str) -> Vec<Vec<String>> {
     let mut out = Vec::new();
     for line in text.lines() {
@@ -353,16 +362,7 @@ inputs = ["safe"]
 path = "out.csv"
 "#,
     );
-    let out = p
-        .custos()
-        .env("CUSTOS_KEYSTORE_PASSPHRASE", PASS)
-        .args(["run", "fpe.toml", "--json"])
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(0), "{err}");
-    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    crate::assert_invariant(&summary);
+    let summary = run_ok(&p, "fpe.toml");
     let q = p.quarantine(&summary);
     assert_eq!(q.len(), 2, "{q:?}");
     assert_eq!(q[0]["line"], 3);
@@ -451,16 +451,7 @@ inputs = ["safe"]
 path = "out.csv"
 "#,
     );
-    let out = p
-        .custos()
-        .env("CUSTOS_KEYSTORE_PASSPHRASE", PASS)
-        .args(["run", "many.toml", "--json"])
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(0), "{err}");
-    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    crate::assert_invariant(&summary);
+    let summary = run_ok(&p, "many.toml");
     let text = p.read("out.csv");
     let ids: Vec<u32> = text
         .lines()

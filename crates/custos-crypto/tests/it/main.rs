@@ -2,7 +2,7 @@
 #![allow(clippy::unwrap_used)]
 
 use custos_crypto::aead::{self, AeadDecryptor, AeadEncryptor};
-use custos_crypto::fpe::{Format, FpeCipher, luhn_valid, raw_ff1, ssn_valid};
+use custos_crypto::fpe::{Format, FpeCipher, FpeScratch, luhn_valid, raw_ff1, ssn_valid};
 use custos_crypto::siv::{self, SivCipher};
 use custos_crypto::token::{Encoding, Tokenizer, hmac_sha256};
 use custos_crypto::{CellEncryptor, CryptoError, Header, SecretBytes};
@@ -201,6 +201,59 @@ fn siv_is_deterministic_bound_and_tamper_evident() {
         SivCipher::new(1, 1, &key32()).is_err(),
         "SIV needs 64 bytes"
     );
+}
+
+#[test]
+fn fpe_into_a_reused_scratch_matches_the_one_shot_calls() {
+    // One scratch across formats and lengths, as a batch uses it, and text around the
+    // numerals (multi-byte too) kept byte for byte.
+    let f = FpeCipher::new(&key32()).unwrap();
+    let mut scratch = FpeScratch::default();
+    let cases = [
+        ("4111-1111-1111-1111", Format::Card),
+        ("123-45-6789", Format::Ssn),
+        ("tél. № 0612 345 678 ✓", Format::Digits),
+        ("Zürich-AB12cd34", Format::Alphanumeric),
+        ("078-05-1120", Format::Ssn),
+        ("5555 5555 5555 4444", Format::Card),
+    ];
+    for (value, format) in cases {
+        let mut out = String::from("prefix|");
+        f.encrypt_into(value, format, b"col", &mut scratch, &mut out)
+            .unwrap();
+        let e = f.encrypt(value, format, b"col").unwrap();
+        assert_eq!(out, format!("prefix|{e}"), "{value}");
+        assert_eq!(e.len(), value.len(), "{value}");
+        let kept = |s: &str| -> String {
+            s.chars()
+                .filter(|c| {
+                    if format == Format::Alphanumeric {
+                        !c.is_ascii_alphanumeric()
+                    } else {
+                        !c.is_ascii_digit()
+                    }
+                })
+                .collect()
+        };
+        assert_eq!(kept(&e), kept(value), "{value}");
+        let mut back = String::new();
+        f.decrypt_into(&e, format, b"col", &mut scratch, &mut back)
+            .unwrap();
+        assert_eq!(back, value);
+    }
+    // A failure leaves the output untouched.
+    let mut out = String::from("x");
+    assert!(
+        f.encrypt_into(
+            "4111-1111-1111-1112",
+            Format::Card,
+            b"col",
+            &mut scratch,
+            &mut out
+        )
+        .is_err()
+    );
+    assert_eq!(out, "x");
 }
 
 #[test]
