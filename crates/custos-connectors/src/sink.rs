@@ -169,15 +169,11 @@ impl SinkFile {
 
     /// Hands the buffer to the writer thread.
     fn poll_send(&mut self, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        let ready = match self.tx.as_mut() {
-            Some(tx) => std::task::ready!(tx.poll_ready(cx)).is_ok(),
-            None => false,
-        };
-        if ready {
+        if let Some(tx) = self.tx.as_mut()
+            && std::task::ready!(tx.poll_ready(cx)).is_ok()
+        {
             let b = std::mem::replace(&mut self.buf, Vec::with_capacity(WRITE_BUF));
-            if let Some(tx) = self.tx.as_mut()
-                && tx.start_send(b).is_ok()
-            {
+            if tx.start_send(b).is_ok() {
                 return Poll::Ready(Ok(()));
             }
         }
