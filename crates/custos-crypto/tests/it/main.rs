@@ -2,7 +2,7 @@
 #![allow(clippy::unwrap_used)]
 
 use custos_crypto::aead::{self, AeadDecryptor, AeadEncryptor};
-use custos_crypto::fpe::{Format, FpeCipher, FpeScratch, luhn_valid, raw_ff1, ssn_valid};
+use custos_crypto::fpe::{Format, FpeBatch, FpeCipher, luhn_valid, raw_ff1, ssn_valid};
 use custos_crypto::siv::{self, SivCipher};
 use custos_crypto::token::{Encoding, Tokenizer, hmac_sha256};
 use custos_crypto::{CellEncryptor, CryptoError, Header, SecretBytes};
@@ -203,57 +203,160 @@ fn siv_is_deterministic_bound_and_tamper_evident() {
     );
 }
 
+/// Values enciphered by earlier versions (one per path: cycle-walked SSN, cards of two
+/// lengths, digits with multi-byte text around them, the 64-bit and 128-bit reductions, the
+/// `fpe` crate's path, both radixes): the batch code must give exactly these, or columns
+/// written before could no longer be decrypted.
+const FPE_KAT: &[(&str, Format, &str)] = &[
+    ("123-45-6789", Format::Ssn, "198-50-8548"),
+    ("078-05-1120", Format::Ssn, "535-17-6862"),
+    // FF1's first output for this one is not a valid SSN: it is cycle-walked.
+    ("138-08-0414", Format::Ssn, "717-44-3930"),
+    ("619-01-5783", Format::Ssn, "099-66-8512"),
+    ("4111-1111-1111-1111", Format::Card, "4111-1159-2684-6522"),
+    ("378282246310005", Format::Card, "378282775455536"),
+    (
+        "tél. № 0612 345 678 ✓",
+        Format::Digits,
+        "tél. № 5560 613 509 ✓",
+    ),
+    (
+        "1234567890123456789012",
+        Format::Digits,
+        "4654356928413531253580",
+    ),
+    (
+        "1234567890123456789012345678901234567890",
+        Format::Digits,
+        "5551872584708045434073211621451454461001",
+    ),
+    ("Zürich-AB12cd34", Format::Alphanumeric, "VüSe1T-BLy2ypJY"),
+    (
+        "AB12cd34EF56gh78IJ90kl12",
+        Format::Alphanumeric,
+        "3gMNkd87u8eL3YiW82bytVwY",
+    ),
+];
+
+fn kat_key() -> SecretBytes {
+    SecretBytes::new((0u8..32).collect())
+}
+
 #[test]
-fn fpe_into_a_reused_scratch_matches_the_one_shot_calls() {
-    // One scratch across formats and lengths, as a batch uses it, and text around the
-    // numerals (multi-byte too) kept byte for byte.
-    let f = FpeCipher::new(&key32()).unwrap();
-    let mut scratch = FpeScratch::default();
-    let cases = [
-        ("4111-1111-1111-1111", Format::Card),
-        ("123-45-6789", Format::Ssn),
-        ("tél. № 0612 345 678 ✓", Format::Digits),
-        ("Zürich-AB12cd34", Format::Alphanumeric),
-        ("078-05-1120", Format::Ssn),
-        ("5555 5555 5555 4444", Format::Card),
-    ];
-    for (value, format) in cases {
-        let mut out = String::from("prefix|");
-        f.encrypt_into(value, format, b"col", &mut scratch, &mut out)
-            .unwrap();
-        let e = f.encrypt(value, format, b"col").unwrap();
-        assert_eq!(out, format!("prefix|{e}"), "{value}");
-        assert_eq!(e.len(), value.len(), "{value}");
-        let kept = |s: &str| -> String {
-            s.chars()
-                .filter(|c| {
-                    if format == Format::Alphanumeric {
-                        !c.is_ascii_alphanumeric()
-                    } else {
-                        !c.is_ascii_digit()
-                    }
-                })
-                .collect()
-        };
-        assert_eq!(kept(&e), kept(value), "{value}");
-        let mut back = String::new();
-        f.decrypt_into(&e, format, b"col", &mut scratch, &mut back)
-            .unwrap();
-        assert_eq!(back, value);
+fn fpe_outputs_of_earlier_versions_are_unchanged() {
+    let f = FpeCipher::new(&kat_key()).unwrap();
+    for (value, format, expected) in FPE_KAT {
+        assert_eq!(
+            f.encrypt(value, *format, b"col").unwrap(),
+            *expected,
+            "{value}"
+        );
+        assert_eq!(
+            f.decrypt(expected, *format, b"col").unwrap(),
+            *value,
+            "{value}"
+        );
     }
-    // A failure leaves the output untouched.
-    let mut out = String::from("x");
-    assert!(
-        f.encrypt_into(
-            "4111-1111-1111-1112",
-            Format::Card,
+    // The cycle-walked value really walked: FF1's own output is not a valid SSN.
+    let digits = |s: &str| -> Vec<u16> {
+        s.bytes()
+            .filter(u8::is_ascii_digit)
+            .map(|b| u16::from(b - b'0'))
+            .collect()
+    };
+    let once = raw_ff1(kat_key().expose(), 10, b"col", digits("138-08-0414"), true).unwrap();
+    assert!(!ssn_valid(&once));
+}
+
+#[test]
+fn fpe_batches_match_the_one_shot_calls() {
+    // Every format in one batch each, lengths mixed, failures between successes, the same
+    // batch reused: results are the one-shot results in input order.
+    let f = FpeCipher::new(&kat_key()).unwrap();
+    let mut batch = FpeBatch::default();
+    for format in [
+        Format::Ssn,
+        Format::Card,
+        Format::Digits,
+        Format::Alphanumeric,
+    ] {
+        let mut values: Vec<&str> = FPE_KAT.iter().map(|(v, _, _)| *v).collect();
+        values.extend(["", "12", "4111-1111-1111-1112", "666-12-3456", "ab-cd"]);
+        values.extend(FPE_KAT.iter().rev().map(|(_, _, e)| *e));
+        f.encrypt_batch(values.iter().copied(), format, b"col", &mut batch);
+        assert_eq!(batch.len(), values.len());
+        let mut encrypted = Vec::new();
+        for (i, v) in values.iter().enumerate() {
+            let one = f.encrypt(v, format, b"col");
+            match (batch.get(i), &one) {
+                (Ok(b), Ok(o)) => {
+                    assert_eq!(b, o, "{format:?} {v}");
+                    assert_eq!(b.len(), v.len());
+                    encrypted.push(b.to_string());
+                }
+                (Err(b), Err(o)) => assert_eq!(b.to_string(), o.to_string()),
+                _ => panic!("{format:?} {v}: batch {:?}, one {one:?}", batch.get(i)),
+            }
+        }
+        assert!(
+            !encrypted.is_empty() && encrypted.len() < values.len(),
+            "{format:?}"
+        );
+        f.decrypt_batch(
+            encrypted.iter().map(String::as_str),
+            format,
             b"col",
-            &mut scratch,
-            &mut out
-        )
-        .is_err()
-    );
-    assert_eq!(out, "x");
+            &mut batch,
+        );
+        let back: Vec<&str> = (0..batch.len()).map(|i| batch.get(i).unwrap()).collect();
+        let expected: Vec<&str> = values
+            .iter()
+            .copied()
+            .filter(|v| f.encrypt(v, format, b"col").is_ok())
+            .collect();
+        assert_eq!(back, expected, "{format:?}");
+    }
+}
+
+proptest! {
+    /// Random batches of digit strings of mixed lengths (both reductions and the `fpe` crate's
+    /// path) give what one value at a time gives, and decrypt back.
+    #[test]
+    fn fpe_random_batches_match_one_at_a_time(
+        lens in proptest::collection::vec(6usize..44, 1..40),
+        seed in any::<u64>(),
+        ssn in any::<bool>(),
+    ) {
+        let f = FpeCipher::new(&kat_key()).unwrap();
+        let mut x = seed;
+        let mut digit = || { x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407); char::from(b'0' + (x >> 33) as u8 % 10) };
+        let format = if ssn { Format::Ssn } else { Format::Digits };
+        let values: Vec<String> = lens
+            .iter()
+            .map(|&n| {
+                if ssn {
+                    let d: String = (0..9).map(|_| digit()).collect();
+                    format!("{}{}-{}-{}", 1 + (d.as_bytes()[0] - b'0') % 5, &d[1..3], &d[3..5], &d[5..])
+                } else {
+                    (0..n).map(|_| digit()).collect()
+                }
+            })
+            .collect();
+        let mut batch = FpeBatch::default();
+        f.encrypt_batch(values.iter().map(String::as_str), format, b"t", &mut batch);
+        let mut outs = Vec::new();
+        for (i, v) in values.iter().enumerate() {
+            let one = f.encrypt(v, format, b"t").map_err(|e| e.to_string());
+            prop_assert_eq!(batch.get(i).map(str::to_string).map_err(|e| e.to_string()), one.clone());
+            if let Ok(o) = one {
+                outs.push((v.clone(), o));
+            }
+        }
+        f.decrypt_batch(outs.iter().map(|(_, o)| o.as_str()), format, b"t", &mut batch);
+        for (i, (v, _)) in outs.iter().enumerate() {
+            prop_assert_eq!(batch.get(i).unwrap(), v.as_str());
+        }
+    }
 }
 
 #[test]
