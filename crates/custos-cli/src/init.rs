@@ -103,11 +103,12 @@ const KEYS: &[(&str, custos_keys::Purpose)] = &[
     ("tokens", custos_keys::Purpose::Hmac),
 ];
 
-/// Creates the keystore (if absent) and the example's keys (if absent) when a passphrase is
-/// given by reference. Returns whether the keys are ready.
-fn keys(state: &Path) -> Result<bool> {
+/// Creates the keystore (if absent), the example's keys and the audit checkpoint key (if
+/// absent) when a passphrase is given by reference. Returns the unlocked keystore, which the
+/// session reuses for the command's checkpoint (one Argon2id derivation, not two).
+fn keys(state: &Path) -> Result<Option<std::sync::Arc<custos_keys::Keystore>>> {
     let Ok((pass, _)) = custos_keys::Passphrase::from_env() else {
-        return Ok(false);
+        return Ok(None);
     };
     let path = custos_keys::keystore_path(state);
     let mut ks = if path.exists() {
@@ -118,12 +119,13 @@ fn keys(state: &Path) -> Result<bool> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    for (name, purpose) in KEYS {
+    let audit = (crate::access::AUDIT_KEY, custos_keys::Purpose::Signing);
+    for (name, purpose) in KEYS.iter().chain([&audit]) {
         if ks.key(name).is_err() {
             rt.block_on(ks.create(name, *purpose))?;
         }
     }
-    Ok(true)
+    Ok(Some(std::sync::Arc::new(ks)))
 }
 
 /// Creates the example project in `dir` (unless `no_example`), the default policies, and, in a
@@ -150,7 +152,8 @@ pub fn init(
                         &custos_policy::Resource::Key { name: "*".into() },
                     )
                     .is_ok();
-        example(dir, force, &state, may_create_keys)?;
+        let keystore = example(dir, force, &state, may_create_keys)?;
+        session.use_keystore(keystore);
     }
     let policies = dir.join("policies");
     if !policies.exists() {
@@ -179,8 +182,13 @@ pub fn init(
     Ok(())
 }
 
-/// Writes the example files and, in a new project, its keys.
-fn example(dir: &Path, force: bool, state: &Path, may_create_keys: bool) -> Result<()> {
+/// Writes the example files and, in a new project, its keys; returns the keystore it unlocked.
+fn example(
+    dir: &Path,
+    force: bool,
+    state: &Path,
+    may_create_keys: bool,
+) -> Result<Option<std::sync::Arc<custos_keys::Keystore>>> {
     std::fs::create_dir_all(dir.join("data"))
         .with_context(|| format!("creating {}", dir.join("data").display()))?;
     let files = [
@@ -203,7 +211,12 @@ fn example(dir: &Path, force: bool, state: &Path, may_create_keys: bool) -> Resu
     }
     custos_engine::StateStore::open(state)
         .with_context(|| format!("creating the state store in {}", state.display()))?;
-    let keys_ready = may_create_keys && keys(state).context("creating the example keys")?;
+    let keystore = if may_create_keys {
+        keys(state).context("creating the example keys")?
+    } else {
+        None
+    };
+    let keys_ready = keystore.is_some();
     let gitignore = dir.join(".gitignore");
     if !gitignore.exists() {
         std::fs::write(&gitignore, ".custos/\nout/\n")
@@ -230,5 +243,5 @@ fn example(dir: &Path, force: bool, state: &Path, may_create_keys: bool) -> Resu
     println!("  custos validate pipeline.toml");
     println!("  custos run pipeline.toml");
     println!("  custos runs list");
-    Ok(())
+    Ok(keystore)
 }

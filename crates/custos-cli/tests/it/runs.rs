@@ -13,6 +13,13 @@ fn init_creates_a_project_that_runs() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    // The keystore init unlocked for the keys also signs its audit checkpoint.
+    let (code, o, e) = p.run_as("admin", &["audit", "verify"]);
+    assert_eq!(code, 0, "{o}{e}");
+    assert!(o.contains(" 1 checkpoints"), "{o}");
+    let (code, o, e) = p.run_as("admin", &["keys", "list"]);
+    assert_eq!(code, 0, "{o}{e}");
+    assert!(o.contains("custos-audit") && o.contains("signing"), "{o}");
     let v = p.run(&["validate", "pipeline.toml"]);
     assert_eq!(
         v.status.code(),
