@@ -560,17 +560,22 @@ fn map_open(
     })
 }
 
+/// `input` cast to text.
+fn text_of(input: &ArrayRef) -> Result<StringArray, KernelError> {
+    cast(input, &DataType::Utf8)?
+        .as_any()
+        .downcast_ref::<StringArray>()
+        .cloned()
+        .ok_or_else(|| KernelError::Type("cast to text failed".into()))
+}
+
 /// Runs `f` over every non-null cell of `input` as text, building a string array.
 pub(crate) fn map_text(
     input: &ArrayRef,
     extra_per_cell: usize,
     mut f: impl FnMut(usize, &str, &mut String) -> Result<(), String>,
 ) -> Result<Output, KernelError> {
-    let text = cast(input, &DataType::Utf8)?;
-    let text = text
-        .as_any()
-        .downcast_ref::<StringArray>()
-        .ok_or_else(|| KernelError::Type("cast to text failed".into()))?;
+    let text = text_of(input)?;
     let n = text.len();
     let mut b = StringBuilder::with_capacity(
         n,
@@ -607,11 +612,7 @@ fn fpe_column(
     encrypt: bool,
     ctx: &[u8],
 ) -> Result<Output, KernelError> {
-    let text = cast(input, &DataType::Utf8)?;
-    let text = text
-        .as_any()
-        .downcast_ref::<StringArray>()
-        .ok_or_else(|| KernelError::Type("cast to text failed".into()))?;
+    let text = text_of(input)?;
     let values = text.iter().flatten();
     let mut batch = FpeBatch::default();
     if encrypt {
