@@ -318,6 +318,35 @@ fn fpe_batches_match_the_one_shot_calls() {
     }
 }
 
+#[test]
+fn fpe_refuses_values_longer_than_the_limit_and_keeps_the_rest() {
+    // The arbitrary-precision path is quadratic in the length: a 1M-digit cell would take
+    // minutes. Such a value fails alone (its row goes to quarantine); its batch goes on.
+    let f = FpeCipher::new(&kat_key()).unwrap();
+    let long = "7".repeat(1_000_000);
+    let at_limit = "3".repeat(custos_crypto::fpe::MAX_NUMERALS);
+    let mut batch = FpeBatch::default();
+    for format in [Format::Digits, Format::Alphanumeric] {
+        f.encrypt_batch(
+            ["123456789", long.as_str(), at_limit.as_str()],
+            format,
+            b"t",
+            &mut batch,
+        );
+        assert_eq!(
+            batch.get(0).unwrap(),
+            f.encrypt("123456789", format, b"t").unwrap()
+        );
+        let e = batch.get(1).unwrap_err().to_string();
+        assert!(e.contains("1000000") && e.contains("at most 1024"), "{e}");
+        assert!(!e.contains("777"), "no value in errors: {e}");
+        let ok = batch.get(2).unwrap().to_string();
+        assert_eq!(ok.len(), at_limit.len());
+        assert_eq!(f.decrypt(&ok, format, b"t").unwrap(), at_limit);
+        assert!(f.decrypt(&long, format, b"t").is_err());
+    }
+}
+
 proptest! {
     /// Random batches of digit strings of mixed lengths (both reductions and the `fpe` crate's
     /// path) give what one value at a time gives, and decrypt back.
