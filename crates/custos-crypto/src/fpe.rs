@@ -198,15 +198,16 @@ impl FpeCipher {
         for value in &values {
             let start = b.numerals.len();
             for (i, &c) in value.as_bytes().iter().enumerate() {
-                let numeral = if alnum {
-                    c.is_ascii_alphanumeric()
-                        .then(|| ALNUM.iter().position(|a| *a == c).unwrap_or(0) as u16)
-                } else {
-                    c.is_ascii_digit().then(|| u16::from(c - b'0'))
+                // Positions in `ALNUM`: digits, then upper case, then lower case.
+                let numeral = match c {
+                    b'0'..=b'9' => Some(c - b'0'),
+                    b'A'..=b'Z' if alnum => Some(c - b'A' + 10),
+                    b'a'..=b'z' if alnum => Some(c - b'a' + 36),
+                    _ => None,
                 };
                 if let Some(v) = numeral {
                     b.positions.push(i);
-                    b.numerals.push(v);
+                    b.numerals.push(u16::from(v));
                 }
             }
             let end = b.numerals.len();
