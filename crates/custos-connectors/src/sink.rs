@@ -154,11 +154,19 @@ fn create_file(path: &Path) -> std::io::Result<(std::fs::File, bool)> {
         match direct.open(path) {
             Ok(f) => return Ok((f, true)),
             // Filesystems without direct I/O refuse the flag before creating the file.
-            Err(e) if e.kind() == std::io::ErrorKind::InvalidInput => {}
+            Err(e) if refuses_direct(&e) => {}
             Err(e) => return Err(e),
         }
     }
     Ok((options.open(path)?, false))
+}
+
+/// Whether `e` is a filesystem saying it does not do direct I/O (`EINVAL`, or `EOPNOTSUPP`).
+fn refuses_direct(e: &std::io::Error) -> bool {
+    matches!(
+        e.kind(),
+        std::io::ErrorKind::InvalidInput | std::io::ErrorKind::Unsupported
+    )
 }
 
 /// Turns `O_DIRECT` off for the rest of the file.
@@ -198,7 +206,7 @@ impl SinkFile {
                 }
                 match file.write_all(data) {
                     // A filesystem that took the flag but refuses the write.
-                    Err(e) if direct && e.kind() == std::io::ErrorKind::InvalidInput => {
+                    Err(e) if direct && refuses_direct(&e) => {
                         buffered(&file)?;
                         direct = false;
                         file.write_all(data)?;
