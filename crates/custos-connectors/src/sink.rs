@@ -112,18 +112,19 @@ const WRITE_LAG: u64 = 4 << 20;
 /// Alignment of direct (`O_DIRECT`) writes: addresses, sizes and file offsets.
 const DIRECT_ALIGN: usize = 4096;
 
-/// A sink's temporary file, written by a thread of its own from a queue of 1 MiB buffers, so
-/// a write that blocks (page reclaim, the journal) does not stall the pipeline.
+/// A sink's temporary file, written by a thread of its own from a queue of 4 MiB buffers, so
+/// a write that blocks (page reclaim, the journal, a direct write) does not stall the pipeline.
 ///
 /// Where the filesystem allows it (Linux), the file is opened with `O_DIRECT`: each full,
 /// page-aligned buffer goes from memory to the disk without the kernel copying it into the
 /// page cache first. That copy, into freshly allocated (cold) pages, was ~6% of a protect
 /// pipeline's CPU, and the output then sat in the cache for the pre-commit `fsync` to wait on.
 /// The last, partial buffer is written through the cache. Elsewhere (or when the filesystem
-/// refuses direct writes, like tmpfs before Linux 6.6) the thread writes through the cache and asks the kernel
-/// to start writing pages back as the file grows: without that the whole output stayed in
-/// the page cache (24 GiB here, so no background write-back started) and the `fsync` waited
-/// for all of it at the end, ~0.7 s of idle cores after a 724 MB encrypted output.
+/// refuses direct writes, like tmpfs before Linux 6.6) the thread writes through the cache
+/// and asks the kernel to start writing pages back as the file grows: without that the whole
+/// output stayed in the page cache (24 GiB here, so no background write-back started) and
+/// the `fsync` waited for all of it at the end, ~0.7 s of idle cores after a 724 MB
+/// encrypted output.
 struct SinkFile {
     /// `pad` filler bytes, then up to [`WRITE_BUF`] bytes of data starting at a page boundary.
     buf: Vec<u8>,
@@ -141,24 +142,16 @@ fn aligned_buf() -> (Vec<u8>, usize) {
     (b, pad)
 }
 
-/// Opens `path` (which must not exist) for writing, with `O_DIRECT` when the filesystem
-/// takes it; says which.
+/// Opens `path` (which must not exist) for writing, then turns `O_DIRECT` on when the
+/// filesystem takes it (`fcntl`, which fails without side effects where it does not; an
+/// `open` with the flag could create the file and then refuse it); says which.
 fn create_file(path: &Path) -> std::io::Result<(std::fs::File, bool)> {
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(target_os = "linux")]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        let mut direct = options.clone();
-        direct.custom_flags(rustix::fs::OFlags::DIRECT.bits() as i32);
-        match direct.open(path) {
-            Ok(f) => return Ok((f, true)),
-            // Filesystems without direct I/O refuse the flag before creating the file.
-            Err(e) if refuses_direct(&e) => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok((options.open(path)?, false))
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(path)?;
+    let on = direct(&file, true).is_ok();
+    Ok((file, on))
 }
 
 /// Whether `e` is a filesystem saying it does not do direct I/O (`EINVAL`, or `EOPNOTSUPP`).
@@ -169,23 +162,33 @@ fn refuses_direct(e: &std::io::Error) -> bool {
     )
 }
 
-/// Turns `O_DIRECT` off for the rest of the file.
+/// Turns `O_DIRECT` on or off for the rest of the file.
 #[cfg(target_os = "linux")]
-fn buffered(file: &std::fs::File) -> std::io::Result<()> {
+fn direct(file: &std::fs::File, on: bool) -> std::io::Result<()> {
+    use rustix::fs::OFlags;
     let flags = rustix::fs::fcntl_getfl(file)?;
-    rustix::fs::fcntl_setfl(file, flags - rustix::fs::OFlags::DIRECT).map_err(Into::into)
+    let flags = if on {
+        flags | OFlags::DIRECT
+    } else {
+        flags - OFlags::DIRECT
+    };
+    rustix::fs::fcntl_setfl(file, flags).map_err(Into::into)
 }
 
 #[cfg(not(target_os = "linux"))]
-fn buffered(_file: &std::fs::File) -> std::io::Result<()> {
-    Ok(())
+fn direct(_file: &std::fs::File, on: bool) -> std::io::Result<()> {
+    if on {
+        Err(std::io::ErrorKind::Unsupported.into())
+    } else {
+        Ok(())
+    }
 }
 
 impl SinkFile {
     /// Creates `path`, which must not exist, and its missing parent directories.
     async fn create(path: &Path) -> std::io::Result<Self> {
         let path = path.to_path_buf();
-        let (mut file, mut direct) = tokio::task::spawn_blocking(move || {
+        let (mut file, mut is_direct) = tokio::task::spawn_blocking(move || {
             if let Some(dir) = path.parent() {
                 std::fs::create_dir_all(dir)?;
             }
@@ -199,22 +202,22 @@ impl SinkFile {
             let (mut written, mut requested) = (0u64, 0u64);
             while let Some((b, pad)) = futures::executor::block_on(rx.next()) {
                 let data = &b[pad..];
-                if direct && data.len() % DIRECT_ALIGN != 0 {
+                if is_direct && data.len() % DIRECT_ALIGN != 0 {
                     // The last buffer: its tail is not a whole page.
-                    buffered(&file)?;
-                    direct = false;
+                    direct(&file, false)?;
+                    is_direct = false;
                 }
                 match file.write_all(data) {
                     // A filesystem that took the flag but refuses the write.
-                    Err(e) if direct && refuses_direct(&e) => {
-                        buffered(&file)?;
-                        direct = false;
+                    Err(e) if is_direct && refuses_direct(&e) => {
+                        direct(&file, false)?;
+                        is_direct = false;
                         file.write_all(data)?;
                     }
                     r => r?,
                 }
                 written += data.len() as u64;
-                if !direct && written - requested >= WRITE_BACK_EVERY + WRITE_LAG {
+                if !is_direct && written - requested >= WRITE_BACK_EVERY + WRITE_LAG {
                     let to = (written - WRITE_LAG) & !4095;
                     write_back(&file, requested, to)?;
                     requested = to;
@@ -828,7 +831,7 @@ mod tests {
             assert!(std::fs::read(&path).unwrap() == want[..len], "{len} bytes");
         }
 
-        // tmpfs: direct I/O since Linux 6.6; older kernels refuse the flag at open, and the
+        // tmpfs: direct I/O since Linux 6.6; older kernels refuse to turn it on, and the
         // file goes through the page cache instead.
         let shm = std::path::Path::new("/dev/shm");
         if shm.is_dir() {
