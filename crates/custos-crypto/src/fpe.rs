@@ -426,15 +426,17 @@ impl FpeBatch {
         self.items.is_empty()
     }
 
-    /// Value `i`'s result, or why it has none (the reason names no value).
+    /// Value `i`'s result, or why it has none (the reason names no value). An `i` past the
+    /// last value has none either.
     pub fn get(&self, i: usize) -> Result<&str, &CryptoError> {
+        static NO_SUCH_VALUE: CryptoError = CryptoError::Malformed("no such value in the batch");
         match self.items.get(i) {
             Some(Item { error: Some(e), .. }) => Err(e),
             Some(_) => {
                 let start = if i == 0 { 0 } else { self.ends[i - 1] };
                 Ok(self.text.get(start..self.ends[i]).unwrap_or_default())
             }
-            None => Ok(""),
+            None => Err(&NO_SUCH_VALUE),
         }
     }
 

@@ -302,6 +302,7 @@ fn fpe_batches_match_the_one_shot_calls() {
             !encrypted.is_empty() && encrypted.len() < values.len(),
             "{format:?}"
         );
+        assert!(batch.get(values.len()).is_err(), "past the last value");
         f.decrypt_batch(
             encrypted.iter().map(String::as_str),
             format,
