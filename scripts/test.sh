@@ -44,7 +44,7 @@ CUSTOS_BIN="$CUSTOS_BIN" "$CUSTOS_PYTHON" bench/run.py --quick --json "$bench_js
 "$CUSTOS_PYTHON" - "$bench_json" <<'PY'
 import json, sys
 r = json.load(open(sys.argv[1]))
-want = ["copy", "encrypt6", "tokenize6", "mask6", "fpe2", "redact_notes", "protect_mixed", "decrypt6", "pg_load", "pg_unload"]
+want = ["copy", "encrypt6", "tokenize6", "mask6", "fpe2", "redact_notes", "protect_mixed", "mixed_uncompressed", "decrypt6", "pg_load", "pg_unload"]
 got = [x["scenario"] for x in r["results"]]
 assert got == want, f"bench scenarios {got} != {want}"
 d = [x for x in r["results"] if x["scenario"] == "decrypt6"][0]

@@ -37,7 +37,7 @@ pub trait BatchOp: fmt::Debug + Send + Sync {
     }
     /// The op as a [`ConcurrentOp`], when its work on a batch depends on no other batch:
     /// [`MapExec`] then works on several batches at once and still emits them in order.
-    fn concurrent(&self) -> Option<&dyn ConcurrentOp> {
+    fn concurrent(self: Arc<Self>) -> Option<Arc<dyn ConcurrentOp>> {
         None
     }
 }
@@ -177,13 +177,14 @@ impl ExecutionPlan for MapExec {
             Some(p) => Ok(out.project(p)?),
             None => Ok(out),
         };
-        if op.concurrent().is_none() {
+        let name = op.name().to_string();
+        let Some(op) = op.clone().concurrent() else {
             let stream = input.map(move |b| project(op.apply(b?)?));
             return Ok(Box::pin(RecordBatchStreamAdapter::new(
                 self.schema.clone(),
                 stream,
             )));
-        }
+        };
         // Each batch is prepared on a task of its own, so up to `width` batches are worked on
         // at once on the runtime's threads; `buffered` yields them in input order, and the
         // commit (row numbers, quarantine) runs here, in that order.
@@ -192,10 +193,10 @@ impl ExecutionPlan for MapExec {
         let stream = input
             .map(move |b| {
                 let op = worker.clone();
+                let name = name.clone();
                 async move {
                     let b = b?;
-                    let name = op.name().to_string();
-                    SpawnedTask::spawn(async move { prepare(&*op, b) })
+                    SpawnedTask::spawn(async move { op.prepare(b) })
                         .join()
                         .await
                         .map_err(|e| {
@@ -210,27 +211,11 @@ impl ExecutionPlan for MapExec {
                 }
             })
             .buffered(width)
-            .map(move |p| {
-                let out = match op.concurrent() {
-                    Some(c) => c.commit(p?)?,
-                    None => return Err(DataFusionError::Internal("op lost concurrency".into())),
-                };
-                project(out)
-            });
+            .map(move |p| project(op.commit(p?)?));
         Ok(Box::pin(RecordBatchStreamAdapter::new(
             self.schema.clone(),
             stream,
         )))
-    }
-}
-
-fn prepare(op: &dyn BatchOp, batch: RecordBatch) -> Result<Prepared> {
-    match op.concurrent() {
-        Some(c) => c.prepare(batch),
-        None => Err(DataFusionError::Internal(format!(
-            "op {} is not concurrent",
-            op.name()
-        ))),
     }
 }
 

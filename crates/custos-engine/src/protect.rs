@@ -170,7 +170,7 @@ impl BatchOp for ProtectOp {
         self.commit(self.prepare(batch)?)
     }
 
-    fn concurrent(&self) -> Option<&dyn ConcurrentOp> {
+    fn concurrent(self: Arc<Self>) -> Option<Arc<dyn ConcurrentOp>> {
         Some(self)
     }
 }
