@@ -3,7 +3,11 @@
 
 use super::{Mode, Scan, is_hex, is_word};
 use crate::dict;
+use crate::kind::KindSet;
 use crate::{Finding, PiiKind};
+
+/// Kinds that look at a whole capitalised word.
+const WORD_KINDS: KindSet = KindSet::of(&[PiiKind::Person, PiiKind::DateOfBirth, PiiKind::Address]);
 
 impl<F: FnMut(Finding)> Scan<'_, F> {
     /// IBANs, names, titles, month names, military addresses and upper-case IPv6.
@@ -22,6 +26,10 @@ impl<F: FnMut(Finding)> Scan<'_, F> {
             && let Some(e) = self.ipv6(i)
         {
             return Some(e);
+        }
+        // The rest reads the whole word: names, month names, military addresses.
+        if !self.det.enabled.any(WORD_KINDS) {
+            return None;
         }
         let we = self.name_end(i);
         if we - i < 2 || is_word(self.at(we)) {
