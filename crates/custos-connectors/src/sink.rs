@@ -15,7 +15,7 @@ use datafusion::arrow::csv::WriterBuilder as CsvWriterBuilder;
 use datafusion::arrow::json::LineDelimitedWriter;
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::parquet::basic::{Compression as PqCompression, ZstdLevel};
-use datafusion::parquet::file::properties::WriterProperties;
+use datafusion::parquet::file::properties::{EnabledStatistics, WriterProperties};
 use datafusion::physical_plan::SendableRecordBatchStream;
 use futures::StreamExt;
 use object_store::path::Path as ObjectPath;
@@ -477,13 +477,16 @@ pub async fn write(
                     .set_max_row_group_row_count(Some(p.row_group_size))
                     .set_created_by(format!("custos {}", env!("CARGO_PKG_VERSION")));
                 // Ciphertexts and tokens are incompressible: compressing them costs time
-                // (zstd: ~0.8 s per 1M cells) and saves nothing.
+                // (zstd: ~0.8 s per 1M cells) and saves nothing. Their min/max statistics
+                // are random values that prune no row group, and computing them compares
+                // every value twice.
                 for f in schema.fields() {
                     if custos_core::incompressible(f.metadata()) {
-                        props = props.set_column_compression(
-                            datafusion::parquet::schema::types::ColumnPath::from(f.name().as_str()),
-                            PqCompression::UNCOMPRESSED,
-                        );
+                        let path =
+                            datafusion::parquet::schema::types::ColumnPath::from(f.name().as_str());
+                        props = props
+                            .set_column_compression(path.clone(), PqCompression::UNCOMPRESSED)
+                            .set_column_statistics_enabled(path, EnabledStatistics::None);
                     }
                 }
                 // Decide dictionary encoding per column from the first batch, which is then

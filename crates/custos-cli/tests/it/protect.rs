@@ -725,3 +725,47 @@ fn the_state_dir_flag_also_picks_the_keystore() {
     assert_eq!(stderr.matches("keystore unlocked").count(), 1, "{stderr}");
     assert_eq!(checkpoints(), before + 2);
 }
+
+#[test]
+fn ciphertext_and_token_columns_are_written_without_compression_or_statistics() {
+    use datafusion::parquet::basic::Compression;
+    use datafusion::parquet::file::reader::{FileReader, SerializedFileReader};
+
+    let p = setup();
+    for (name, text, out) in [
+        ("config", CONFIG_PROTECT, "config.csv"),
+        ("sql", SQL_PROTECT, "sql.csv"),
+    ] {
+        let pq = format!("{name}.parquet");
+        let text = text
+            .replace("type = \"csv\"\ninputs", "type = \"parquet\"\ninputs")
+            .replace(out, &pq);
+        p.write(&format!("{name}-pq.toml"), text);
+        run_ok(&p, &format!("{name}-pq.toml"));
+        let file = std::fs::File::open(p.path().join(&pq)).unwrap();
+        let reader = SerializedFileReader::new(file).unwrap();
+        let rg = reader.metadata().row_group(0);
+        let column = |c: &str| {
+            (0..rg.num_columns())
+                .map(|i| rg.column(i))
+                .find(|m| m.column_path().string() == c)
+                .unwrap_or_else(|| panic!("{name}: no column {c}"))
+        };
+        // Random-looking values: nothing to compress, no min/max worth keeping.
+        for c in ["email", "full_name", "card"] {
+            let m = column(c);
+            assert_eq!(m.compression(), Compression::UNCOMPRESSED, "{name}: {c}");
+            assert!(m.statistics().is_none(), "{name}: {c} has statistics");
+        }
+        // Everything else keeps the default codec and its statistics.
+        for c in ["id", "notes", "phone", "ssn", "zip"] {
+            let m = column(c);
+            assert!(
+                matches!(m.compression(), Compression::ZSTD(_)),
+                "{name}: {c} is {:?}",
+                m.compression()
+            );
+            assert!(m.statistics().is_some(), "{name}: {c} has no statistics");
+        }
+    }
+}
