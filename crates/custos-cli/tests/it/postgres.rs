@@ -457,6 +457,118 @@ fn a_killed_load_leaves_the_table_exactly_as_it_was() {
 }
 
 #[test]
+fn a_load_waiting_for_a_slower_sink_outlives_the_servers_idle_timeout() {
+    let Some(db) = Db::open("idle") else { return };
+    // A role whose sessions the server ends after 100 ms idle inside a transaction, as DBAs
+    // configure against forgotten sessions. The load into the table is done in a moment and
+    // then waits, idle, for the Parquet sink before the engine commits both.
+    let role = db.table("loader");
+    let password = std::env::var("CUSTOS_PG_PASSWORD").unwrap();
+    db.exec(&format!(
+        "CREATE ROLE {role} LOGIN PASSWORD '{password}'; \
+         ALTER ROLE {role} SET idle_in_transaction_session_timeout = '100ms'; \
+         GRANT CREATE ON SCHEMA public TO {role}"
+    ));
+    let t = db.table("t");
+    let p = Project::new();
+    p.write("small.csv", "id,name\n1,a\n2,b\n");
+    p.write("big.csv", big_csv(1_000_000));
+    let keys = db
+        .keys()
+        .replace("user = \"custos\"", &format!("user = \"{role}\""));
+    p.write(
+        "p.toml",
+        format!(
+            "[pipeline]\nname = \"idle\"\n\
+             [sources.small]\ntype = \"csv\"\npath = \"small.csv\"\n\
+             [sources.big]\ntype = \"csv\"\npath = \"big.csv\"\n\
+             [sinks.db]\ntype = \"postgres\"\ninputs = [\"small\"]\ntable = \"{t}\"\ncreate_table = true\n{keys}\
+             [sinks.out]\ntype = \"parquet\"\ninputs = [\"big\"]\npath = \"out.parquet\"\n\
+             [danger]\nallow_plaintext = [\"db.*\", \"out.*\"]\n"
+        ),
+    );
+    let (code, summary, stderr) = p.run_json("p.toml");
+    let cleanup = || {
+        db.exec(&format!(
+            "DROP TABLE IF EXISTS {t}; DROP OWNED BY {role}; DROP ROLE {role}"
+        ))
+    };
+    if code != 0 {
+        cleanup();
+        panic!("{summary:#}\n{stderr}");
+    }
+    assert_eq!(summary["rows_written"], 1_000_002, "{summary:#}");
+    assert_eq!(db.one(&format!("SELECT count(*) FROM {t}")), "2");
+    cleanup();
+}
+
+#[test]
+fn a_session_the_server_ends_fails_the_run_with_the_servers_reason() {
+    let Some(db) = Db::open("ended") else { return };
+    let t = db.table("t");
+    let p = Project::new();
+    p.write("small.csv", "id,name\n1,a\n2,b\n");
+    p.write("big.csv", big_csv(2_000_000));
+    p.write(
+        "p.toml",
+        format!(
+            "[pipeline]\nname = \"ended\"\n\
+             [sources.small]\ntype = \"csv\"\npath = \"small.csv\"\n\
+             [sources.big]\ntype = \"csv\"\npath = \"big.csv\"\n\
+             [sinks.db]\ntype = \"postgres\"\ninputs = [\"small\"]\ntable = \"{t}\"\ncreate_table = true\n{}\
+             [sinks.out]\ntype = \"parquet\"\ninputs = [\"big\"]\npath = \"out.parquet\"\n\
+             [danger]\nallow_plaintext = [\"db.*\", \"out.*\"]\n",
+            db.keys()
+        ),
+    );
+    let child = std::process::Command::new(assert_cmd::cargo::cargo_bin("custos"))
+        .args(["run", "p.toml", "--json"])
+        .current_dir(p.path())
+        .env("CUSTOS_STATE_DIR", p.path().join(".custos"))
+        .env("CUSTOS_TOKEN_FILE", p.path().join(".custos/tester.token"))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The load is done in a moment and then waits, idle in its transaction, for the Parquet
+    // sink: an administrator ends that session (as a server shutdown or a failover would).
+    let start = Instant::now();
+    loop {
+        let ended = db.one(&format!(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity \
+             WHERE pid <> pg_backend_pid() AND state = 'idle in transaction' AND query ILIKE '%{t}%'"
+        ));
+        if ended != "0" {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "no idle load to end"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    assert_eq!(out.status.code(), Some(1), "{summary:#}\n{stderr}");
+    let err = summary["error"].as_str().unwrap_or_default();
+    assert!(
+        err.contains("sink \"db\": committing")
+            && err.contains("connection closed: the server said: terminating connection due to administrator command"),
+        "{err}\n{stderr}"
+    );
+    // Nothing was committed: the file went back, the table was never created.
+    assert!(!p.path().join("out.parquet").exists());
+    assert_eq!(summary["rows_written"], 0);
+    assert_eq!(
+        db.one(&format!(
+            "SELECT coalesce(to_regclass('{t}')::text, 'none')"
+        )),
+        "none"
+    );
+}
+
+#[test]
 fn overwrite_replaces_and_upsert_merges() {
     let Some(db) = Db::open("modes") else { return };
     let p = Project::new();

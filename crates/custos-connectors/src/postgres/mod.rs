@@ -8,7 +8,7 @@
 //! from references just before connecting and never appear in errors or logs.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use custos_config::secret::Secret;
@@ -162,6 +162,23 @@ pub struct PgConnection {
     pub describe: String,
     /// `postgres://host:port/db`, recorded with runs.
     pub location: String,
+    /// Why the server ended the connection, once it has ("terminating connection due to
+    /// idle-in-transaction timeout"): the client itself only sees "connection closed".
+    closed: Arc<Mutex<Option<String>>>,
+}
+
+impl PgConnection {
+    /// [`error_message`] of `e`, plus the server's reason when `e` is a closed connection.
+    pub fn error_message(&self, e: &tokio_postgres::Error, password: Option<&Secret>) -> String {
+        let msg = error_message(e, password);
+        if !e.is_closed() {
+            return msg;
+        }
+        match &*self.closed.lock().unwrap_or_else(|p| p.into_inner()) {
+            Some(why) => format!("{msg}: the server said: {why}"),
+            None => msg,
+        }
+    }
 }
 
 impl std::fmt::Debug for PgConnection {
@@ -324,6 +341,25 @@ pub fn error_message(e: &tokio_postgres::Error, password: Option<&Secret>) -> St
     msg
 }
 
+/// Drives a connection on its own task; when the server ends it, keeps the server's reason
+/// for [`PgConnection::error_message`].
+fn watch<S, T>(
+    conn: tokio_postgres::Connection<S, T>,
+    describe: String,
+    closed: Arc<Mutex<Option<String>>>,
+) where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    tokio::spawn(async move {
+        if let Err(e) = conn.await {
+            tracing::debug!(server = %describe, "connection closed: {e}");
+            // The server's own words (no password reaches them).
+            *closed.lock().unwrap_or_else(|p| p.into_inner()) = Some(error_message(&e, None));
+        }
+    });
+}
+
 /// Connects to `t`. Errors name the server, database and user, never the password.
 pub async fn connect(t: &PgTarget) -> Result<PgConnection, ConnectorError> {
     let mut cfg = match &t.url {
@@ -396,23 +432,14 @@ pub async fn connect(t: &PgTarget) -> Result<PgConnection, ConnectorError> {
             "DANGER: connecting to PostgreSQL without a verified TLS connection, allowed by [danger] allow_insecure_db"
         );
     }
-    let spawn = |conn: tokio_postgres::Connection<_, _>| {
-        let describe = describe.clone();
-        tokio::spawn(async move {
-            if let Err(e) = conn.await {
-                tracing::debug!(server = %describe, "connection closed: {e}");
-            }
-        });
-    };
+    let closed: Arc<Mutex<Option<String>>> = Arc::default();
     let client = if t.sslmode == SslMode::Disable {
         cfg.ssl_mode(tokio_postgres::config::SslMode::Disable);
         let (client, conn) = cfg
             .connect(tokio_postgres::NoTls)
             .await
             .map_err(|e| pg_error(&describe, error_message(&e, password)))?;
-        tokio::spawn(async move {
-            let _ = conn.await;
-        });
+        watch(conn, describe.clone(), closed.clone());
         client
     } else {
         cfg.ssl_mode(tokio_postgres::config::SslMode::Require);
@@ -421,12 +448,13 @@ pub async fn connect(t: &PgTarget) -> Result<PgConnection, ConnectorError> {
             .connect(tls)
             .await
             .map_err(|e| pg_error(&describe, error_message(&e, password)))?;
-        spawn(conn);
+        watch(conn, describe.clone(), closed.clone());
         client
     };
     Ok(PgConnection {
         client,
         describe,
         location,
+        closed,
     })
 }

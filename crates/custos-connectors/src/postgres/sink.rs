@@ -14,7 +14,7 @@
 //!
 //! Every statement runs before the engine decides to commit, so constraint errors surface while
 //! nothing is committed anywhere; the transaction then stays open until [`PgPending::commit`]
-//! or [`PgPending::rollback`].
+//! or [`PgPending::rollback`], exempt from the server's idle-in-transaction timeout.
 
 use std::path::Path;
 use std::pin::pin;
@@ -28,7 +28,7 @@ use datafusion::physical_plan::SendableRecordBatchStream;
 use futures::{SinkExt, StreamExt};
 
 use super::copy::{Encoder, PgType};
-use super::{PgConnection, PgTarget, connect, error_message, quote_ident, quote_table};
+use super::{PgConnection, PgTarget, connect, quote_ident, quote_table};
 use crate::ConnectorError;
 
 /// Bytes of COPY data handed to the connection at a time.
@@ -70,7 +70,7 @@ impl PgPending {
                     "sink \"{}\": committing ({})",
                     self.name, self.conn.describe
                 ),
-                message: error_message(&e, self.target.password.as_ref()),
+                message: self.conn.error_message(&e, self.target.password.as_ref()),
             })
     }
 
@@ -103,7 +103,7 @@ pub async fn write(
         context: ctx.clone(),
         message,
     };
-    let db = |e: tokio_postgres::Error| err(error_message(&e, pw));
+    let db = |e: tokio_postgres::Error| err(conn.error_message(&e, pw));
 
     let input = stream.schema();
     let cols: Vec<usize> = input
@@ -130,7 +130,15 @@ pub async fn write(
         }
     }
 
-    conn.client.batch_execute("BEGIN").await.map_err(db)?;
+    // The transaction then waits, idle, for the run's other sinks before the engine commits
+    // it. A server's `idle_in_transaction_session_timeout` (set against forgotten sessions)
+    // would end the session during that wait and fail a run whose every write succeeded, so
+    // this transaction opts out; it still ends with the run: commit, rollback, or the
+    // connection closing when the process does.
+    conn.client
+        .batch_execute("BEGIN; SET LOCAL idle_in_transaction_session_timeout = 0")
+        .await
+        .map_err(db)?;
     let exists: Option<String> = conn
         .client
         .query_one("SELECT to_regclass($1)::text", &[&table])

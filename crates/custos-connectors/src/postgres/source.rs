@@ -28,7 +28,7 @@ use futures::StreamExt;
 use tokio::sync::mpsc;
 
 use super::copy::{Decoder, PgType, Rejected};
-use super::{PgTarget, connect, error_message, quote_ident, quote_table};
+use super::{PgTarget, connect, quote_ident, quote_table};
 use crate::ConnectorError;
 use crate::quarantine::{Quarantine, QuarantineRecord};
 use crate::source::{FileDigest, SourceStats};
@@ -100,7 +100,7 @@ pub async fn discover(
     let stmt = conn.client.prepare(&select).await.map_err(|e| {
         pg(
             &format!("{} ({what})", conn.describe),
-            error_message(&e, password),
+            conn.error_message(&e, password),
         )
     })?;
     let mut columns = Vec::new();
@@ -168,7 +168,7 @@ pub async fn discover(
                     &[],
                 )
                 .await
-                .map_err(|e| pg(&conn.describe, error_message(&e, password)))?;
+                .map_err(|e| pg(&conn.describe, conn.error_message(&e, password)))?;
             let (lo, hi): (Option<i64>, Option<i64>) = (row.get(0), row.get(1));
             match (lo, hi) {
                 (Some(lo), Some(hi)) => split_ranges(&key, lo, hi, n),
@@ -221,7 +221,7 @@ impl PgSourceSpec {
             .map_err(|e| {
                 pg(
                     &conn.describe,
-                    error_message(&e, self.target.password.as_ref()),
+                    conn.error_message(&e, self.target.password.as_ref()),
                 )
             })?
             .get(0);
@@ -330,7 +330,7 @@ impl PgSourceReader {
                 .map(|r| r.get(0))
         }
         .await
-        .map_err(|e| df(pg(&coordinator.describe, error_message(&e, pw))))?;
+        .map_err(|e| df(pg(&coordinator.describe, coordinator.error_message(&e, pw))))?;
         let mut receivers = Vec::new();
         let mut tasks = tokio::task::JoinSet::new();
         for (i, cond) in spec.ranges.iter().enumerate() {
@@ -395,7 +395,7 @@ impl PgSourceReader {
         let fail = |e: tokio_postgres::Error| {
             df(pg(
                 &format!("{} ({})", conn.describe, spec.what),
-                error_message(&e, pw),
+                conn.error_message(&e, pw),
             ))
         };
         if let Some(s) = snapshot {
