@@ -168,7 +168,8 @@ pub struct PgConnection {
 }
 
 impl PgConnection {
-    /// [`error_message`] of `e`, plus the server's reason when `e` is a closed connection.
+    /// [`error_message`] of `e`, plus the server's reason when `e` is a closed connection and
+    /// the server sent one before closing it (best effort: the reason can arrive after).
     pub fn error_message(&self, e: &tokio_postgres::Error, password: Option<&Secret>) -> String {
         let msg = error_message(e, password);
         if !e.is_closed() {
@@ -354,8 +355,10 @@ fn watch<S, T>(
     tokio::spawn(async move {
         if let Err(e) = conn.await {
             tracing::debug!(server = %describe, "connection closed: {e}");
-            // The server's own words (no password reaches them).
-            *closed.lock().unwrap_or_else(|p| p.into_inner()) = Some(error_message(&e, None));
+            // The server's own words, when it sent any (no password reaches them).
+            if e.as_db_error().is_some() {
+                *closed.lock().unwrap_or_else(|p| p.into_inner()) = Some(error_message(&e, None));
+            }
         }
     });
 }
