@@ -620,26 +620,13 @@ fn fpe_column(
     } else {
         cipher.decrypt_batch(values, format, ctx, &mut batch);
     }
-    let mut b = StringBuilder::with_capacity(text.len(), text.value_data().len());
-    let mut failures = Vec::new();
+    // The batch holds the non-null cells in order: the n-th non-null cell's result is the
+    // n-th entry.
     let mut next = 0;
-    for i in 0..text.len() {
-        if text.is_null(i) {
-            b.append_null();
-            continue;
-        }
-        match batch.get(next) {
-            Ok(v) => b.append_value(v),
-            Err(e) => {
-                failures.push((i, e.to_string()));
-                b.append_null();
-            }
-        }
+    map_text(input, 0, |_, _, out| {
+        let r = batch.get(next).map(|v| out.push_str(v));
         next += 1;
-    }
-    Ok(Output {
-        array: Arc::new(b.finish()),
-        failures,
+        r.map_err(|e| e.to_string())
     })
 }
 
