@@ -62,4 +62,25 @@ pub enum DetectError {
         /// The valid names, comma separated.
         valid: String,
     },
+    /// A line of labelled evaluation input could not be read.
+    #[error("{origin}: line {line}: read failed: {source}")]
+    EvalRead {
+        /// The input's name, as given to [`crate::eval::evaluate`].
+        origin: String,
+        /// 1-based line number.
+        line: usize,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A line of labelled evaluation input is not a valid record.
+    #[error("{origin}: line {line}: {reason}")]
+    EvalRecord {
+        /// The input's name, as given to [`crate::eval::evaluate`].
+        origin: String,
+        /// 1-based line number.
+        line: usize,
+        /// What is wrong, without quoting the text.
+        reason: String,
+    },
 }

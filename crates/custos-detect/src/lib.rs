@@ -30,6 +30,7 @@ mod context;
 mod detector;
 mod dict;
 mod error;
+pub mod eval;
 mod kind;
 mod scan;
 mod tables;

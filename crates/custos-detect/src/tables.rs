@@ -180,6 +180,198 @@ pub(crate) const PHONE_RULES: &[PhoneRule] = &[
         max: 9,
         first: ANY,
     }, // AE
+    PhoneRule {
+        cc: "358",
+        min: 5,
+        max: 12,
+        first: ANY,
+    }, // FI
+    PhoneRule {
+        cc: "420",
+        min: 9,
+        max: 9,
+        first: ANY,
+    }, // CZ
+    PhoneRule {
+        cc: "421",
+        min: 9,
+        max: 9,
+        first: ANY,
+    }, // SK
+    PhoneRule {
+        cc: "36",
+        min: 8,
+        max: 9,
+        first: ANY,
+    }, // HU
+    PhoneRule {
+        cc: "40",
+        min: 9,
+        max: 9,
+        first: ANY,
+    }, // RO
+    PhoneRule {
+        cc: "30",
+        min: 10,
+        max: 10,
+        first: ANY,
+    }, // GR
+    PhoneRule {
+        cc: "90",
+        min: 10,
+        max: 10,
+        first: ANY,
+    }, // TR
+    PhoneRule {
+        cc: "54",
+        min: 10,
+        max: 11,
+        first: ANY,
+    }, // AR
+    PhoneRule {
+        cc: "56",
+        min: 9,
+        max: 9,
+        first: ANY,
+    }, // CL
+    PhoneRule {
+        cc: "57",
+        min: 10,
+        max: 10,
+        first: ANY,
+    }, // CO
+    PhoneRule {
+        cc: "51",
+        min: 8,
+        max: 9,
+        first: ANY,
+    }, // PE
+    PhoneRule {
+        cc: "60",
+        min: 8,
+        max: 10,
+        first: ANY,
+    }, // MY
+    PhoneRule {
+        cc: "62",
+        min: 8,
+        max: 12,
+        first: ANY,
+    }, // ID
+    PhoneRule {
+        cc: "63",
+        min: 9,
+        max: 10,
+        first: ANY,
+    }, // PH
+    PhoneRule {
+        cc: "66",
+        min: 8,
+        max: 9,
+        first: ANY,
+    }, // TH
+    PhoneRule {
+        cc: "84",
+        min: 9,
+        max: 10,
+        first: ANY,
+    }, // VN
+    PhoneRule {
+        cc: "92",
+        min: 10,
+        max: 10,
+        first: ANY,
+    }, // PK
+    PhoneRule {
+        cc: "20",
+        min: 9,
+        max: 10,
+        first: ANY,
+    }, // EG
+    PhoneRule {
+        cc: "234",
+        min: 8,
+        max: 10,
+        first: ANY,
+    }, // NG
+    PhoneRule {
+        cc: "254",
+        min: 9,
+        max: 9,
+        first: ANY,
+    }, // KE
+    PhoneRule {
+        cc: "972",
+        min: 8,
+        max: 9,
+        first: ANY,
+    }, // IL
+    PhoneRule {
+        cc: "966",
+        min: 9,
+        max: 9,
+        first: ANY,
+    }, // SA
+    PhoneRule {
+        cc: "380",
+        min: 9,
+        max: 9,
+        first: ANY,
+    }, // UA
+    PhoneRule {
+        cc: "352",
+        min: 6,
+        max: 11,
+        first: ANY,
+    }, // LU
+    PhoneRule {
+        cc: "354",
+        min: 7,
+        max: 9,
+        first: ANY,
+    }, // IS
+    PhoneRule {
+        cc: "370",
+        min: 8,
+        max: 8,
+        first: ANY,
+    }, // LT
+    PhoneRule {
+        cc: "371",
+        min: 8,
+        max: 8,
+        first: ANY,
+    }, // LV
+    PhoneRule {
+        cc: "372",
+        min: 7,
+        max: 8,
+        first: ANY,
+    }, // EE
+    PhoneRule {
+        cc: "385",
+        min: 8,
+        max: 9,
+        first: ANY,
+    }, // HR
+    PhoneRule {
+        cc: "386",
+        min: 8,
+        max: 8,
+        first: ANY,
+    }, // SI
+    PhoneRule {
+        cc: "852",
+        min: 8,
+        max: 8,
+        first: ANY,
+    }, // HK
+    PhoneRule {
+        cc: "886",
+        min: 8,
+        max: 9,
+        first: ANY,
+    }, // TW
 ];
 
 /// Finds the rule whose calling code prefixes `digits` (codes are prefix-free).

@@ -153,6 +153,8 @@ pub(crate) struct Scan<'a, F: FnMut(Finding)> {
     mode: Mode,
     /// Findings below this are not emitted.
     min_score: f32,
+    /// End of the last phone number reported, for lists of numbers ("... or 0612 ...").
+    last_phone: Option<usize>,
     emit: F,
 }
 
@@ -165,6 +167,7 @@ impl<'a, F: FnMut(Finding)> Scan<'a, F> {
             b: text.as_bytes(),
             mode,
             min_score,
+            last_phone: None,
             emit,
         }
     }
@@ -204,6 +207,9 @@ impl<'a, F: FnMut(Finding)> Scan<'a, F> {
     fn push(&mut self, kind: PiiKind, start: usize, end: usize, score: f32) {
         let score = score.clamp(0.0, 1.0);
         if self.det.enabled.has(kind) && score >= self.min_score {
+            if kind == PiiKind::Phone {
+                self.last_phone = Some(end);
+            }
             (self.emit)(Finding {
                 kind,
                 start,
@@ -378,8 +384,10 @@ impl<'a, F: FnMut(Finding)> Scan<'a, F> {
         }
         let mut chunk = self.chunk(i)?;
         let mut end = chunk.span(0, chunk.n - 1).1;
+        // "x9150", " ext. 12": an extension belongs to a phone number ending here.
+        let ext = self.extension(end);
         // A number glued to letters ("5pm", "172B") or to an email's '@' ends before it.
-        if is_word(self.at(end)) || self.at(end) == b'@' {
+        if ext.is_none() && (is_word(self.at(end)) || self.at(end) == b'@') {
             chunk.n -= 1;
             if chunk.n == 0 {
                 return None;
@@ -404,7 +412,13 @@ impl<'a, F: FnMut(Finding)> Scan<'a, F> {
             }
             match hit {
                 Some((z, (kind, score))) => {
-                    let (s, e) = chunk.span(a, z);
+                    let (s, mut e) = chunk.span(a, z);
+                    if kind == PiiKind::Phone
+                        && z + 1 == chunk.n
+                        && let Some(x) = ext
+                    {
+                        e = x;
+                    }
                     self.push(kind, s, e, score);
                     found_end = Some(e);
                     a = z + 1;
@@ -429,6 +443,59 @@ impl<'a, F: FnMut(Finding)> Scan<'a, F> {
             }
         }
         Some(found_end.map_or(end, |f| f.max(end)))
+    }
+
+    /// Whether the layout around `span` says phone: the number stands on a line of its own
+    /// after another line (a letter's signature block), or it follows a phone number in a
+    /// list ("+33 1 83 41 77 76 or 0415391500").
+    fn phone_layout(&self, (s, e): (usize, usize)) -> bool {
+        let b = self.b;
+        if let Some(p) = self.last_phone
+            && p <= s
+            && s - p <= 6
+        {
+            let gap = &b[p..s];
+            if matches!(gap, b" or " | b", " | b" / " | b" and " | b"; " | b", or ") {
+                return true;
+            }
+        }
+        let mut i = s;
+        while i > 0 && b[i - 1] == b' ' {
+            i -= 1;
+        }
+        let own_line = i > 0 && b[i - 1] == b'\n';
+        own_line && matches!(self.at(e), 0 | b'\n' | b'\r')
+    }
+
+    /// End of a phone extension right after `e`: "x123", " x 12", " ext. 12", " ext 1234",
+    /// "extension 5".
+    fn extension(&self, e: usize) -> Option<usize> {
+        let b = self.b;
+        let mut j = e;
+        if self.at(j) == b' ' {
+            j += 1;
+        }
+        let we = self.alpha_end(j);
+        let w = &b[j..we];
+        if !(w.eq_ignore_ascii_case(b"x")
+            || w.eq_ignore_ascii_case(b"ext")
+            || w.eq_ignore_ascii_case(b"extn")
+            || w.eq_ignore_ascii_case(b"extension"))
+        {
+            return None;
+        }
+        j = we;
+        if self.at(j) == b'.' {
+            j += 1;
+        }
+        if self.at(j) == b' ' {
+            j += 1;
+        }
+        let ds = j;
+        while j < b.len() && b[j].is_ascii_digit() && j - ds < 6 {
+            j += 1;
+        }
+        (j > ds && !is_word(self.at(j))).then_some(j)
     }
 
     /// Reads a chunk of digit groups starting at `i` (a digit, `+` or `(`).
@@ -490,6 +557,13 @@ impl<'a, F: FnMut(Finding)> Scan<'a, F> {
                 }
             }
             let d = self.at(j);
+            // "+44(0)115 ...", "+80(6)36...": a bracketed trunk digit or area code.
+            if d == b'(' && c.n <= 2 && self.at(j + 1).is_ascii_digit() {
+                sep = d;
+                paren = true;
+                j += 1;
+                continue;
+            }
             if !matches!(d, b'-' | b'.' | b' ' | b'/' | b':') {
                 break;
             }
@@ -497,7 +571,7 @@ impl<'a, F: FnMut(Finding)> Scan<'a, F> {
             if nx.is_ascii_digit() {
                 sep = d;
                 j += 1;
-            } else if d == b' ' && nx == b'(' && c.n == 1 && self.at(j + 2).is_ascii_digit() {
+            } else if d == b' ' && nx == b'(' && c.n <= 2 && self.at(j + 2).is_ascii_digit() {
                 // "+1 (718) 574-5483": only the area code after a country code.
                 sep = d;
                 paren = true;
@@ -572,35 +646,41 @@ impl<'a, F: FnMut(Finding)> Scan<'a, F> {
                     (SsnForm::Bare, Mode::Cell) => 0.6,
                     (SsnForm::Bare, Mode::Text) if cx.neg.has(PiiKind::Ssn) => return None,
                     (SsnForm::Bare, Mode::Text) if cx.pos.has(PiiKind::Ssn) => 0.85,
-                    (SsnForm::Bare, Mode::Text) => 0.3,
+                    // Nine bare digits without an SSN word may still be a phone number.
+                    (SsnForm::Bare, Mode::Text) if !cx.pos.has(PiiKind::Phone) => 0.3,
+                    (SsnForm::Bare, Mode::Text) => 0.0,
                     (SsnForm::Dashed, _) => adjust(0.75, cx, PiiKind::Ssn, 0.2, 0.4),
                     (SsnForm::Spaced, _) => adjust(0.6, cx, PiiKind::Ssn, 0.3, 0.4),
                 };
-                return Some((PiiKind::Ssn, score));
+                if score > 0.0 {
+                    return Some((PiiKind::Ssn, score));
+                }
             }
         }
+        // Dotted quads and dates are read before phones: their shapes are stricter.
+        let other = lead == 0
+            && !c.g[a].paren
+            && ((self.on(PiiKind::Ip) && ipv4(self.b, groups))
+                || (self.on(PiiKind::DateOfBirth) && date_groups(self.b, groups)));
         if self.on(PiiKind::Phone)
-            && lead != b'('
+            && !other
             && let Some(form) = phone(groups, d.as_slice(), lead)
         {
             let cx = ctx_of(self);
             let score = match (form, self.mode) {
-                // Ten bare digits are as often an id as a phone number: a cell needs the
+                // Bare digits are as often an id as a phone number: a cell needs the
                 // column name to agree (see `classify_column`).
                 (PhoneForm::Bare, Mode::Cell) => 0.45,
                 (PhoneForm::Bare, Mode::Text) if cx.neg.has(PiiKind::Phone) => return None,
-                (PhoneForm::Bare, Mode::Text) if cx.pos.has(PiiKind::Phone) => 0.8,
+                (PhoneForm::Bare, Mode::Text)
+                    if cx.pos.has(PiiKind::Phone) || self.phone_layout(c.span(a, z)) =>
+                {
+                    0.8
+                }
                 (PhoneForm::Bare, Mode::Text) => 0.4,
                 (PhoneForm::Formatted(base), _) => adjust(base, cx, PiiKind::Phone, 0.15, 0.4),
             };
             return Some((PiiKind::Phone, score));
-        }
-        if lead == b'('
-            && self.on(PiiKind::Phone)
-            && let Some(PhoneForm::Formatted(base)) = phone(groups, d.as_slice(), 0)
-        {
-            let cx = ctx_of(self);
-            return Some((PiiKind::Phone, adjust(base, cx, PiiKind::Phone, 0.15, 0.4)));
         }
         if lead != 0 {
             return None;

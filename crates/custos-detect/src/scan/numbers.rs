@@ -22,10 +22,11 @@ pub(super) fn boundaries_ok(c: &Chunk, a: usize, z: usize) -> bool {
     left_ok && right_ok
 }
 
-/// Card numbers: 13-19 digits, compact or in consistent groups, a known IIN, and Luhn.
+/// Card numbers: 12-19 digits, compact or in consistent groups, an ISO/IEC 7812 issuer range
+/// of a known brand, and Luhn. Returns the base score.
 pub(super) fn card(groups: &[Group], d: &[u8]) -> Option<f32> {
     let n = d.len();
-    if !(13..=19).contains(&n) {
+    if !(12..=19).contains(&n) {
         return None;
     }
     if groups.len() > 1 {
@@ -51,30 +52,57 @@ pub(super) fn card(groups: &[Group], d: &[u8]) -> Option<f32> {
             return None;
         }
     }
+    if !luhn(d) {
+        return None;
+    }
     let p2 = digits_value(&d[..2]);
     let p3 = digits_value(&d[..3]);
     let p4 = digits_value(&d[..4]);
     let p6 = digits_value(&d[..6]);
-    let brand_ok = match d[0] {
+    let full = (16..=19).contains(&n);
+    // Maestro's ranges: short (12-19 digit) numbers that only a card context makes likely.
+    let maestro = matches!(
+        p4,
+        5018 | 5020 | 5038 | 5893 | 6304 | 6759 | 6761..=6763 | 6390 | 604
+    ) || (56..=58).contains(&p2);
+    let strong = match d[0] {
         b'4' => matches!(n, 13 | 16 | 19),
         b'5' => (51..=55).contains(&p2) && n == 16,
-        b'2' => (2221..=2720).contains(&p4) && n == 16,
+        // Mastercard's 2-series, and Mir (2200-2204).
+        b'2' => {
+            ((2221..=2720).contains(&p4) && n == 16)
+                || ((2200..=2204).contains(&p4) && full)
+                || (p4 == 2131 && n == 15)
+        }
+        // JCB's old 15-digit range.
+        b'1' => p4 == 1800 && n == 15,
         b'3' => {
             ((p2 == 34 || p2 == 37) && n == 15)
-                || ((3528..=3589).contains(&p4) && n >= 16)
-                || (((300..=305).contains(&p3) || p2 == 36 || p2 == 38 || p2 == 39) && n >= 14)
+                || (p2 == 35 && full)
+                || (((300..=305).contains(&p3) || p4 == 3095 || p2 == 36 || p2 == 38 || p2 == 39)
+                    && n >= 14)
         }
+        // Discover, UnionPay (62), RuPay (60, 65).
         b'6' => {
             (p4 == 6011
                 || (644..=649).contains(&p3)
                 || p2 == 65
+                || p2 == 60
                 || (622_126..=622_925).contains(&p6)
                 || p2 == 62)
-                && n >= 16
+                && full
         }
+        // RuPay's 81/82 and 508 ranges.
+        b'8' => (p2 == 81 || p2 == 82) && n == 16,
         _ => false,
-    };
-    (brand_ok && luhn(d)).then_some(0.85)
+    } || (p3 == 508 && n == 16);
+    if strong {
+        Some(0.85)
+    } else if maestro {
+        Some(0.6)
+    } else {
+        None
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -108,9 +136,10 @@ pub(super) fn ssn(groups: &[Group], d: &[u8]) -> Option<SsnForm> {
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub(super) enum PhoneForm {
-    /// Written with separators or a country code, with its base score.
+    /// Written so that it reads as a phone number by itself, with its base score.
     Formatted(f32),
-    /// Ten bare digits: needs context.
+    /// Digits of a phone number's length whose writing proves nothing (bare, or in two or
+    /// three groups that could be an order number): needs a context word.
     Bare,
 }
 
@@ -123,7 +152,10 @@ pub(super) fn nanp_ok(d: &[u8]) -> bool {
         && !(d[4] == b'1' && d[5] == b'1')
 }
 
-/// Phone numbers: NANP in the usual US forms, or `+CC` international numbers.
+/// Phone numbers as people write them: NANP, `+CC` or `00` international, and national
+/// numbers with a trunk `0` or an area code in parentheses. Shape decides the base score;
+/// what no shape proves ([`PhoneForm::Bare`]) is left to context words, so dates, versions and
+/// order numbers are kept out by context rather than by strict numbering rules.
 pub(super) fn phone(groups: &[Group], d: &[u8], lead: u8) -> Option<PhoneForm> {
     let lens = |k: usize| groups.get(k).map_or(0, Group::len);
     let consistent = |from: usize| {
@@ -131,80 +163,107 @@ pub(super) fn phone(groups: &[Group], d: &[u8], lead: u8) -> Option<PhoneForm> {
             .get(from + 1..)
             .is_some_and(|gs| gs.iter().all(|g| g.sep == groups[from + 1].sep))
     };
+    let slash_ok = groups.len() == 2;
     let seps_ok = groups[1..]
         .iter()
-        .all(|g| matches!(g.sep, b' ' | b'-' | b'.' | b')'));
-    if !seps_ok {
+        .all(|g| matches!(g.sep, b' ' | b'-' | b'.' | b')' | b'(') || (slash_ok && g.sep == b'/'));
+    if !seps_ok || groups.iter().any(|g| g.len() > 12) {
         return None;
     }
+    let n = d.len();
     if lead == b'+' {
-        if d.len() < 8 || d.len() > 15 {
+        if !(7..=15).contains(&n) {
             return None;
         }
         if d[0] == b'1' {
             let nat = &d[1..];
             let shape = match groups.len() {
-                1 => d.len() == 11,
+                1 => n == 11,
                 2 => lens(0) == 1 && lens(1) == 10,
                 4 => lens(0) == 1 && lens(1) == 3 && lens(2) == 3 && lens(3) == 4,
                 _ => false,
             };
-            return (shape && nanp_ok(nat)).then_some(PhoneForm::Formatted(0.85));
+            return match (shape, nanp_ok(nat)) {
+                (true, true) => Some(PhoneForm::Formatted(0.85)),
+                // Well-formed but outside today's exchange rules: the "+1" still says phone.
+                (true, false) => Some(PhoneForm::Formatted(0.7)),
+                _ => (n == 11).then_some(PhoneForm::Formatted(0.55)),
+            };
         }
         if let Some(rule) = tables::phone_rule(d) {
             let cc = rule.cc.len();
-            // With separators, the country code stands alone as the first group.
-            if groups.len() > 1 && lens(0) != cc {
+            if lens(0) < cc {
                 return None;
             }
             // "+49 (0)30 ...": the bracketed trunk zero is not dialled from abroad.
-            let trunk =
-                groups.len() > 2 && groups[1].paren && lens(1) == 1 && d.get(cc) == Some(&b'0');
+            let trunk = groups.len() > 2
+                && lens(0) == cc
+                && groups[1].paren
+                && lens(1) == 1
+                && d.get(cc) == Some(&b'0');
             let nat = &d[cc + usize::from(trunk)..];
             let ok = (usize::from(rule.min)..=usize::from(rule.max)).contains(&nat.len())
                 && nat.first().is_some_and(|f| rule.first.contains(f));
-            return ok.then_some(PhoneForm::Formatted(0.8));
+            return Some(PhoneForm::Formatted(if ok { 0.85 } else { 0.6 }));
         }
-        // Unknown country: plausible E.164 only, scored below the default threshold.
-        return (tables::plausible_cc(d[0]) && groups.len() > 1)
-            .then_some(PhoneForm::Formatted(0.45));
+        // An unlisted country: a "+" before enough digits is still how phones are written.
+        return (tables::plausible_cc(d[0]) && n >= 8).then_some(PhoneForm::Formatted(0.6));
     }
-    match d.len() {
-        10 => {
-            if !nanp_ok(d) {
-                return None;
-            }
-            match groups.len() {
-                1 => Some(PhoneForm::Bare),
-                3 if lens(0) == 3 && lens(1) == 3 && lens(2) == 4 => {
-                    if groups[0].paren {
-                        matches!(groups[2].sep, b'-' | b' ' | b'.')
-                            .then_some(PhoneForm::Formatted(0.8))
-                    } else if consistent(0) && groups[1].sep != b')' {
-                        let base = if groups[1].sep == b' ' { 0.6 } else { 0.7 };
-                        Some(PhoneForm::Formatted(base))
-                    } else {
-                        None
-                    }
-                }
-                _ => None,
-            }
-        }
-        11 if d[0] == b'1' => {
-            if !nanp_ok(&d[1..]) {
-                return None;
-            }
-            let shape = groups.len() == 4
-                && lens(0) == 1
-                && lens(1) == 3
-                && lens(2) == 3
-                && lens(3) == 4
-                && (groups[1].paren || consistent(0))
-                && groups[3].sep != b')';
-            shape.then_some(PhoneForm::Formatted(0.75))
-        }
-        _ => None,
+    // "00" / "011" international prefixes.
+    if groups.len() > 1 && (10..=15).contains(&n) && d.starts_with(b"00") {
+        return Some(PhoneForm::Formatted(0.75));
     }
+    if groups[0].paren {
+        if !(7..=13).contains(&n) || groups.len() < 2 {
+            return None;
+        }
+        let nanp = n == 10 && lens(0) == 3 && lens(1) == 3 && lens(2) == 4;
+        return Some(PhoneForm::Formatted(match (nanp, nanp_ok(d)) {
+            (true, true) => 0.8,
+            _ => 0.7,
+        }));
+    }
+    if n == 10 && groups.len() == 3 && lens(0) == 3 && lens(1) == 3 && lens(2) == 4 {
+        if consistent(0) && groups[1].sep != b')' {
+            let base = if groups[1].sep == b' ' { 0.6 } else { 0.7 };
+            // A NANP shape outside the exchange rules: likely a phone, less sure.
+            return Some(PhoneForm::Formatted(if nanp_ok(d) { base } else { 0.55 }));
+        }
+        if groups[1].paren {
+            return Some(PhoneForm::Formatted(0.7));
+        }
+    }
+    if n == 11 && d[0] == b'1' && groups.len() == 4 {
+        let shape = lens(0) == 1
+            && lens(1) == 3
+            && lens(2) == 3
+            && lens(3) == 4
+            && (groups[1].paren || consistent(0))
+            && groups[3].sep != b')';
+        if shape {
+            return Some(PhoneForm::Formatted(if nanp_ok(&d[1..]) {
+                0.75
+            } else {
+                0.6
+            }));
+        }
+    }
+    if n == 10 && groups.len() == 1 && nanp_ok(d) {
+        return Some(PhoneForm::Bare);
+    }
+    if !(7..=13).contains(&n) {
+        return None;
+    }
+    // National numbers with their trunk zero in three or more groups: "02 4177 7631",
+    // "04 15 39 15 00", "080-9141-7776".
+    if d[0] == b'0' && groups.len() >= 3 && n >= 9 && lens(0) <= 5 {
+        return Some(PhoneForm::Formatted(0.6));
+    }
+    // A parenthesised area code after a trunk digit: "8 (066) 907-43-91".
+    if groups.len() >= 3 && groups[1].paren {
+        return Some(PhoneForm::Formatted(0.6));
+    }
+    Some(PhoneForm::Bare)
 }
 
 /// IPv4: four dot-separated groups that `std::net` accepts.

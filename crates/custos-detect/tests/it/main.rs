@@ -5,4 +5,5 @@
 mod accuracy;
 mod column;
 mod detectors;
+mod eval;
 mod props;
