@@ -55,12 +55,17 @@ fn check(report: &EvalReport, micro_f1: f64, type_recall: f64, entity_f1: f64) {
 fn dev_set() {
     let r = run("dev.jsonl");
     assert_eq!(r.records, 1500);
-    check(&r, 0.0, 0.0, 0.0);
+    // Regression floors a little under what was measured (pattern micro F1 0.999, PERSON
+    // 0.36, STREET_ADDRESS 0.29); the names and addresses floor is not issue 19's target.
+    check(&r, 0.99, 0.98, 0.25);
 }
 
 #[test]
 fn heldout_set() {
     let r = run("heldout.jsonl");
     assert_eq!(r.records, 1500);
-    check(&r, 0.0, 0.0, 0.0);
+    // Issue 19's pattern targets (measured: micro F1 0.987, lowest recall 0.946 for phones);
+    // PERSON (0.41) and STREET_ADDRESS (0.31) are still far below their 0.70 target, so they
+    // only have a regression floor.
+    check(&r, 0.95, 0.90, 0.25);
 }
