@@ -35,16 +35,6 @@ const SCORED: [PiiKind; 8] = [
     PiiKind::Address,
 ];
 
-/// Kinds found by structure and checksums rather than by words.
-const PATTERN: [PiiKind; 6] = [
-    PiiKind::Email,
-    PiiKind::Phone,
-    PiiKind::Ssn,
-    PiiKind::Card,
-    PiiKind::Iban,
-    PiiKind::Ip,
-];
-
 /// The kind a truth label stands for: `Some(kind)` for a scored label, `None` for a label
 /// that is ignored (known to Presidio but not detected here, or unknown).
 pub fn label_kind(label: &str) -> Option<PiiKind> {
@@ -342,7 +332,7 @@ pub fn evaluate(
     let mut pattern = Counts::default();
     let mut entity = Counts::default();
     for (k, c) in SCORED.iter().zip(&counts) {
-        if PATTERN.contains(k) {
+        if PiiKind::PATTERN.contains(k) {
             pattern.add(c);
         } else {
             entity.add(c);

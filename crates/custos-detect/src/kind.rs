@@ -38,6 +38,17 @@ pub enum PiiKind {
 }
 
 impl PiiKind {
+    /// The kinds found by structure and checksums rather than by words: what the PII gate looks
+    /// for inside free text and what the evaluation scores as "pattern" types.
+    pub const PATTERN: [PiiKind; 6] = [
+        PiiKind::Email,
+        PiiKind::Phone,
+        PiiKind::Ssn,
+        PiiKind::Card,
+        PiiKind::Iban,
+        PiiKind::Ip,
+    ];
+
     /// Every built-in kind, in the order used for reports.
     pub const BUILTIN: [PiiKind; 9] = [
         PiiKind::Email,

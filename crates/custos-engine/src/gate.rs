@@ -31,14 +31,7 @@ const SAMPLE: usize = 1000;
 const WHOLE_RATIO: f64 = 0.5;
 /// Share of values with embedded PII that marks a free-text column.
 const EMBEDDED_RATIO: f64 = 0.2;
-const EMBEDDED_KINDS: [PiiKind; 6] = [
-    PiiKind::Email,
-    PiiKind::Phone,
-    PiiKind::Ssn,
-    PiiKind::Card,
-    PiiKind::Iban,
-    PiiKind::Ip,
-];
+const EMBEDDED_KINDS: [PiiKind; 6] = PiiKind::PATTERN;
 
 /// The message for a blocked column.
 pub(crate) fn blocked(sink: &str, column: &str, class: &str) -> String {
