@@ -6,6 +6,7 @@
 
 mod access;
 mod admin;
+mod detect;
 mod init;
 mod keys;
 mod output;
@@ -105,6 +106,12 @@ enum Command {
         #[arg(long, conflicts_with = "json")]
         suggest: bool,
     },
+    /// Run the PII detectors outside a pipeline: `custos detect eval TRUTH.jsonl` scores
+    /// them on labelled text.
+    Detect {
+        #[command(subcommand)]
+        command: detect::DetectCommand,
+    },
     /// Run a pipeline.
     ///
     /// Shows a progress bar on a terminal (rows, rows/s, bytes), then a summary with the row
@@ -181,7 +188,7 @@ enum RunsCommand {
 /// Exit code for a failed run.
 const EXIT_RUN_FAILED: u8 = 1;
 /// Exit code for an invalid config or usage.
-const EXIT_INVALID: u8 = 2;
+pub(crate) const EXIT_INVALID: u8 = 2;
 /// Exit code for a failed sign-in or a denied action.
 pub(crate) const EXIT_DENIED: u8 = 3;
 
@@ -272,6 +279,16 @@ fn real_main(cli: Cli) -> Result<u8> {
                 },
             )?;
             scan::run(target, *sample, *seed, *json, *suggest)
+        }),
+        Command::Detect { command } => with_session(&state, |s| {
+            // A labelled corpus is personal data like any dataset.
+            s.authorize(
+                Action::ReadDataset,
+                &Resource::Dataset {
+                    name: command.dataset(),
+                },
+            )?;
+            detect::run(command)
         }),
         Command::Keys { keystore, command } => {
             let path = keystore

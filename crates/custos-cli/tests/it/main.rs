@@ -4,6 +4,7 @@
 mod access;
 mod config_errors;
 mod crash;
+mod detect;
 mod formats;
 mod golden;
 mod keys;
