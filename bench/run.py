@@ -292,10 +292,15 @@ def main():
     try:
         sh([custos, "init", "--no-example", "--admin-token-file", ".custos/admin.token", "."], env, project)
         sh([custos, "users", "add", "bench", "--role", "data_engineer", "--token-file", ".custos/bench.token"], admin, project)
+        # A grant needs a second admin whose token only they have seen.
+        sh([custos, "users", "add", "sec", "--role", "security_admin", "--token-file", ".custos/sec.first"], admin, project)
+        sec_first = dict(env, CUSTOS_TOKEN_FILE=os.path.join(project, ".custos", "sec.first"))
+        sh([custos, "tokens", "rotate", "--token-file", ".custos/sec.token"], sec_first, project)
+        sec = dict(env, CUSTOS_TOKEN_FILE=os.path.join(project, ".custos", "sec.token"))
         sh(
             [custos, "grants", "add", "bench", "decrypt_column", "--on", "pipeline:decrypt6", "--until", "+1d",
              "--reason", "benchmark round trip on synthetic data"],
-            admin,
+            sec,
             project,
         )
         sh([custos, "keys", "init", "--kdf-memory-mib", "8", "--kdf-iterations", "1"], admin, project)

@@ -21,10 +21,16 @@ export CUSTOS_KEYSTORE_PASSPHRASE="${CUSTOS_KEYSTORE_PASSPHRASE:-quickstart-demo
 rm -rf .custos out policies
 echo "== custos init $dir (creates the first admin; its token goes to .custos/admin.token)"
 "$CUSTOS_BIN" init --force --admin-token-file .custos/admin.token .
-echo "== as admin: add the data engineer 'etl' and grant it one hour of decryption for the demo"
+echo "== as admin: add the data engineer 'etl' and a second security admin 'sec'"
 export CUSTOS_TOKEN_FILE=.custos/admin.token
 "$CUSTOS_BIN" users add etl --role data_engineer --token-file .custos/etl.token
-"$CUSTOS_BIN" grants add etl decrypt_column --on pipeline:customers-decrypt --until +1h \
+"$CUSTOS_BIN" users add sec --role security_admin --token-file .custos/sec.first-token
+echo "== as sec: rotate the token admin handed over, then grant etl one hour of decryption"
+echo "   (a grant needs a second person who never saw the grantee's token)"
+CUSTOS_TOKEN_FILE=.custos/sec.first-token "$CUSTOS_BIN" tokens rotate --token-file .custos/sec.token
+rm -f .custos/sec.first-token
+CUSTOS_TOKEN_FILE=.custos/sec.token "$CUSTOS_BIN" grants add etl decrypt_column \
+  --on pipeline:customers-decrypt --until +1h \
   --reason "quickstart: show that the protected output decrypts back"
 export CUSTOS_TOKEN_FILE=.custos/etl.token
 echo "== as etl: custos scan data/customers.csv"

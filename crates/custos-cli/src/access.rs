@@ -14,10 +14,9 @@ use anyhow::{Context, Result};
 use custos_audit::{AuditLog, Event};
 use custos_policy::{Action, Identities, PolicyEngine, PolicyError, Resource, User};
 use ed25519_dalek::SigningKey;
-use serde::Deserialize;
 
 /// Name of the audit checkpoint key in the keystore.
-pub(crate) const AUDIT_KEY: &str = "custos-audit";
+pub(crate) const AUDIT_KEY: &str = custos_app::project::AUDIT_KEY;
 
 /// A refusal: sign-in failed or a policy denied. The CLI exits with [`crate::EXIT_DENIED`].
 #[derive(Debug)]
@@ -31,90 +30,13 @@ impl std::fmt::Display for Denied {
 
 impl std::error::Error for Denied {}
 
-/// The optional project settings file `custos.toml` (beside the state directory).
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ProjectConfig {
-    #[serde(default)]
-    audit: AuditConfig,
-}
-
-/// `[audit]` in `custos.toml`.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct AuditConfig {
-    /// Start a new segment file when the current one reaches this many MiB.
-    #[serde(default = "default_segment_mib")]
-    segment_mib: u64,
-    /// Remove whole segments whose every event is older than this: `30d`, `7y`, ...
-    #[serde(default)]
-    retention: Option<String>,
-}
-
-impl Default for AuditConfig {
-    fn default() -> Self {
-        Self {
-            segment_mib: default_segment_mib(),
-            retention: None,
-        }
-    }
-}
-
-fn default_segment_mib() -> u64 {
-    64
-}
-
-/// Parses `90d`, `12w`, `6m` (30-day months), `7y` (365-day years) into nanoseconds.
-fn parse_retention(s: &str) -> Option<i64> {
-    let s = s.trim();
-    let (n, unit) = s.split_at(s.len().checked_sub(1)?);
-    let n: i64 = n.trim().parse().ok().filter(|n| *n > 0)?;
-    let days = match unit {
-        "d" => n,
-        "w" => n * 7,
-        "m" => n * 30,
-        "y" => n * 365,
-        _ => return None,
-    };
-    days.checked_mul(86_400 * 1_000_000_000)
-}
-
-/// The project directory: the state directory's parent.
-pub(crate) fn project_root(state_dir: &Path) -> PathBuf {
-    state_dir
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .map(Path::to_path_buf)
-        .unwrap_or_else(|| PathBuf::from("."))
-}
-
-/// The project's policy directory.
+/// The project's policy directory (`$CUSTOS_POLICY_DIR` in local mode).
 pub(crate) fn policy_dir(state_dir: &Path) -> PathBuf {
-    match std::env::var_os("CUSTOS_POLICY_DIR") {
-        Some(d) if !d.is_empty() => PathBuf::from(d),
-        _ => project_root(state_dir).join("policies"),
-    }
+    custos_app::settings::policy_dir(state_dir, true)
 }
 
-fn load_project(state_dir: &Path) -> Result<ProjectConfig> {
-    let path = project_root(state_dir).join("custos.toml");
-    match std::fs::read_to_string(&path) {
-        Ok(text) => {
-            let cfg: ProjectConfig =
-                toml::from_str(&text).with_context(|| format!("{}", path.display()))?;
-            if let Some(r) = &cfg.audit.retention
-                && parse_retention(r).is_none()
-            {
-                anyhow::bail!(
-                    "{}: audit.retention \"{r}\" is not a duration like 90d, 12w, 6m or 7y",
-                    path.display()
-                );
-            }
-            Ok(cfg)
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(ProjectConfig::default()),
-        Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
-    }
+fn load_project(state_dir: &Path) -> Result<custos_app::settings::ProjectConfig> {
+    Ok(custos_app::settings::load_project(state_dir)?)
 }
 
 pub(crate) fn now_ns() -> i64 {
@@ -202,6 +124,8 @@ pub(crate) struct Session {
     create_audit_key: bool,
     /// The keystore as already unlocked by this command, reused for the checkpoint key.
     keystore: Option<Arc<custos_keys::Keystore>>,
+    /// Shared hold on the state directory: no server takes it over mid-command.
+    _owner_lock: std::fs::File,
 }
 
 impl std::fmt::Debug for Session {
@@ -217,6 +141,9 @@ impl Session {
     /// is `state_dir`.
     pub(crate) fn open(state_dir: &Path) -> Result<Self> {
         custos_engine::create_private_dir(state_dir)?;
+        // A project served by `custos serve` belongs to the server: its keys, users and audit
+        // log are changed only through it.
+        let owner_lock = custos_app::project::lock_state_dir(state_dir, false)?;
         let project = load_project(state_dir)?;
         let ids = Identities::open(state_dir)?;
         let policies = PolicyEngine::load(&policy_dir(state_dir)).map_err(|e| e.to_string());
@@ -228,12 +155,13 @@ impl Session {
             ids,
             policies,
             audit,
-            retention_ns: project.audit.retention.as_deref().and_then(parse_retention),
+            retention_ns: project.audit.retention_ns(),
             user: None,
             subject: None,
             host: custos_engine::host_name(),
             create_audit_key: false,
             keystore: None,
+            _owner_lock: owner_lock,
         };
         if let Some(r) = s.audit.recovered().cloned() {
             tracing::warn!(

@@ -193,7 +193,7 @@ pub(crate) fn users(session: &mut Session, cmd: &UsersCommand) -> Result<u8> {
             role,
             token_file,
         } => {
-            let token = session.ids.add_user(name, role, now_ns())?;
+            let token = session.ids.add_user(name, role, &me.name, now_ns())?;
             hand_out(&token, name, token_file.as_deref())?;
             session.event(
                 "user_add",
@@ -282,7 +282,7 @@ pub(crate) fn tokens(session: &mut Session, cmd: &TokensCommand) -> Result<u8> {
         }
         _ => me.name.clone(),
     };
-    let token = session.ids.rotate_token(&whose, now_ns())?;
+    let token = session.ids.rotate_token(&whose, &me.name, now_ns())?;
     hand_out(&token, &whose, token_file.as_deref())?;
     session.event(
         "token_rotate",

@@ -167,7 +167,8 @@ pub fn init(
     if first {
         let token = session
             .ids
-            .add_user("admin", "security_admin", crate::access::now_ns())?;
+            // Whoever runs init is the first admin: the token is their own.
+            .add_user("admin", "security_admin", "admin", crate::access::now_ns())?;
         session.event("user_add", "user:admin", "succeeded", None, None, None)?;
         println!();
         println!("created the first user \"admin\" (role security_admin).");

@@ -99,9 +99,10 @@ impl KeysCommand {
             KeysCommand::Init { .. } | KeysCommand::List { .. } => (Action::ManageKeys, key("*")),
             KeysCommand::Create { name, .. }
             | KeysCommand::Show { name, .. }
-            | KeysCommand::SetMinVersion { name, .. }
             | KeysCommand::Disable { name, .. }
             | KeysCommand::Enable { name, .. } => (Action::ManageKeys, key(name)),
+            // Older ciphertexts stop (or start again) decrypting: a grant, like destroying.
+            KeysCommand::SetMinVersion { name, .. } => (Action::SetKeyMinVersion, key(name)),
             KeysCommand::Rotate { name } => (Action::RotateKey, key(name)),
             KeysCommand::Destroy { name, .. } => (Action::DestroyKey, key(name)),
         }

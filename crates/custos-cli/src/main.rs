@@ -10,6 +10,7 @@ mod detect;
 mod init;
 mod keys;
 mod output;
+mod remote;
 mod scan;
 
 use std::io::IsTerminal;
@@ -20,7 +21,9 @@ use std::sync::{Arc, Mutex};
 
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
-use custos_engine::{Progress, RunOptions, RunOutcome, StateStore};
+use custos_engine::{
+    CancellationToken, Progress, RunAuthorizer, RunOptions, RunOutcome, RunStatus, StateStore,
+};
 use custos_policy::{Action, Resource};
 
 use crate::access::{Denied, Session};
@@ -150,6 +153,57 @@ enum Command {
         #[command(subcommand)]
         command: admin::AuditCommand,
     },
+    /// Serve the project over HTTPS (the JSON API under /v1).
+    ///
+    /// The server alone holds the keystore passphrase, users, policies and audit log; clients
+    /// need only their API tokens. Pipelines are registered with the server and run by name.
+    /// Logs are JSON lines on stderr. SIGINT/SIGTERM shut it down gracefully.
+    Serve {
+        /// Server config file: listen address, TLS certificate and key by reference, data
+        /// roots, secret allowlist.
+        #[arg(long, short, value_name = "FILE")]
+        config: PathBuf,
+    },
+    /// Sign in to the server in CUSTOS_SERVER: checks the token and keeps it (mode 0600) for
+    /// later commands against that server.
+    Login {
+        /// Read the token from standard input (else CUSTOS_TOKEN or CUSTOS_TOKEN_FILE).
+        #[arg(long)]
+        token_stdin: bool,
+    },
+    /// Pipelines registered with the server (server mode).
+    Pipelines {
+        #[command(subcommand)]
+        command: remote::PipelinesCommand,
+    },
+    /// The server's run jobs (server mode).
+    Jobs {
+        #[command(subcommand)]
+        command: remote::JobsCommand,
+    },
+}
+
+impl Command {
+    /// The command's name, for messages.
+    fn name(&self) -> &'static str {
+        match self {
+            Command::Init { .. } => "init",
+            Command::Validate { .. } => "validate",
+            Command::Scan { .. } => "scan",
+            Command::Detect { .. } => "detect",
+            Command::Run(_) => "run",
+            Command::Runs { .. } => "runs",
+            Command::Keys { .. } => "keys",
+            Command::Users { .. } => "users",
+            Command::Tokens { .. } => "tokens",
+            Command::Grants { .. } => "grants",
+            Command::Audit { .. } => "audit",
+            Command::Serve { .. } => "serve",
+            Command::Login { .. } => "login",
+            Command::Pipelines { .. } => "pipelines",
+            Command::Jobs { .. } => "jobs",
+        }
+    }
 }
 
 #[derive(Debug, Args)]
@@ -200,14 +254,26 @@ fn main() -> ExitCode {
             return ExitCode::from(if e.use_stderr() { EXIT_INVALID } else { 0 });
         }
     };
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("CUSTOS_LOG")
-                .unwrap_or_else(|_| "warn".into()),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
+    if matches!(cli.command, Command::Serve { .. }) {
+        // A server logs JSON lines (one per request, with its request id) at info.
+        tracing_subscriber::fmt()
+            .json()
+            .with_env_filter(
+                tracing_subscriber::EnvFilter::try_from_env("CUSTOS_LOG")
+                    .unwrap_or_else(|_| "info".into()),
+            )
+            .with_writer(std::io::stderr)
+            .init();
+    } else {
+        tracing_subscriber::fmt()
+            .with_env_filter(
+                tracing_subscriber::EnvFilter::try_from_env("CUSTOS_LOG")
+                    .unwrap_or_else(|_| "warn".into()),
+            )
+            .with_writer(std::io::stderr)
+            .with_ansi(std::io::stderr().is_terminal())
+            .init();
+    }
     match real_main(cli) {
         Ok(code) => ExitCode::from(code),
         Err(e) if e.downcast_ref::<Denied>().is_some() => {
@@ -249,7 +315,32 @@ fn with_session(state: &Path, f: impl FnOnce(&mut Session) -> Result<u8>) -> Res
 
 fn real_main(cli: Cli) -> Result<u8> {
     let state = state_dir(&cli);
+    let local_only = matches!(
+        cli.command,
+        Command::Init { .. } | Command::Validate { .. } | Command::Serve { .. }
+    );
+    if let Some(server) = remote::server()
+        && !local_only
+    {
+        return match remote::dispatch(&server, &cli.command)? {
+            Some(code) => Ok(code),
+            None => {
+                eprintln!(
+                    "custos: error: `custos {}` (this form of it) is not available through a server yet; unset CUSTOS_SERVER to use a local project",
+                    cli.command.name()
+                );
+                Ok(EXIT_INVALID)
+            }
+        };
+    }
     match &cli.command {
+        Command::Login { .. } | Command::Pipelines { .. } | Command::Jobs { .. } => {
+            eprintln!(
+                "custos: error: `custos {}` talks to a server: set CUSTOS_SERVER=https://HOST:PORT",
+                cli.command.name()
+            );
+            Ok(EXIT_INVALID)
+        }
         Command::Init {
             dir,
             force,
@@ -312,11 +403,34 @@ fn real_main(cli: Cli) -> Result<u8> {
         Command::Tokens { command } => with_session(&state, |s| admin::tokens(s, command)),
         Command::Grants { command } => with_session(&state, |s| admin::grants(s, command)),
         Command::Audit { command } => with_session(&state, |s| admin::audit(s, &state, command)),
+        Command::Serve { config } => serve(config),
         Command::Runs { command } => with_session(&state, |s| {
             // Run records hold counts, paths and hashes, never data: any signed-in user.
             s.authenticate()?;
             runs(&state, command)
         }),
+    }
+}
+
+fn serve(config: &Path) -> Result<u8> {
+    let cfg = match custos_server::ServerConfig::load(config) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("custos: error: {e}");
+            return Ok(EXIT_INVALID);
+        }
+    };
+    match runtime()?.block_on(custos_server::run(&cfg)) {
+        Ok(()) => Ok(0),
+        Err(custos_server::ServerError::Config(e)) => {
+            eprintln!("custos: error: server config: {e}");
+            Ok(EXIT_INVALID)
+        }
+        Err(custos_server::ServerError::App(e)) => {
+            eprintln!("custos: error: {e}");
+            Ok(e.exit_code())
+        }
+        Err(e) => Err(e.into()),
     }
 }
 
@@ -464,29 +578,12 @@ fn run(state: &Path, args: &RunArgs) -> Result<u8> {
         Err(e) => (Err(e), None),
         Ok(()) => {
             let denied = Arc::new(AtomicBool::new(false));
-            let guard: custos_engine::DecryptGuard = {
-                let (session, denied) = (session.clone(), denied.clone());
-                let (name, tags) = (pipeline.name.clone(), pipeline.tags.clone());
-                Arc::new(move |column: &str| {
-                    let mut s = session
-                        .lock()
-                        .map_err(|_| "the audit session was poisoned by a panic".to_string())?;
-                    // Decrypted columns are treated as personal data: what else is encrypted.
-                    let column = Resource::Column {
-                        pipeline: name.clone(),
-                        tags: tags.clone(),
-                        name: column.to_string(),
-                        pii: true,
-                        protection: "encrypt".into(),
-                    };
-                    s.authorize(Action::DecryptColumn, &column)
-                        .map(|_| ())
-                        .map_err(|e| {
-                            denied.store(true, Ordering::Relaxed);
-                            e.to_string()
-                        })
-                })
-            };
+            let guard = Arc::new(SessionDecrypt {
+                session: session.clone(),
+                denied: denied.clone(),
+                pipeline: pipeline.name.clone(),
+                tags: pipeline.tags.clone(),
+            });
             // One unlock of the keystore serves the engine's data keys and the audit
             // checkpoint.
             let keystore = access::open_keystore(state);
@@ -510,6 +607,38 @@ fn run(state: &Path, args: &RunArgs) -> Result<u8> {
     result
 }
 
+/// Asks the command's session about each column a run decrypts (and records the decision).
+struct SessionDecrypt {
+    session: Arc<Mutex<Session>>,
+    denied: Arc<AtomicBool>,
+    pipeline: String,
+    tags: Vec<String>,
+}
+
+#[async_trait::async_trait]
+impl RunAuthorizer for SessionDecrypt {
+    async fn decrypt_column(&self, column: &str) -> std::result::Result<(), String> {
+        let mut s = self
+            .session
+            .lock()
+            .map_err(|_| "the audit session was poisoned by a panic".to_string())?;
+        // Decrypted columns are treated as personal data: what else is encrypted.
+        let column = Resource::Column {
+            pipeline: self.pipeline.clone(),
+            tags: self.tags.clone(),
+            name: column.to_string(),
+            pii: true,
+            protection: "encrypt".into(),
+        };
+        s.authorize(Action::DecryptColumn, &column)
+            .map(|_| ())
+            .map_err(|e| {
+                self.denied.store(true, Ordering::Relaxed);
+                e.to_string()
+            })
+    }
+}
+
 fn lock(s: &Mutex<Session>) -> Result<std::sync::MutexGuard<'_, Session>> {
     s.lock()
         .map_err(|_| anyhow::anyhow!("the audit session was poisoned by a panic"))
@@ -520,18 +649,26 @@ fn execute_run(
     state: &Path,
     args: &RunArgs,
     loaded: &custos_config::Loaded,
-    guard: custos_engine::DecryptGuard,
+    guard: Arc<SessionDecrypt>,
     keystore: Option<Arc<custos_keys::Keystore>>,
 ) -> (Result<u8>, Option<(String, u64)>) {
     let opts = RunOptions {
         state_dir: state.to_path_buf(),
-        authorize_decrypt: Some(guard),
+        authorizer: guard,
+        cancel: CancellationToken::new(),
         keystore,
     };
     let rt = match runtime() {
         Ok(rt) => rt,
         Err(e) => return (Err(e), None),
     };
+    // Ctrl-C cancels the run: every sink is aborted and nothing is committed.
+    let cancel = opts.cancel.clone();
+    rt.spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            cancel.cancel();
+        }
+    });
     let progress = Arc::new(Progress::default());
     let show_bar = !args.quiet && !args.json && std::io::stderr().is_terminal();
     let bar = show_bar.then(|| output::progress_bar(progress.clone()));
@@ -562,7 +699,7 @@ fn execute_run(
     } else if !args.quiet {
         output::print_summary(&summary);
     }
-    if summary.status == "succeeded" {
+    if summary.status == RunStatus::Succeeded {
         return (Ok(0), run);
     }
     if args.quiet || args.json {

@@ -97,7 +97,7 @@ pub fn print_summary(s: &RunSummary) {
     }
     if let Some(e) = &s.error {
         eprintln!("custos: run {}: {e}", s.status);
-        if s.status != "succeeded" {
+        if s.status != custos_engine::RunStatus::Succeeded {
             eprintln!("custos: no sink was changed");
         }
     }

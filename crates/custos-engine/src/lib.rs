@@ -21,7 +21,10 @@ pub mod state;
 pub mod validate;
 
 pub use plan::check;
-pub use run::{DecryptGuard, OutputFile, Progress, RunOptions, RunOutcome, RunSummary, run};
+pub use run::{
+    CancellationToken, OutputFile, Progress, RunAuthorizer, RunFailure, RunOptions, RunOutcome,
+    RunStatus, RunSummary, run,
+};
 pub use state::{
     ComponentCounts, FileRecord, RunRecord, StateStore, create_private_dir, host_name,
 };

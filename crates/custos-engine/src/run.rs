@@ -13,6 +13,7 @@ use custos_connectors::sink::{self, SinkOutput};
 use datafusion::common::runtime::SpawnedTask;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+pub use tokio_util::sync::CancellationToken;
 
 use crate::EngineError;
 use crate::plan::{Planned, plan};
@@ -20,14 +21,20 @@ use crate::state::{
     ComponentCounts, FileRecord, RunRecord, StateStore, create_private_dir, host_name,
 };
 
+/// The error text of a cancelled run.
+const CANCELLED: &str = "cancelled";
+
 /// How to run.
 #[derive(Clone)]
 pub struct RunOptions {
     /// State directory (`.custos`).
     pub state_dir: PathBuf,
     /// Asked once per column the pipeline decrypts, after planning and before anything is
-    /// read; an error (e.g. access denied) fails the run with that message.
-    pub authorize_decrypt: Option<DecryptGuard>,
+    /// read; a refusal fails the run with [`RunFailure::Denied`]. Required: there is no
+    /// "no check" value (a caller that really allows everything says so with its own type).
+    pub authorizer: Arc<dyn RunAuthorizer>,
+    /// Cancels the run: sinks are aborted and rolled back, nothing is committed.
+    pub cancel: CancellationToken,
     /// The keystore of `state_dir`, already unlocked by the caller: used instead of unlocking
     /// it again (a transform naming another `keystore` still opens that one).
     pub keystore: Option<Arc<custos_keys::Keystore>>,
@@ -37,14 +44,65 @@ impl std::fmt::Debug for RunOptions {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RunOptions")
             .field("state_dir", &self.state_dir)
-            .field("authorize_decrypt", &self.authorize_decrypt.is_some())
+            .field("cancelled", &self.cancel.is_cancelled())
             .field("keystore", &self.keystore.is_some())
             .finish()
     }
 }
 
-/// Decides whether the run may decrypt a column (given its name).
-pub type DecryptGuard = Arc<dyn Fn(&str) -> Result<(), String> + Send + Sync>;
+/// Decides, for one run, whether it may decrypt a column. Implemented by whoever signed the
+/// caller in (the CLI's session, the server's authorizer), so every decision is recorded there.
+#[async_trait::async_trait]
+pub trait RunAuthorizer: Send + Sync {
+    /// May the run decrypt `column` (the output column's name)? `Err` holds the reason shown
+    /// to the user; it must not contain secrets or cell values.
+    async fn decrypt_column(&self, column: &str) -> Result<(), String>;
+}
+
+/// How a run ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RunStatus {
+    /// Every sink was committed.
+    Succeeded,
+    /// Nothing was committed (see [`RunFailure`]).
+    Failed,
+    /// Cancelled before the commit; nothing was committed.
+    Cancelled,
+}
+
+impl RunStatus {
+    /// The status as stored in run records: `succeeded`, `failed`, `cancelled`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunStatus::Succeeded => "succeeded",
+            RunStatus::Failed => "failed",
+            RunStatus::Cancelled => "cancelled",
+        }
+    }
+}
+
+impl std::fmt::Display for RunStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Why a run did not succeed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunFailure {
+    /// A decrypt the pipeline asks for was not authorized; nothing was read.
+    Denied,
+    /// Cancelled (Ctrl-C, a server shutdown or a cancel request).
+    Cancelled,
+    /// More rows were quarantined than `[pipeline] quarantine` allows.
+    QuarantineLimit,
+    /// The row-count invariant did not hold.
+    Invariant,
+    /// A source, transform or sink failed, or a commit failed.
+    Error,
+}
 
 /// Live progress, polled by the CLI's progress bar.
 #[derive(Debug, Default)]
@@ -81,8 +139,11 @@ pub struct RunSummary {
     pub run_id: String,
     /// Pipeline name.
     pub pipeline: String,
-    /// `succeeded`, `failed` or `cancelled`.
-    pub status: String,
+    /// How the run ended.
+    pub status: RunStatus,
+    /// The kind of failure, when it did not succeed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure: Option<RunFailure>,
     /// Why the run failed.
     pub error: Option<String>,
     /// Start (RFC 3339).
@@ -210,10 +271,14 @@ pub async fn run(
         }
     }
 
-    let denied = match &opts.authorize_decrypt {
-        Some(guard) => planned.decrypts.iter().find_map(|c| guard(c).err()),
-        None => None,
-    };
+    let mut denied = None;
+    for column in &planned.decrypts {
+        if let Err(e) = opts.authorizer.decrypt_column(column).await {
+            denied = Some(e);
+            break;
+        }
+    }
+    let denied_run = denied.is_some();
     let result = match denied {
         Some(e) => Err(e),
         None => {
@@ -223,6 +288,7 @@ pub async fn run(
                 &run_id,
                 quarantine.clone(),
                 progress.clone(),
+                &opts.cancel,
             )
             .await
         }
@@ -252,15 +318,20 @@ pub async fn run(
     let rows_added: u64 = components.iter().map(|c| c.added).sum();
 
     let mut error: Option<String> = None;
-    let mut status = "succeeded";
+    let mut status = RunStatus::Succeeded;
+    let mut failure = None;
     let mut outputs: Vec<Written> = Vec::new();
     match result {
         Err(e) => {
-            status = if e == "cancelled" {
-                "cancelled"
+            let (st, kind) = if denied_run {
+                (RunStatus::Failed, RunFailure::Denied)
+            } else if e == CANCELLED {
+                (RunStatus::Cancelled, RunFailure::Cancelled)
             } else {
-                "failed"
+                (RunStatus::Failed, RunFailure::Error)
             };
+            status = st;
+            failure = Some(kind);
             error = Some(e);
         }
         Ok(outs) => outputs = outs,
@@ -275,6 +346,7 @@ pub async fn run(
         if let Some(max) = q.max_ratio
             && ratio > max
         {
+            failure = Some(RunFailure::QuarantineLimit);
             error = Some(format!(
                 "{rows_quarantined} of {rows_read} rows quarantined ({:.2}%), above pipeline.quarantine.max_ratio ({:.2}%)",
                 ratio * 100.0,
@@ -283,6 +355,7 @@ pub async fn run(
         } else if let Some(max) = q.max_rows
             && rows_quarantined > max
         {
+            failure = Some(RunFailure::QuarantineLimit);
             error = Some(format!(
                 "{rows_quarantined} rows quarantined, above pipeline.quarantine.max_rows ({max})"
             ));
@@ -297,10 +370,11 @@ pub async fn run(
                     )
                 })
                 .collect();
+            failure = Some(RunFailure::Invariant);
             error = Some(format!("row-count invariant broken: {}", bad.join("; ")));
         }
         if error.is_some() {
-            status = "failed";
+            status = RunStatus::Failed;
         }
     }
     // Files first (their previous versions kept), then the databases; a database that fails
@@ -311,7 +385,8 @@ pub async fn run(
         match sink::commit(&planned.store, &files_out, &run_id).await {
             Err(e) => {
                 error = Some(crate::redact_values(&e.to_string()));
-                status = "failed";
+                status = RunStatus::Failed;
+                failure = Some(RunFailure::Error);
                 for d in dbs {
                     d.rollback().await;
                 }
@@ -332,7 +407,8 @@ pub async fn run(
                         }),
                         Err(e) => {
                             error = Some(crate::redact_values(&e.to_string()));
-                            status = "failed";
+                            status = RunStatus::Failed;
+                            failure = Some(RunFailure::Error);
                             if !db_written.is_empty() {
                                 tracing::error!(
                                     committed = ?db_written.iter().map(|o: &OutputFile| o.sink.clone()).collect::<Vec<_>>(),
@@ -345,7 +421,7 @@ pub async fn run(
                         }
                     }
                 }
-                if status == "succeeded" {
+                if status == RunStatus::Succeeded {
                     committed.finish().await;
                     written.extend(files_out.iter().map(|o| OutputFile {
                         sink: o.name.clone(),
@@ -376,7 +452,8 @@ pub async fn run(
                 Ok(()) => quarantine_out = Some(dest),
                 Err(e) => {
                     error.get_or_insert(format!("copying quarantine to {}: {e}", dest.display()));
-                    status = "failed";
+                    status = RunStatus::Failed;
+                    failure.get_or_insert(RunFailure::Error);
                 }
             }
         }
@@ -401,7 +478,7 @@ pub async fn run(
             sha256: o.sha256.clone(),
         });
     }
-    if status != "succeeded" {
+    if status != RunStatus::Succeeded {
         // Nothing was committed: sinks count no written rows.
         for c in components.iter_mut().filter(|c| c.section == "sinks") {
             c.rows_out = 0;
@@ -410,7 +487,8 @@ pub async fn run(
     let summary = RunSummary {
         run_id: run_id.clone(),
         pipeline: config.pipeline.name.clone(),
-        status: status.to_string(),
+        status,
+        failure,
         error: error.clone(),
         started_at: record.started_at.clone(),
         duration_ms: clock.elapsed().as_millis() as u64,
@@ -484,6 +562,7 @@ async fn execute(
     run_id: &str,
     quarantine: Arc<Quarantine>,
     progress: Arc<Progress>,
+    cancel: &CancellationToken,
 ) -> Result<Vec<Written>, String> {
     let config = &loaded.config;
     let mut tasks = Vec::new();
@@ -600,11 +679,11 @@ async fn execute(
     // Dropping the sink tasks (cancel) closes their connections: the server rolls back.
     let result = tokio::select! {
         r = all => r,
-        _ = tokio::signal::ctrl_c() => {
+        _ = cancel.cancelled() => {
             sink::abort(&planned.store, &temps).await;
             drop(ticker);
             let _ = quarantine.finish();
-            return Err("cancelled".into());
+            return Err(CANCELLED.into());
         }
     };
     drop(ticker);

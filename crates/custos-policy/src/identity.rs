@@ -25,7 +25,9 @@ CREATE TABLE IF NOT EXISTS users (
     token_salt BLOB NOT NULL,
     token_hash BLOB NOT NULL,
     created_ns INTEGER NOT NULL,
-    token_issued_ns INTEGER NOT NULL
+    token_issued_ns INTEGER NOT NULL,
+    created_by TEXT NOT NULL DEFAULT '',
+    token_issued_by TEXT NOT NULL DEFAULT ''
 );
 CREATE TABLE IF NOT EXISTS grants (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -80,6 +82,11 @@ pub struct User {
     pub created_ns: i64,
     /// When the current token was issued, ns since the epoch.
     pub token_issued_ns: i64,
+    /// Who added the user (empty: unknown, a store from before this was recorded).
+    pub created_by: String,
+    /// Who issued the current token: the user when they rotated it themselves (empty:
+    /// unknown). Whoever issued a token has seen it.
+    pub token_issued_by: String,
 }
 
 /// A time-bound grant of one action on a resource pattern.
@@ -173,6 +180,8 @@ fn user_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<User> {
         active: r.get::<_, i64>(2)? != 0,
         created_ns: r.get(3)?,
         token_issued_ns: r.get(4)?,
+        created_by: r.get(5)?,
+        token_issued_by: r.get(6)?,
     })
 }
 
@@ -210,6 +219,23 @@ impl Identities {
         conn.pragma_update(None, "journal_mode", "WAL")
             .map_err(db)?;
         conn.execute_batch(SCHEMA).map_err(db)?;
+        // Stores from before creators and token issuers were recorded: add the columns (their
+        // rows read as unknown).
+        for col in ["created_by", "token_issued_by"] {
+            let has: i64 = conn
+                .query_row(
+                    "SELECT count(*) FROM pragma_table_info('users') WHERE name = ?1",
+                    [col],
+                    |r| r.get(0),
+                )
+                .map_err(db)?;
+            if has == 0 {
+                conn.execute_batch(&format!(
+                    "ALTER TABLE users ADD COLUMN {col} TEXT NOT NULL DEFAULT ''"
+                ))
+                .map_err(db)?;
+            }
+        }
         Ok(Self { conn })
     }
 
@@ -222,8 +248,15 @@ impl Identities {
         Ok(n == 0)
     }
 
-    /// Adds a user with `role` and returns its first token (shown once).
-    pub fn add_user(&self, name: &str, role: &str, now_ns: i64) -> Result<Token, PolicyError> {
+    /// Adds a user with `role` on behalf of `by` (who sees the first token, and so may not
+    /// approve grants to this user) and returns the token (shown once).
+    pub fn add_user(
+        &self,
+        name: &str,
+        role: &str,
+        by: &str,
+        now_ns: i64,
+    ) -> Result<Token, PolicyError> {
         if !valid_user_name(name) {
             return Err(PolicyError::Invalid(format!(
                 "invalid user name \"{name}\": use 1-64 letters, digits, '.', '_', '@' or '-'"
@@ -243,9 +276,9 @@ impl Identities {
         let (token, id, salt, hash) = issue()?;
         self.conn
             .execute(
-                "INSERT INTO users (name, role, active, token_id, token_salt, token_hash, created_ns, token_issued_ns)
-                 VALUES (?1, ?2, 1, ?3, ?4, ?5, ?6, ?6)",
-                params![name, role, id, salt, hash, now_ns],
+                "INSERT INTO users (name, role, active, token_id, token_salt, token_hash, created_ns, token_issued_ns, created_by, token_issued_by)
+                 VALUES (?1, ?2, 1, ?3, ?4, ?5, ?6, ?6, ?7, ?7)",
+                params![name, role, id, salt, hash, now_ns, by],
             )
             .map_err(db)?;
         Ok(token)
@@ -255,7 +288,7 @@ impl Identities {
     pub fn user(&self, name: &str) -> Result<Option<User>, PolicyError> {
         self.conn
             .query_row(
-                "SELECT name, role, active, created_ns, token_issued_ns FROM users WHERE name = ?1",
+                "SELECT name, role, active, created_ns, token_issued_ns, created_by, token_issued_by FROM users WHERE name = ?1",
                 [name],
                 user_row,
             )
@@ -273,7 +306,7 @@ impl Identities {
         let mut st = self
             .conn
             .prepare(
-                "SELECT name, role, active, created_ns, token_issued_ns FROM users ORDER BY name",
+                "SELECT name, role, active, created_ns, token_issued_ns, created_by, token_issued_by FROM users ORDER BY name",
             )
             .map_err(db)?;
         st.query_map([], user_row)
@@ -309,14 +342,15 @@ impl Identities {
         Ok(())
     }
 
-    /// Replaces a user's token; the old one stops working at once.
-    pub fn rotate_token(&self, name: &str, now_ns: i64) -> Result<Token, PolicyError> {
+    /// Replaces a user's token on behalf of `by` (the user themselves, or an admin who then
+    /// has seen it); the old one stops working at once.
+    pub fn rotate_token(&self, name: &str, by: &str, now_ns: i64) -> Result<Token, PolicyError> {
         self.existing(name)?;
         let (token, id, salt, hash) = issue()?;
         self.conn
             .execute(
-                "UPDATE users SET token_id = ?2, token_salt = ?3, token_hash = ?4, token_issued_ns = ?5 WHERE name = ?1",
-                params![name, id, salt, hash, now_ns],
+                "UPDATE users SET token_id = ?2, token_salt = ?3, token_hash = ?4, token_issued_ns = ?5, token_issued_by = ?6 WHERE name = ?1",
+                params![name, id, salt, hash, now_ns, by],
             )
             .map_err(db)?;
         Ok(token)
@@ -355,7 +389,11 @@ impl Identities {
     }
 
     /// Records a grant of `action` on `resource` to `user` until `until_s`; returns its id.
-    /// Nobody can grant to themselves: a grant needs a second person.
+    ///
+    /// A grant needs a second person who cannot act as the grantee: the approver may not be
+    /// the grantee, whoever added the grantee, or whoever issued the grantee's current token
+    /// (they have seen it). And the approver's own token must be one they issued themselves,
+    /// so nobody approves through an account whose token they handed out.
     #[allow(clippy::too_many_arguments)]
     pub fn add_grant(
         &self,
@@ -383,6 +421,26 @@ impl Identities {
             return Err(PolicyError::Invalid(
                 "a grant needs a second person: you cannot grant to yourself".into(),
             ));
+        }
+        let grantee = self.existing(user)?;
+        if grantee.created_by == granted_by {
+            return Err(PolicyError::Invalid(format!(
+                "a grant needs a second person: you added \"{user}\" and saw their first token; another admin must approve"
+            )));
+        }
+        if grantee.token_issued_by == granted_by {
+            return Err(PolicyError::Invalid(format!(
+                "a grant needs a second person: you issued \"{user}\"'s current token; another admin must approve (or {user} rotates it with `custos tokens rotate`)"
+            )));
+        }
+        if let Some(approver) = self.user(granted_by)?
+            && !approver.token_issued_by.is_empty()
+            && approver.token_issued_by != granted_by
+        {
+            return Err(PolicyError::Invalid(format!(
+                "your token was issued by \"{}\": rotate it yourself (`custos tokens rotate`) before approving grants",
+                approver.token_issued_by
+            )));
         }
         if until_s * 1_000_000_000 <= now_ns {
             return Err(PolicyError::Invalid("--until is in the past".into()));

@@ -53,6 +53,8 @@ pub enum Action {
     RunPipeline,
     /// Validate a pipeline.
     ValidatePipeline,
+    /// Register a pipeline with the server (its config, tags and classification).
+    RegisterPipeline,
     /// Read a data set or column outside a run (`custos scan`).
     ReadDataset,
     /// Decrypt a protected column in a pipeline.
@@ -65,6 +67,9 @@ pub enum Action {
     RotateKey,
     /// Destroy a key version (crypto-shredding).
     DestroyKey,
+    /// Raise or lower a key's minimum decryptable version (older ciphertexts stop or start
+    /// decrypting): like destroying, only through a grant.
+    SetKeyMinVersion,
     /// Manage users, tokens and grants.
     ManageUsers,
     /// Read and verify the audit log.
@@ -79,15 +84,17 @@ pub enum Action {
 
 impl Action {
     /// Every action.
-    pub const ALL: [Action; 13] = [
+    pub const ALL: [Action; 15] = [
         Action::RunPipeline,
         Action::ValidatePipeline,
+        Action::RegisterPipeline,
         Action::ReadDataset,
         Action::DecryptColumn,
         Action::Reidentify,
         Action::ManageKeys,
         Action::RotateKey,
         Action::DestroyKey,
+        Action::SetKeyMinVersion,
         Action::ManageUsers,
         Action::ReadAudit,
         Action::ExportSubject,
@@ -100,12 +107,14 @@ impl Action {
         match self {
             Action::RunPipeline => "run_pipeline",
             Action::ValidatePipeline => "validate_pipeline",
+            Action::RegisterPipeline => "register_pipeline",
             Action::ReadDataset => "read_dataset",
             Action::DecryptColumn => "decrypt_column",
             Action::Reidentify => "reidentify",
             Action::ManageKeys => "manage_keys",
             Action::RotateKey => "rotate_key",
             Action::DestroyKey => "destroy_key",
+            Action::SetKeyMinVersion => "set_key_min_version",
             Action::ManageUsers => "manage_users",
             Action::ReadAudit => "read_audit",
             Action::ExportSubject => "export_subject",

@@ -121,6 +121,17 @@ fn add_user(p: &Project, name: &str, role: &str) {
     assert_eq!(code, 0, "{o}{e}");
 }
 
+/// `user` rotates their own token (so nobody else has seen it), as an approver must.
+fn self_rotate(p: &Project, user: &str) {
+    let fresh = p.path().join(format!(".custos/{user}.token.new"));
+    let (code, o, e) = p.run_as(
+        user,
+        &["tokens", "rotate", "--token-file", fresh.to_str().unwrap()],
+    );
+    assert_eq!(code, 0, "{o}{e}");
+    std::fs::rename(&fresh, p.path().join(format!(".custos/{user}.token"))).unwrap();
+}
+
 fn audit_text(p: &Project) -> String {
     let dir = p.path().join(".custos/audit");
     let mut text = String::new();
@@ -274,9 +285,30 @@ fn roles_and_grants_are_enforced_on_runs() {
     );
     assert_ne!(code, 0);
     assert!(e.contains("second person"), "{e}");
-    // A grant from an admin opens exactly that pipeline.
+    // admin added eve and saw her first token: a grant needs another admin...
+    let grant_eve = [
+        "grants",
+        "add",
+        "eve",
+        "decrypt_column",
+        "--on",
+        "pipeline:reveal",
+        "--until",
+        "+1h",
+        "--reason",
+        "ticket 17",
+    ];
+    let (code, _, e) = p.run_as("admin", &grant_eve);
+    assert_ne!(code, 0);
+    assert!(e.contains("you added \"eve\""), "{e}");
+    // ...whose own token nobody else has seen.
+    let (code, _, e) = p.run_as("sam", &grant_eve);
+    assert_ne!(code, 0);
+    assert!(e.contains("rotate it yourself"), "{e}");
+    self_rotate(&p, "sam");
+    // A grant from a second admin opens exactly that pipeline.
     let (code, o, e) = p.run_as(
-        "admin",
+        "sam",
         &[
             "grants",
             "add",
@@ -353,10 +385,15 @@ fn roles_and_grants_are_enforced_on_runs() {
 fn key_destruction_needs_a_grant() {
     let p = project();
     add_user(&p, "sam", "security_admin");
+    self_rotate(&p, "sam");
     assert_eq!(p.run_as("admin", &["keys", "rotate", "pii-main"]).0, 0);
     let (code, _, e) = p.run_as("admin", &["keys", "destroy", "pii-main", "1", "--yes"]);
     assert_eq!(code, 3, "{e}");
     assert!(e.contains("destroy_key on key:pii-main"), "{e}");
+    // Moving the minimum version makes old ciphertexts undecryptable: a grant too.
+    let (code, _, e) = p.run_as("admin", &["keys", "set-min-version", "pii-main", "2"]);
+    assert_eq!(code, 3, "{e}");
+    assert!(e.contains("set_key_min_version on key:pii-main"), "{e}");
     let (code, o, e) = p.run_as(
         "sam",
         &[
@@ -601,8 +638,10 @@ fn tokens_rotate_and_removed_users_lose_their_grants() {
     );
 
     // Removing a user revokes the grants they held.
+    add_user(&p, "sam", "security_admin");
+    self_rotate(&p, "sam");
     let (code, _, e) = p.run_as(
-        "admin",
+        "sam",
         &[
             "grants",
             "add",

@@ -12,6 +12,7 @@ mod postgres;
 mod protect;
 mod quarantine;
 mod runs;
+mod serve;
 
 use std::path::{Path, PathBuf};
 use std::process::Output;
@@ -24,7 +25,7 @@ pub(crate) struct Project {
 }
 
 /// The test principal's grants: tests decrypt their own synthetic data and destroy keys.
-const TESTER_GRANTS: [&str; 2] = ["decrypt_column", "destroy_key"];
+const TESTER_GRANTS: [&str; 3] = ["decrypt_column", "destroy_key", "set_key_min_version"];
 
 impl Project {
     /// A project with an admin (`.custos/admin.token`) and the user `tester` (role
@@ -36,7 +37,7 @@ impl Project {
         let ids = custos_policy::Identities::open(&state).unwrap();
         let now_ns = chrono::Utc::now().timestamp_nanos_opt().unwrap();
         for (user, role) in [("admin", "security_admin"), ("tester", "data_engineer")] {
-            let t = ids.add_user(user, role, now_ns).unwrap();
+            let t = ids.add_user(user, role, user, now_ns).unwrap();
             std::fs::write(state.join(format!("{user}.token")), t.expose()).unwrap();
         }
         for action in TESTER_GRANTS {

@@ -14,6 +14,8 @@ fn user(name: &str, role: &str) -> User {
         active: true,
         created_ns: 0,
         token_issued_ns: 0,
+        created_by: String::new(),
+        token_issued_by: String::new(),
     }
 }
 
@@ -331,7 +333,7 @@ fn identities_and_tokens() {
     let dir = tempfile::tempdir().unwrap();
     let ids = Identities::open(dir.path()).unwrap();
     assert!(ids.is_empty().unwrap());
-    let t = ids.add_user("eve", "data_engineer", 1).unwrap();
+    let t = ids.add_user("eve", "data_engineer", "eve", 1).unwrap();
     assert!(t.expose().starts_with("cst_"));
     assert_eq!(format!("{t:?}"), "Token([redacted])");
     assert_eq!(ids.authenticate(t.expose()).unwrap().name, "eve");
@@ -356,24 +358,24 @@ fn identities_and_tokens() {
         generic
     );
     ids.set_active("eve", true).unwrap();
-    let t2 = ids.rotate_token("eve", 2).unwrap();
+    let t2 = ids.rotate_token("eve", "eve", 2).unwrap();
     assert_eq!(
         ids.authenticate(t.expose()).unwrap_err().to_string(),
         generic
     );
     assert_eq!(ids.authenticate(t2.expose()).unwrap().name, "eve");
 
-    assert!(ids.add_user("eve", "analyst", 3).is_err());
-    assert!(ids.add_user("bob", "wizard", 3).is_err());
-    assert!(ids.add_user("bad name", "analyst", 3).is_err());
+    assert!(ids.add_user("eve", "analyst", "x", 3).is_err());
+    assert!(ids.add_user("bob", "wizard", "x", 3).is_err());
+    assert!(ids.add_user("bad name", "analyst", "x", 3).is_err());
 }
 
 #[test]
 fn grants_in_the_store() {
     let dir = tempfile::tempdir().unwrap();
     let ids = Identities::open(dir.path()).unwrap();
-    ids.add_user("sam", "security_admin", 1).unwrap();
-    ids.add_user("eve", "data_engineer", 1).unwrap();
+    ids.add_user("sam", "security_admin", "sam", 1).unwrap();
+    ids.add_user("eve", "data_engineer", "eve", 1).unwrap();
     let now_ns = NOW * 1_000_000_000;
     // Nobody grants to themselves; actions, resources, expiry and reason are checked.
     assert!(
@@ -422,4 +424,57 @@ fn grants_in_the_store() {
     assert_eq!(g.revoked_by.as_deref(), Some("sam"));
     assert!(ids.active_grants("eve", NOW).unwrap().is_empty());
     assert!(ids.revoke_grant(id, "sam", now_ns).is_err());
+}
+
+#[test]
+fn the_approver_cannot_be_able_to_act_as_the_grantee() {
+    let dir = tempfile::tempdir().unwrap();
+    let ids = Identities::open(dir.path()).unwrap();
+    let now_ns = NOW * 1_000_000_000;
+    let grant = |to: &str, by: &str| {
+        ids.add_grant(to, "decrypt_column", "*", NOW + 60, "incident", by, now_ns)
+    };
+    ids.add_user("root", "security_admin", "root", 1).unwrap();
+    // root adds eve and a second admin; both tokens pass through root's hands.
+    ids.add_user("eve", "data_engineer", "root", 1).unwrap();
+    ids.add_user("sam", "security_admin", "root", 1).unwrap();
+    let e = grant("eve", "root").unwrap_err().to_string();
+    assert!(e.contains("you added \"eve\""), "{e}");
+    // sam still holds the token root issued: no approving until sam rotates it.
+    let e = grant("eve", "sam").unwrap_err().to_string();
+    assert!(e.contains("rotate it yourself"), "{e}");
+    ids.rotate_token("sam", "sam", 2).unwrap();
+    grant("eve", "sam").unwrap();
+    // Whoever rotates eve's token has seen it, and may not approve for eve afterwards.
+    ids.rotate_token("eve", "sam", 3).unwrap();
+    let e = grant("eve", "sam").unwrap_err().to_string();
+    assert!(e.contains("issued \"eve\"'s current token"), "{e}");
+    let u = ids.user("eve").unwrap().unwrap();
+    assert_eq!(
+        (u.created_by.as_str(), u.token_issued_by.as_str()),
+        ("root", "sam")
+    );
+}
+
+#[test]
+fn an_older_identity_store_gains_the_new_columns() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let conn = rusqlite::Connection::open(dir.path().join("identity.db")).unwrap();
+        conn.execute_batch(
+            "CREATE TABLE users (name TEXT PRIMARY KEY, role TEXT NOT NULL, active INTEGER NOT NULL,
+               token_id TEXT NOT NULL UNIQUE, token_salt BLOB NOT NULL, token_hash BLOB NOT NULL,
+               created_ns INTEGER NOT NULL, token_issued_ns INTEGER NOT NULL);
+             INSERT INTO users VALUES ('old', 'analyst', 1, 'abc', x'00', x'00', 1, 1);",
+        )
+        .unwrap();
+    }
+    let ids = Identities::open(dir.path()).unwrap();
+    let u = ids.user("old").unwrap().unwrap();
+    assert_eq!(
+        (u.created_by.as_str(), u.token_issued_by.as_str()),
+        ("", "")
+    );
+    ids.add_user("new", "analyst", "old", 2).unwrap();
+    assert_eq!(ids.user("new").unwrap().unwrap().created_by, "old");
 }

@@ -1,0 +1,859 @@
+//! A project opened by its owner process (the server, or one CLI command): the identity
+//! store, the policies, the one audit writer, the keystore, the pipeline registry and the run
+//! jobs, and the operations on them. Every operation takes the signed-in [`Principal`],
+//! authorizes (recording the decision durably first) and records its outcome.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use custos_config::Loaded;
+use custos_engine::{RunAuthorizer, RunOptions, RunOutcome, RunStatus, StateStore};
+use custos_policy::{Action, Identities, PolicyEngine, Resource};
+use ed25519_dalek::SigningKey;
+use serde::{Deserialize, Serialize};
+use tokio::sync::Semaphore;
+
+use crate::audit::{AuditAction, AuditHandle, ErrorCode, Outcome, Record, WriterOptions, now_ns};
+use crate::auth::{Authenticator, Cidr, Principal};
+use crate::authz::Authorizer;
+use crate::confine::Confinement;
+use crate::error::{AppError, Result};
+use crate::jobs::{Job, JobInfo, JobStatus, Jobs};
+use crate::registry::{RegisteredPipeline, Registry};
+use crate::settings;
+
+/// Name of the audit checkpoint key in the keystore.
+pub const AUDIT_KEY: &str = "custos-audit";
+
+/// The lock file that makes one owner at a time of a state directory: the server holds it
+/// exclusively, CLI commands in local mode shared.
+pub const LOCK_FILE: &str = "owner.lock";
+
+/// How a project is opened.
+pub struct ProjectOptions {
+    /// Unlocks the keystore (the server's own secret; the CLI's comes from its environment).
+    pub passphrase: Option<custos_keys::Passphrase>,
+    /// What registered pipelines may reach.
+    pub confinement: Confinement,
+    /// Address allowlist for sign-in (empty: any).
+    pub allow: Vec<Cidr>,
+    /// Runs at once; more wait in the queue.
+    pub max_concurrent_runs: usize,
+    /// Who the process is, for its own records (`server`).
+    pub principal: String,
+}
+
+impl std::fmt::Debug for ProjectOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProjectOptions")
+            .field(
+                "passphrase",
+                &self.passphrase.as_ref().map(|_| "[redacted]"),
+            )
+            .field("confinement", &self.confinement)
+            .field("max_concurrent_runs", &self.max_concurrent_runs)
+            .finish()
+    }
+}
+
+/// A request to register a pipeline.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegisterRequest {
+    /// The pipeline's TOML text (its `[pipeline] name` is the registered name).
+    pub config: String,
+    /// Directory its relative paths resolve against (default: the first data root); must be
+    /// under a data root.
+    #[serde(default)]
+    pub base_dir: Option<PathBuf>,
+    /// Tags the policies see (default: the config's `[pipeline] tags`).
+    #[serde(default)]
+    pub tags: Option<Vec<String>>,
+    /// `public`, `internal`, `confidential` or `restricted` (default `confidential`).
+    #[serde(default)]
+    pub classification: Option<String>,
+}
+
+/// A filter over audit records.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditFilter {
+    /// Only this principal.
+    #[serde(default)]
+    pub principal: Option<String>,
+    /// Only this action (`run_pipeline`, `authenticate`, ...).
+    #[serde(default)]
+    pub action: Option<String>,
+    /// Only this outcome (`allowed`, `denied`, `succeeded`, `failed`).
+    #[serde(default)]
+    pub outcome: Option<String>,
+    /// Only records at or after this time (RFC 3339).
+    #[serde(default)]
+    pub since: Option<String>,
+    /// Only records before this time (RFC 3339).
+    #[serde(default)]
+    pub until: Option<String>,
+    /// Most records returned (newest kept), default 100, at most 10 000.
+    #[serde(default)]
+    pub limit: Option<usize>,
+}
+
+/// One audit record as returned by queries.
+#[derive(Debug, Clone, Serialize)]
+pub struct AuditEntry {
+    /// Position in the log.
+    pub position: u64,
+    /// The record.
+    #[serde(flatten)]
+    pub event: custos_audit::Event,
+}
+
+/// The result of verifying the audit log.
+#[derive(Debug, Clone, Serialize)]
+pub struct AuditVerification {
+    /// Positions in the log (present plus removed by retention).
+    pub records: u64,
+    /// First position present.
+    pub first: u64,
+    /// Checkpoints verified.
+    pub checkpoints: usize,
+    /// Merkle root of all records, hex.
+    pub root: String,
+}
+
+/// An open project.
+pub struct Project {
+    state_dir: PathBuf,
+    ids: Arc<Mutex<Identities>>,
+    authenticator: Arc<Authenticator>,
+    authorizer: Arc<Authorizer>,
+    audit: AuditHandle,
+    registry: Mutex<Registry>,
+    keystore: Option<Arc<custos_keys::Keystore>>,
+    confinement: Confinement,
+    jobs: Jobs,
+    permits: Arc<Semaphore>,
+    closing: AtomicBool,
+    _lock: std::fs::File,
+}
+
+impl std::fmt::Debug for Project {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Project")
+            .field("state_dir", &self.state_dir)
+            .finish()
+    }
+}
+
+/// Takes the owner lock of a state directory: exclusive for a server, shared for CLI
+/// commands. Fails at once if the other kind holds it.
+pub fn lock_state_dir(state_dir: &Path, exclusive: bool) -> Result<std::fs::File> {
+    use rustix::fs::{FlockOperation, flock};
+    use std::os::unix::fs::OpenOptionsExt;
+    let path = state_dir.join(LOCK_FILE);
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .mode(0o600)
+        .open(&path)
+        .map_err(|e| AppError::internal(&format!("opening {}", path.display()), e))?;
+    let op = if exclusive {
+        FlockOperation::NonBlockingLockExclusive
+    } else {
+        FlockOperation::NonBlockingLockShared
+    };
+    flock(&file, op).map_err(|_| {
+        AppError::Invalid(if exclusive {
+            format!(
+                "{} is in use (a custos server or command is using it); a server needs the project to itself",
+                state_dir.display()
+            )
+        } else {
+            format!(
+                "{} is served by a custos server, which alone holds its keys and audit log: send commands to it (CUSTOS_SERVER)",
+                state_dir.display()
+            )
+        })
+    })?;
+    Ok(file)
+}
+
+/// Opens the keystore and returns it with the audit key (created when missing).
+async fn open_keystore(
+    state_dir: &Path,
+    pass: &custos_keys::Passphrase,
+) -> Result<Option<(Arc<custos_keys::Keystore>, SigningKey)>> {
+    let path = custos_keys::keystore_path(state_dir);
+    if !path.is_file() {
+        return Ok(None);
+    }
+    let mut ks = custos_keys::Keystore::open(&path, pass).map_err(|e| {
+        AppError::Invalid(format!(
+            "the keystore {} does not open: {e}",
+            path.display()
+        ))
+    })?;
+    if ks.key(AUDIT_KEY).is_err() {
+        ks.create(AUDIT_KEY, custos_keys::Purpose::Signing)
+            .await
+            .map_err(|e| AppError::internal("creating the audit key", e))?;
+    }
+    let (_, _, seed) = ks
+        .encryption_key(AUDIT_KEY, custos_keys::Purpose::Signing)
+        .await
+        .map_err(|e| AppError::internal("reading the audit key", e))?;
+    let seed: [u8; 32] = seed
+        .expose()
+        .try_into()
+        .map_err(|_| AppError::Internal(format!("audit key \"{AUDIT_KEY}\" has the wrong size")))?;
+    Ok(Some((Arc::new(ks), SigningKey::from_bytes(&seed))))
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+impl Project {
+    /// Opens the project of `state_dir` as its sole owner (a server): takes the exclusive
+    /// lock, opens the identity store, the policies (`policies/` beside the state directory),
+    /// the keystore and the audit log, and records the start.
+    pub async fn open(state_dir: &Path, opts: ProjectOptions) -> Result<Arc<Self>> {
+        custos_engine::create_private_dir(state_dir)
+            .map_err(|e| AppError::internal("creating the state directory", e))?;
+        let lock_file = lock_state_dir(state_dir, true)?;
+        let project = settings::load_project(state_dir)?;
+        let ids = Identities::open(state_dir)
+            .map_err(|e| AppError::internal("opening the identity store", e))?;
+        let ids = Arc::new(Mutex::new(ids));
+        let policies =
+            PolicyEngine::load(&settings::policy_dir(state_dir, false)).map_err(|e| e.to_string());
+        if let Err(e) = &policies {
+            tracing::error!("the policies do not load; every request will be denied: {e}");
+        }
+        let (keystore, key) = match &opts.passphrase {
+            Some(p) => match open_keystore(state_dir, p).await? {
+                Some((ks, key)) => (Some(ks), Some(key)),
+                None => (None, None),
+            },
+            None => (None, None),
+        };
+        let audit = AuditHandle::start(
+            &state_dir.join("audit"),
+            WriterOptions {
+                segment_bytes: project.audit.segment_mib.max(1) << 20,
+                key,
+                retention_ns: project.audit.retention_ns(),
+                principal: opts.principal.clone(),
+            },
+        )?;
+        let authenticator = Arc::new(Authenticator::new(ids.clone(), audit.clone(), opts.allow));
+        let authorizer = Arc::new(Authorizer::new(policies, ids.clone(), audit.clone()));
+        let registry = Registry::open(state_dir)?;
+        audit
+            .record_durable(Record::new(
+                &opts.principal,
+                AuditAction::ServerStart,
+                "project",
+                Outcome::Succeeded,
+            ))
+            .await?;
+        Ok(Arc::new(Self {
+            state_dir: state_dir.to_path_buf(),
+            ids,
+            authenticator,
+            authorizer,
+            audit,
+            registry: Mutex::new(registry),
+            keystore,
+            confinement: opts.confinement,
+            jobs: Jobs::default(),
+            permits: Arc::new(Semaphore::new(opts.max_concurrent_runs.max(1))),
+            closing: AtomicBool::new(false),
+            _lock: lock_file,
+        }))
+    }
+
+    /// The state directory.
+    pub fn state_dir(&self) -> &Path {
+        &self.state_dir
+    }
+
+    /// Signs callers in.
+    pub fn authenticator(&self) -> &Arc<Authenticator> {
+        &self.authenticator
+    }
+
+    /// Decides and records.
+    pub fn authorizer(&self) -> &Arc<Authorizer> {
+        &self.authorizer
+    }
+
+    /// The audit writer.
+    pub fn audit(&self) -> &AuditHandle {
+        &self.audit
+    }
+
+    /// The identity store.
+    pub fn identities(&self) -> &Arc<Mutex<Identities>> {
+        &self.ids
+    }
+
+    /// Whether the keystore is open (runs that use keys need it).
+    pub fn has_keystore(&self) -> bool {
+        self.keystore.is_some()
+    }
+
+    /// Whether a shutdown has begun.
+    pub fn is_closing(&self) -> bool {
+        self.closing.load(Ordering::Relaxed)
+    }
+
+    /// Whether the project can serve: the audit writer answers.
+    pub async fn ready(&self) -> Result<()> {
+        if self.is_closing() {
+            return Err(AppError::Internal("shutting down".into()));
+        }
+        self.audit.flush(false).await
+    }
+
+    fn load_registered(&self, p: &RegisteredPipeline) -> Result<Loaded> {
+        // The server's rules first: they hold whatever else is wrong with the config.
+        let loaded = custos_config::load_str(&p.virtual_path(), &p.config);
+        let mut bad = self.confinement.check_secrets(&p.config);
+        bad.extend(self.confinement.check_config(&loaded.config));
+        if !bad.is_empty() {
+            return Err(AppError::Invalid(format!(
+                "pipeline \"{}\" breaks the server's rules:\n  {}",
+                p.name,
+                bad.join("\n  ")
+            )));
+        }
+        if loaded.diagnostics.has_errors() {
+            return Err(AppError::Invalid(format!(
+                "pipeline \"{}\" is invalid:\n{}",
+                p.name, loaded.diagnostics
+            )));
+        }
+        Ok(loaded)
+    }
+
+    /// Registers a pipeline (`register_pipeline` on it, with the tags it will carry).
+    pub async fn register_pipeline(
+        &self,
+        who: &Principal,
+        req: RegisterRequest,
+    ) -> Result<RegisteredPipeline> {
+        let base_dir = match &req.base_dir {
+            Some(d) => d.clone(),
+            None => self.confinement.roots().first().cloned().ok_or_else(|| {
+                AppError::Invalid("the server has no data roots; pass base_dir".into())
+            })?,
+        };
+        if !base_dir.is_absolute() || !self.confinement.path_allowed(&base_dir) {
+            return Err(AppError::Invalid(format!(
+                "base_dir {} is not an absolute path under the server's data roots",
+                base_dir.display()
+            )));
+        }
+        let probe = custos_config::load_str(&base_dir.join("pipeline.toml"), &req.config);
+        let name = probe.config.pipeline.name.clone();
+        if name.is_empty() {
+            return Err(AppError::Invalid(format!(
+                "the config has no [pipeline] name:\n{}",
+                probe.diagnostics
+            )));
+        }
+        let tags = req
+            .tags
+            .clone()
+            .unwrap_or_else(|| probe.config.pipeline.tags.clone());
+        let classification = req
+            .classification
+            .clone()
+            .unwrap_or_else(|| "confidential".into());
+        let candidate = RegisteredPipeline {
+            name: name.clone(),
+            version: 0,
+            sha256: String::new(),
+            base_dir: base_dir.clone(),
+            tags: tags.clone(),
+            classification: classification.clone(),
+            registered_by: who.name().to_string(),
+            registered_ns: now_ns(),
+            config: req.config.clone(),
+        };
+        let resource = Resource::Pipeline {
+            name: name.clone(),
+            tags: candidate.policy_tags(),
+        };
+        self.authorizer
+            .authorize(who, Action::RegisterPipeline, &resource)
+            .await?;
+        let result = async {
+            let loaded = self.load_registered(&candidate)?;
+            let diags = custos_engine::check(&loaded, &self.state_dir).await;
+            if diags.has_errors() {
+                return Err(AppError::Invalid(format!(
+                    "pipeline \"{name}\" is invalid:\n{diags}"
+                )));
+            }
+            lock(&self.registry).register(
+                &name,
+                &req.config,
+                &base_dir,
+                &tags,
+                &classification,
+                who.name(),
+                now_ns(),
+            )
+        }
+        .await;
+        let status = match &result {
+            Ok(p) => Ok(p.version),
+            Err(e) => Err((ErrorCode::Invalid, e.code().to_string())),
+        };
+        self.authorizer
+            .outcome(
+                who.name(),
+                Action::RegisterPipeline,
+                &resource.spec(),
+                status.map(|_| ()),
+                None,
+            )
+            .await?;
+        result
+    }
+
+    /// The registered pipelines (any signed-in user: configs hold no data or secrets).
+    pub fn pipelines(&self, _who: &Principal) -> Result<Vec<RegisteredPipeline>> {
+        lock(&self.registry).list()
+    }
+
+    /// One registered pipeline with its config text.
+    pub fn pipeline(&self, _who: &Principal, name: &str) -> Result<RegisteredPipeline> {
+        lock(&self.registry)
+            .get(name)?
+            .ok_or_else(|| AppError::NotFound(format!("no registered pipeline \"{name}\"")))
+    }
+
+    /// Starts a run of a registered pipeline as a job (`run_pipeline` on it, with its
+    /// registered tags). Returns at once; the job runs when a slot is free.
+    pub async fn start_run(self: &Arc<Self>, who: &Principal, name: &str) -> Result<JobInfo> {
+        if self.is_closing() {
+            return Err(AppError::Invalid("the server is shutting down".into()));
+        }
+        let pipeline = lock(&self.registry)
+            .get(name)?
+            .ok_or_else(|| AppError::NotFound(format!("no registered pipeline \"{name}\"")))?;
+        let resource = Resource::Pipeline {
+            name: pipeline.name.clone(),
+            tags: pipeline.policy_tags(),
+        };
+        self.authorizer
+            .authorize(who, Action::RunPipeline, &resource)
+            .await?;
+        let loaded = match self.load_registered(&pipeline) {
+            Ok(l) => l,
+            Err(e) => {
+                self.authorizer
+                    .outcome(
+                        who.name(),
+                        Action::RunPipeline,
+                        &resource.spec(),
+                        Err((ErrorCode::Invalid, "invalid".into())),
+                        None,
+                    )
+                    .await?;
+                return Err(e);
+            }
+        };
+        let danger = &loaded.config.danger;
+        if !danger.allow_plaintext.is_empty() {
+            self.audit
+                .record_durable(
+                    Record::new(
+                        who.name(),
+                        AuditAction::DangerAllowPlaintext,
+                        resource.spec(),
+                        Outcome::Allowed,
+                    )
+                    .detail(format!(
+                        "[danger] allow_plaintext = {:?}",
+                        danger.allow_plaintext
+                    )),
+                )
+                .await?;
+        }
+        let insecure: Vec<String> = loaded
+            .config
+            .connections()
+            .into_iter()
+            .filter(|(_, c)| c.sslmode != "verify-full")
+            .map(|(k, c)| format!("{k} sslmode={}", c.sslmode))
+            .collect();
+        if danger.allow_insecure_db && !insecure.is_empty() {
+            self.audit
+                .record_durable(
+                    Record::new(
+                        who.name(),
+                        AuditAction::DangerAllowInsecureDb,
+                        resource.spec(),
+                        Outcome::Allowed,
+                    )
+                    .detail(format!(
+                        "[danger] allow_insecure_db = true: {}",
+                        insecure.join(", ")
+                    )),
+                )
+                .await?;
+        }
+        let job = Job::new(&pipeline.name, pipeline.version, who.name());
+        self.jobs.insert(job.clone());
+        let info = job.info();
+        let this = self.clone();
+        let who = who.clone();
+        tokio::spawn(async move {
+            this.execute(job, who, pipeline, loaded).await;
+        });
+        Ok(info)
+    }
+
+    async fn execute(
+        self: Arc<Self>,
+        job: Arc<Job>,
+        who: Principal,
+        pipeline: RegisteredPipeline,
+        loaded: Loaded,
+    ) {
+        let spec = format!("pipeline:{}", pipeline.name);
+        let permit = tokio::select! {
+            p = self.permits.clone().acquire_owned() => p.ok(),
+            _ = job.cancel.cancelled() => None,
+        };
+        let Some(permit) = permit else {
+            job.finish(
+                JobStatus::Cancelled,
+                Some("cancelled before it started".into()),
+                None,
+            );
+            self.record_run_outcome(
+                &who,
+                &spec,
+                Err((ErrorCode::Cancelled, "cancelled".into())),
+                None,
+            )
+            .await;
+            return;
+        };
+        if !job.set_running() {
+            return;
+        }
+        let opts = RunOptions {
+            state_dir: self.state_dir.clone(),
+            authorizer: Arc::new(DecryptAuthorizer {
+                authorizer: self.authorizer.clone(),
+                who: who.clone(),
+                pipeline: pipeline.name.clone(),
+                tags: pipeline.policy_tags(),
+            }),
+            cancel: job.cancel.clone(),
+            keystore: self.keystore.clone(),
+        };
+        let progress = job.progress.clone();
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let spawned = std::thread::Builder::new()
+            .name(format!(
+                "custos-run-{}",
+                &job.id[job.id.len().saturating_sub(8)..]
+            ))
+            .spawn(move || {
+                let out = tokio::runtime::Builder::new_multi_thread()
+                    .worker_threads(2)
+                    .enable_all()
+                    .build()
+                    .map_err(|e| format!("starting the run's runtime: {e}"))
+                    .and_then(|rt| {
+                        rt.block_on(custos_engine::run(&loaded, &opts, progress))
+                            .map_err(|e| custos_engine::redact_values(&e.to_string()))
+                    });
+                let _ = tx.send(out);
+            });
+        let outcome = match spawned {
+            Ok(_) => rx
+                .await
+                .unwrap_or_else(|_| Err("the run's thread ended without a result".into())),
+            Err(e) => Err(format!("starting the run's thread: {e}")),
+        };
+        drop(permit);
+        match outcome {
+            Ok(RunOutcome::Ran(summary)) => {
+                let status = match summary.status {
+                    RunStatus::Succeeded => JobStatus::Succeeded,
+                    RunStatus::Failed => JobStatus::Failed,
+                    RunStatus::Cancelled => JobStatus::Cancelled,
+                };
+                let result = match (summary.status, summary.failure) {
+                    (RunStatus::Succeeded, _) => Ok(()),
+                    (RunStatus::Cancelled, _) => Err((ErrorCode::Cancelled, "cancelled".into())),
+                    (_, Some(custos_engine::RunFailure::Denied)) => {
+                        Err((ErrorCode::Denied, "denied".into()))
+                    }
+                    (_, f) => Err((
+                        ErrorCode::RunFailed,
+                        f.map_or("error".into(), |f| {
+                            serde_json::to_value(f)
+                                .ok()
+                                .and_then(|v| v.as_str().map(str::to_string))
+                                .unwrap_or_default()
+                        }),
+                    )),
+                };
+                let run = (summary.run_id.clone(), summary.rows_written);
+                self.record_run_outcome(&who, &spec, result, Some((&run.0, run.1)))
+                    .await;
+                job.finish(status, summary.error.clone(), Some(summary));
+            }
+            Ok(RunOutcome::Invalid(diags)) => {
+                self.record_run_outcome(
+                    &who,
+                    &spec,
+                    Err((ErrorCode::Invalid, "invalid".into())),
+                    None,
+                )
+                .await;
+                job.finish(
+                    JobStatus::Failed,
+                    Some(format!("invalid pipeline:\n{diags}")),
+                    None,
+                );
+            }
+            Err(e) => {
+                self.record_run_outcome(&who, &spec, Err((ErrorCode::Error, "error".into())), None)
+                    .await;
+                job.finish(JobStatus::Failed, Some(e), None);
+            }
+        }
+    }
+
+    async fn record_run_outcome(
+        &self,
+        who: &Principal,
+        spec: &str,
+        result: std::result::Result<(), (ErrorCode, String)>,
+        run: Option<(&str, u64)>,
+    ) {
+        if let Err(e) = self
+            .authorizer
+            .outcome(who.name(), Action::RunPipeline, spec, result, run)
+            .await
+        {
+            tracing::error!("recording a run's outcome in the audit log: {e}");
+        }
+    }
+
+    /// One job (any signed-in user: jobs hold counts and hashes, never data).
+    pub fn job(&self, _who: &Principal, id: &str) -> Result<Arc<Job>> {
+        self.jobs
+            .get(id)
+            .ok_or_else(|| AppError::NotFound(format!("no job \"{id}\"")))
+    }
+
+    /// The jobs this server remembers, newest first.
+    pub fn jobs(&self, _who: &Principal) -> Vec<JobInfo> {
+        self.jobs.all().iter().map(|j| j.info()).collect()
+    }
+
+    /// The status of every job remembered (for metrics).
+    pub fn jobs_statuses(&self) -> Vec<JobStatus> {
+        self.jobs.all().iter().map(|j| j.status()).collect()
+    }
+
+    /// Cancels a job (`run_pipeline` on its pipeline): a queued job never starts, a running
+    /// one is aborted and rolled back.
+    pub async fn cancel_job(&self, who: &Principal, id: &str) -> Result<JobInfo> {
+        let job = self.job(who, id)?;
+        let pipeline = lock(&self.registry).get(job.pipeline())?;
+        let tags = pipeline.map(|p| p.policy_tags()).unwrap_or_default();
+        self.authorizer
+            .authorize(
+                who,
+                Action::RunPipeline,
+                &Resource::Pipeline {
+                    name: job.pipeline().to_string(),
+                    tags,
+                },
+            )
+            .await?;
+        job.cancel.cancel();
+        Ok(job.info())
+    }
+
+    /// Recorded runs, newest first (any signed-in user).
+    pub fn runs(&self, _who: &Principal, limit: usize) -> Result<Vec<custos_engine::RunRecord>> {
+        let store = StateStore::open(&self.state_dir)
+            .map_err(|e| AppError::internal("opening the state store", e))?;
+        store
+            .list(limit)
+            .map_err(|e| AppError::internal("reading run records", e))
+    }
+
+    /// One recorded run by id or unique prefix.
+    pub fn run_record(&self, _who: &Principal, id: &str) -> Result<custos_engine::RunRecord> {
+        let store = StateStore::open(&self.state_dir)
+            .map_err(|e| AppError::internal("opening the state store", e))?;
+        store
+            .get(id)
+            .map_err(|e| AppError::internal("reading run records", e))?
+            .ok_or_else(|| AppError::NotFound(format!("no run with id \"{id}\"")))
+    }
+
+    /// Verifies the audit log against its signed checkpoints (`read_audit`).
+    pub async fn audit_verify(&self, who: &Principal) -> Result<AuditVerification> {
+        self.authorizer
+            .authorize(who, Action::ReadAudit, &Resource::AuditLog)
+            .await?;
+        let key = *self.audit.verifying_key().ok_or_else(|| {
+            AppError::Invalid("no audit key: the server runs without a keystore".into())
+        })?;
+        self.audit.flush(true).await?;
+        let dir = self.audit.dir().to_path_buf();
+        let report = tokio::task::spawn_blocking(move || custos_audit::verify(&dir, &key))
+            .await
+            .map_err(|e| AppError::internal("verifying the audit log", e))?;
+        let outcome = match &report {
+            Ok(_) => Ok(()),
+            Err(_) => Err((ErrorCode::Error, "verification failed".into())),
+        };
+        self.authorizer
+            .outcome(who.name(), Action::ReadAudit, "audit", outcome, None)
+            .await?;
+        let r = report
+            .map_err(|e| AppError::RunFailed(format!("audit log verification failed: {e}")))?;
+        Ok(AuditVerification {
+            records: r.records,
+            first: r.first,
+            checkpoints: r.checkpoints,
+            root: r.root,
+        })
+    }
+
+    /// The newest audit records matching `filter` (`read_audit`), oldest first.
+    pub async fn audit_query(
+        &self,
+        who: &Principal,
+        filter: AuditFilter,
+    ) -> Result<Vec<AuditEntry>> {
+        self.authorizer
+            .authorize(who, Action::ReadAudit, &Resource::AuditLog)
+            .await?;
+        let time = |s: &Option<String>, key: &str| -> Result<Option<i64>> {
+            s.as_deref()
+                .map(|t| {
+                    chrono::DateTime::parse_from_rfc3339(t)
+                        .ok()
+                        .and_then(|d| d.timestamp_nanos_opt())
+                        .ok_or_else(|| {
+                            AppError::Invalid(format!("{key}: \"{t}\" is not an RFC 3339 time"))
+                        })
+                })
+                .transpose()
+        };
+        let since = time(&filter.since, "since")?;
+        let until = time(&filter.until, "until")?;
+        if let Some(o) = &filter.outcome
+            && Outcome::parse(o).is_none()
+        {
+            return Err(AppError::Invalid(format!(
+                "outcome: \"{o}\" is not allowed, denied, succeeded or failed"
+            )));
+        }
+        let limit = filter.limit.unwrap_or(100).clamp(1, 10_000);
+        self.audit.flush(false).await?;
+        let dir = self.audit.dir().to_path_buf();
+        // Scan a window of the newest records, large enough for selective filters.
+        let window = (limit * 50).clamp(10_000, 1_000_000);
+        let records = tokio::task::spawn_blocking(move || custos_audit::tail(&dir, window))
+            .await
+            .map_err(|e| AppError::internal("reading the audit log", e))?
+            .map_err(|e| AppError::internal("reading the audit log", e))?;
+        let mut out: Vec<AuditEntry> = records
+            .into_iter()
+            .filter(|(_, e)| {
+                filter.principal.as_ref().is_none_or(|p| &e.principal == p)
+                    && filter.action.as_ref().is_none_or(|a| &e.action == a)
+                    && filter.outcome.as_ref().is_none_or(|o| &e.outcome == o)
+                    && since.is_none_or(|s| e.time_ns >= s)
+                    && until.is_none_or(|u| e.time_ns < u)
+            })
+            .map(|(position, event)| AuditEntry { position, event })
+            .collect();
+        let skip = out.len().saturating_sub(limit);
+        out.drain(..skip);
+        Ok(out)
+    }
+
+    /// Stops: refuses new runs, cancels queued ones, gives running ones `grace` to finish and
+    /// then cancels them (they roll back), records the stop and closes the audit log with a
+    /// signed checkpoint.
+    pub async fn shutdown(&self, grace: Duration) -> Result<()> {
+        self.closing.store(true, Ordering::Relaxed);
+        let jobs = self.jobs.all();
+        for j in &jobs {
+            if j.status() == JobStatus::Queued {
+                j.cancel.cancel();
+            }
+        }
+        let all = futures_wait(&jobs);
+        if tokio::time::timeout(grace, all).await.is_err() {
+            tracing::warn!("runs still going after the shutdown grace period are cancelled");
+            for j in &jobs {
+                j.cancel.cancel();
+            }
+            futures_wait(&jobs).await;
+        }
+        self.audit.record(Record::new(
+            "server",
+            AuditAction::ServerStop,
+            "project",
+            Outcome::Succeeded,
+        ))?;
+        self.audit.close().await
+    }
+}
+
+async fn futures_wait(jobs: &[Arc<Job>]) {
+    for j in jobs {
+        j.wait().await;
+    }
+}
+
+/// The decrypt decisions of one server run: asked for the run's principal, on the registered
+/// pipeline's tags.
+struct DecryptAuthorizer {
+    authorizer: Arc<Authorizer>,
+    who: Principal,
+    pipeline: String,
+    tags: Vec<String>,
+}
+
+#[async_trait::async_trait]
+impl RunAuthorizer for DecryptAuthorizer {
+    async fn decrypt_column(&self, column: &str) -> std::result::Result<(), String> {
+        // Decrypted columns are treated as personal data: what else is encrypted.
+        let column = Resource::Column {
+            pipeline: self.pipeline.clone(),
+            tags: self.tags.clone(),
+            name: column.to_string(),
+            pii: true,
+            protection: "encrypt".into(),
+        };
+        self.authorizer
+            .authorize(&self.who, Action::DecryptColumn, &column)
+            .await
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    }
+}

@@ -1,0 +1,204 @@
+//! The real server on loopback: HTTPS with a test CA, old protocol versions and plain HTTP
+//! refused, graceful shutdown.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use custos_server::Server;
+use rustls_pki_types::{CertificateDer, ServerName};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+use crate::*;
+
+struct Pki {
+    cert_pem: String,
+    key_pem: String,
+    cert_der: CertificateDer<'static>,
+}
+
+fn pki() -> Pki {
+    let key = rcgen::KeyPair::generate().unwrap();
+    let params =
+        rcgen::CertificateParams::new(vec!["localhost".into(), "127.0.0.1".into()]).unwrap();
+    let cert = params.self_signed(&key).unwrap();
+    Pki {
+        cert_pem: cert.pem(),
+        key_pem: key.serialize_pem(),
+        cert_der: cert.der().clone(),
+    }
+}
+
+async fn start(env: &Env, pki: &Pki, min: &str) -> Server {
+    let tls = custos_server::tls::server_config(&pki.cert_pem, &pki.key_pem, min).unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let project = open(env, Opts::default()).await;
+    Server::serve(listener, Some(tls), project, Duration::from_secs(5)).unwrap()
+}
+
+fn client(
+    pki: &Pki,
+    versions: &[&'static rustls::SupportedProtocolVersion],
+) -> tokio_rustls::TlsConnector {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(pki.cert_der.clone()).unwrap();
+    let cfg = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::aws_lc_rs::default_provider(),
+    ))
+    .with_protocol_versions(versions)
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    tokio_rustls::TlsConnector::from(Arc::new(cfg))
+}
+
+/// One HTTP/1.1 request over a fresh TLS connection; the whole response.
+async fn https_get(
+    connector: &tokio_rustls::TlsConnector,
+    server: &Server,
+    path: &str,
+    token: Option<&str>,
+) -> std::io::Result<String> {
+    let tcp = TcpStream::connect(server.addr()).await?;
+    let mut tls = connector
+        .connect(ServerName::try_from("localhost").unwrap(), tcp)
+        .await?;
+    let auth = token.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
+    tls.write_all(
+        format!("GET {path} HTTP/1.1\r\nHost: localhost\r\n{auth}Connection: close\r\n\r\n")
+            .as_bytes(),
+    )
+    .await?;
+    let mut out = Vec::new();
+    tls.read_to_end(&mut out).await?;
+    Ok(String::from_utf8_lossy(&out).into_owned())
+}
+
+#[tokio::test]
+async fn serves_https_with_tls_1_2_and_1_3() {
+    let env = setup();
+    let pki = pki();
+    let server = start(&env, &pki, "1.2").await;
+    for versions in [
+        &[&rustls::version::TLS13][..],
+        &[&rustls::version::TLS12][..],
+    ] {
+        let c = client(&pki, versions);
+        let r = https_get(&c, &server, "/healthz", None).await.unwrap();
+        assert!(r.starts_with("HTTP/1.1 200 OK"), "{r}");
+        let r = https_get(&c, &server, "/v1/whoami", Some(&env.eng))
+            .await
+            .unwrap();
+        assert!(
+            r.starts_with("HTTP/1.1 200 OK") && r.contains("\"eng\""),
+            "{r}"
+        );
+        let r = https_get(&c, &server, "/v1/whoami", None).await.unwrap();
+        assert!(r.starts_with("HTTP/1.1 401"), "{r}");
+    }
+    server.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn min_version_1_3_refuses_tls_1_2() {
+    let env = setup();
+    let pki = pki();
+    let server = start(&env, &pki, "1.3").await;
+    let c12 = client(&pki, &[&rustls::version::TLS12]);
+    assert!(https_get(&c12, &server, "/healthz", None).await.is_err());
+    let c13 = client(&pki, &[&rustls::version::TLS13]);
+    let r = https_get(&c13, &server, "/healthz", None).await.unwrap();
+    assert!(r.starts_with("HTTP/1.1 200"), "{r}");
+    server.shutdown().await.unwrap();
+}
+
+/// A TLS 1.1 ClientHello (no supported_versions extension), as an old client sends it.
+fn tls11_client_hello() -> Vec<u8> {
+    let mut body = vec![0x03, 0x02]; // client_version TLS 1.1
+    body.extend([0x42u8; 32]); // random
+    body.push(0); // session id
+    body.extend([0x00, 0x04, 0xc0, 0x13, 0x00, 0x2f]); // two TLS 1.0/1.1 suites
+    body.extend([0x01, 0x00]); // null compression
+    let mut hs = vec![0x01, 0x00, (body.len() >> 8) as u8, body.len() as u8];
+    hs.extend(body);
+    let mut rec = vec![0x16, 0x03, 0x01, (hs.len() >> 8) as u8, hs.len() as u8];
+    rec.extend(hs);
+    rec
+}
+
+async fn raw_exchange(server: &Server, bytes: &[u8]) -> Vec<u8> {
+    let mut tcp = TcpStream::connect(server.addr()).await.unwrap();
+    tcp.write_all(bytes).await.unwrap();
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), tcp.read_to_end(&mut out)).await;
+    out
+}
+
+#[tokio::test]
+async fn tls_1_1_and_plain_http_are_refused() {
+    let env = setup();
+    let pki = pki();
+    let server = start(&env, &pki, "1.2").await;
+    let r = raw_exchange(&server, &tls11_client_hello()).await;
+    // No ServerHello: an alert record (protocol_version = 70) or nothing.
+    assert!(r.is_empty() || r[0] == 0x15, "{r:?}");
+    if r.len() >= 7 {
+        assert_eq!(r[6], 70, "alert {r:?}");
+    }
+    let r = raw_exchange(&server, b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n").await;
+    assert!(!r.starts_with(b"HTTP/"), "plain HTTP was answered: {r:?}");
+    server.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn key_errors_never_quote_the_key() {
+    let mine = pki();
+    let bad_key = mine
+        .key_pem
+        .replace("PRIVATE KEY-----\n", "PRIVATE KEY-----\nCANARYKEY");
+    let e = custos_server::tls::server_config(&mine.cert_pem, &bad_key, "1.2").unwrap_err();
+    assert!(!e.to_string().contains("CANARY"), "{e}");
+    let other = pki();
+    let e = custos_server::tls::server_config(&mine.cert_pem, &other.key_pem, "1.2").unwrap_err();
+    assert!(e.to_string().contains("do not fit"), "{e}");
+}
+
+#[tokio::test]
+async fn shutdown_lets_a_running_job_finish() {
+    let env = setup();
+    write_orders(&env.data.join("in/orders.csv"), 100_000);
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let project = open(&env, Opts::default()).await;
+    let a = app(&project);
+    let (s, v) = call(
+        &a,
+        "POST",
+        "/v1/pipelines",
+        Some(&env.eng),
+        Some(serde_json::json!({"config": pipeline("big", &[])})),
+    )
+    .await;
+    assert_eq!(s, axum::http::StatusCode::CREATED, "{v}");
+    let (_, job) = call(&a, "POST", "/v1/pipelines/big/runs", Some(&env.eng), None).await;
+    let server = Server::serve(listener, None, project.clone(), Duration::from_secs(60)).unwrap();
+    server.shutdown().await.unwrap();
+    let j = project
+        .job(
+            &whoami(&project, &env.eng).await,
+            job["id"].as_str().unwrap(),
+        )
+        .unwrap();
+    assert_eq!(j.info().status, custos_app::JobStatus::Succeeded);
+    assert!(env.data.join("out/big.parquet").is_file());
+    // After the shutdown new runs are refused.
+    let (s, _) = call(&a, "POST", "/v1/pipelines/big/runs", Some(&env.eng), None).await;
+    assert_ne!(s, axum::http::StatusCode::ACCEPTED);
+}
+
+async fn whoami(project: &Arc<custos_app::Project>, token: &str) -> custos_app::Principal {
+    project
+        .authenticator()
+        .authenticate(custos_app::Credential::api_token(token), None)
+        .await
+        .unwrap()
+}
