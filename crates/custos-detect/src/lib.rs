@@ -32,6 +32,7 @@ mod dict;
 mod error;
 pub mod eval;
 mod kind;
+mod ner;
 mod scan;
 mod tables;
 

@@ -52,12 +52,17 @@ static STARTS: [bool; 256] = {
     let mut c = 0;
     while c < 256 {
         let b = c as u8;
-        t[c] =
-            b.is_ascii_digit() || b.is_ascii_uppercase() || matches!(b, b'@' | b'+' | b'(' | b':');
+        // 0xC3..=0xC5 lead the UTF-8 of U+00C0..U+017F: capitals such as "É", "Ł", "Ø".
+        t[c] = b.is_ascii_digit()
+            || b.is_ascii_uppercase()
+            || matches!(b, b'@' | b'+' | b'(' | b':' | 0xC3..=0xC5);
         c += 1;
     }
     t
 };
+
+/// Whether rule-based names and addresses are reported next to the tagger's in free text.
+const RULES_WITH_NER: bool = true;
 
 /// At most this many digit groups make one numeric chunk ("+44 20 7123 4567" has four).
 const MAX_GROUPS: usize = 8;
@@ -149,12 +154,20 @@ fn is_hex(b: u8) -> bool {
 pub(crate) struct Scan<'a, F: FnMut(Finding)> {
     det: &'a Inner,
     dicts: &'static Dicts,
+    text: &'a str,
     b: &'a [u8],
     mode: Mode,
     /// Findings below this are not emitted.
     min_score: f32,
     /// End of the last phone number reported, for lists of numbers ("... or 0612 ...").
     last_phone: Option<usize>,
+    /// Whether the name/address tagger runs (free text with PERSON or ADDRESS enabled).
+    ner_on: bool,
+    /// Byte offsets of candidates for the tagger: it only looks at tokens around these.
+    anchors: Vec<usize>,
+    /// Spans of the other kinds reported so far (only with the tagger on): a tagged name or
+    /// address never takes a phone number's or an email's place.
+    taken: Vec<(usize, usize)>,
     emit: F,
 }
 
@@ -164,10 +177,14 @@ impl<'a, F: FnMut(Finding)> Scan<'a, F> {
         Scan {
             det,
             dicts: dict::dicts(),
+            text,
             b: text.as_bytes(),
             mode,
             min_score,
             last_phone: None,
+            ner_on: mode == Mode::Text && det.ner.is_some(),
+            anchors: Vec::new(),
+            taken: Vec::new(),
             emit,
         }
     }
@@ -205,8 +222,23 @@ impl<'a, F: FnMut(Finding)> Scan<'a, F> {
     }
 
     fn push(&mut self, kind: PiiKind, start: usize, end: usize, score: f32) {
+        if self.ner_on && matches!(kind, PiiKind::Person | PiiKind::Address) {
+            // The tagger has the last word on names and addresses in text; what the rules
+            // found only tells it where to look.
+            self.anchors.push(start);
+            if !RULES_WITH_NER {
+                return;
+            }
+        }
+        self.emit_finding(kind, start, end, score);
+    }
+
+    fn emit_finding(&mut self, kind: PiiKind, start: usize, end: usize, score: f32) {
         let score = score.clamp(0.0, 1.0);
         if self.det.enabled.has(kind) && score >= self.min_score {
+            if self.ner_on && !matches!(kind, PiiKind::Person | PiiKind::Address) {
+                self.taken.push((start, end));
+            }
             if kind == PiiKind::Phone {
                 self.last_phone = Some(end);
             }
@@ -266,6 +298,17 @@ impl<'a, F: FnMut(Finding)> Scan<'a, F> {
                     }
                 }
                 b':' if ip => self.colon(i),
+                0xC3..=0xC5 if self.ner_on && self.word_start(i) => {
+                    if self
+                        .text
+                        .get(i..)
+                        .and_then(|t| t.chars().next())
+                        .is_some_and(char::is_uppercase)
+                    {
+                        self.anchor_word(i);
+                    }
+                    None
+                }
                 _ => None,
             };
             i = match next {
@@ -273,6 +316,67 @@ impl<'a, F: FnMut(Finding)> Scan<'a, F> {
                 _ => i + 1,
             };
         }
+        if self.ner_on && !self.anchors.is_empty() {
+            self.tag_names();
+        }
+    }
+
+    /// Runs the tagger around the anchors and reports its names and addresses.
+    fn tag_names(&mut self) {
+        let Some(ner) = self.det.ner else {
+            return;
+        };
+        let anchors = std::mem::take(&mut self.anchors);
+        let text = self.text;
+        ner.tag(text, &anchors, |t| {
+            if !self.taken.iter().any(|&(s, e)| s < t.end && t.start < e) {
+                self.emit_finding(t.kind, t.start, t.end, t.score);
+            }
+        });
+    }
+
+    /// Records the capitalised word at `i` as a tagger anchor when it may be a name: a capital
+    /// and a small letter ("Ann", "Élodie", not "IBAN"), and not merely the first word of a
+    /// sentence unless another capitalised word follows ("Kimberly Mcintyre wrote").
+    fn anchor_word(&mut self, i: usize) {
+        let b = self.b;
+        let first = if b[i] < 0x80 { 1 } else { 2 };
+        let second = self.at(i + first);
+        if !(second.is_ascii_lowercase() || second >= 0x80) {
+            return;
+        }
+        let mut j = i;
+        while j > 0 && matches!(b[j - 1], b' ' | b'\t') {
+            j -= 1;
+        }
+        let initial = j == 0
+            || match b[j - 1] {
+                b'!' | b'?' => true,
+                b'.' => !self.abbreviation_before(j - 1),
+                _ => false,
+            };
+        if initial {
+            let we = self.word_end(i);
+            let c = self.at(we + 1);
+            if !(self.at(we) == b' ' && (c.is_ascii_uppercase() || (0xC3..=0xC5).contains(&c))) {
+                return;
+            }
+        }
+        self.anchors.push(i);
+    }
+
+    /// Whether the '.' at `dot` ends an abbreviation such as "Dr.", "M.", "Sra." or "pl."
+    /// rather than a sentence.
+    fn abbreviation_before(&self, dot: usize) -> bool {
+        let b = self.b;
+        let mut k = dot;
+        while k > 0 && b[k - 1].is_ascii_alphabetic() && dot - k <= 4 {
+            k -= 1;
+        }
+        let len = dot - k;
+        (1..=4).contains(&len)
+            && (k == 0 || !is_word(b[k - 1]))
+            && (b[k].is_ascii_uppercase() || len <= 3)
     }
 
     /// IPv6 addresses that start with "::" or with a lower-case hex word ("fe80::1"); those

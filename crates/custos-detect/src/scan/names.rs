@@ -31,6 +31,9 @@ impl<F: FnMut(Finding)> Scan<'_, F> {
         if !self.det.enabled.any(WORD_KINDS) {
             return None;
         }
+        if self.ner_on {
+            self.anchor_word(i);
+        }
         let we = self.name_end(i);
         if we - i < 2 || is_word(self.at(we)) {
             return None;
