@@ -133,58 +133,93 @@ fn flags(d: &Dicts, w: &str, lw: &str, nl: bool) -> Vec<&'static str> {
 }
 
 /// Per-token properties the features are built from.
-struct Props {
+pub(crate) struct Props {
     lw: String,
     shape: String,
+    digits: Option<String>,
     flags: Vec<&'static str>,
 }
 
-/// The feature names of every token in `toks` (offsets into `text`).
-pub(crate) fn features(d: &Dicts, text: &str, toks: &[Token]) -> Vec<Vec<String>> {
-    let props: Vec<Props> = toks
-        .iter()
+/// The properties of every token in `toks` (offsets into `text`).
+pub(crate) fn props(d: &Dicts, text: &str, toks: &[Token]) -> Vec<Props> {
+    toks.iter()
         .map(|t| {
             let w = text.get(t.s..t.e).unwrap_or_default();
             let lw = w.to_lowercase();
             let flags = flags(d, w, &lw, t.nl);
+            let shape = shape(w);
+            let digits = (shape == "d").then(|| lw.chars().count().to_string());
             Props {
-                shape: shape(w),
+                shape,
                 lw,
+                digits,
                 flags,
             }
         })
-        .collect();
-    let n = props.len();
-    let mut out = Vec::with_capacity(n);
-    for (i, p) in props.iter().enumerate() {
-        let mut f = vec![
-            "b".to_owned(),
-            format!("w={}", p.lw),
-            format!("s={}", p.shape),
-            format!("p3={}", head(&p.lw, 3)),
-            format!("x3={}", tail(&p.lw, 3)),
-            format!("x2={}", tail(&p.lw, 2)),
-        ];
-        if p.shape == "d" {
-            f.push(format!("dl={}", p.lw.chars().count()));
-        }
-        f.extend(p.flags.iter().map(|x| format!("f={x}")));
-        for o in [-2isize, -1, 1, 2] {
-            let Some(j) = i.checked_add_signed(o) else {
-                f.push(format!("{o}:B"));
-                continue;
-            };
-            let Some(q) = props.get(j) else {
-                f.push(format!("{o}:E"));
-                continue;
-            };
-            f.push(format!("{o}:w={}", q.lw));
-            f.push(format!("{o}:s={}", q.shape));
-            f.extend(q.flags.iter().map(|x| format!("{o}:f={x}")));
-        }
-        out.push(f);
+        .collect()
+}
+
+/// Receives each feature of a token as the pieces its name is made of.
+pub(crate) trait Sink {
+    /// One feature whose name is `parts` concatenated.
+    fn feature(&mut self, parts: &[&str]);
+}
+
+/// Offsets of the neighbours each token's features look at, with their names.
+const NEIGHBOURS: [(isize, &str); 4] = [(-2, "-2"), (-1, "-1"), (1, "1"), (2, "2")];
+
+/// Feeds the features of token `i` to `sink`, in the training script's order.
+pub(crate) fn token_features(props: &[Props], i: usize, sink: &mut impl Sink) {
+    let Some(p) = props.get(i) else {
+        return;
+    };
+    sink.feature(&["b"]);
+    sink.feature(&["w=", &p.lw]);
+    sink.feature(&["s=", &p.shape]);
+    sink.feature(&["p3=", head(&p.lw, 3)]);
+    sink.feature(&["x3=", tail(&p.lw, 3)]);
+    sink.feature(&["x2=", tail(&p.lw, 2)]);
+    if let Some(n) = &p.digits {
+        sink.feature(&["dl=", n]);
     }
-    out
+    for f in &p.flags {
+        sink.feature(&["f=", f]);
+    }
+    for (o, name) in NEIGHBOURS {
+        let Some(j) = i.checked_add_signed(o) else {
+            sink.feature(&[name, ":B"]);
+            continue;
+        };
+        let Some(q) = props.get(j) else {
+            sink.feature(&[name, ":E"]);
+            continue;
+        };
+        sink.feature(&[name, ":w=", &q.lw]);
+        sink.feature(&[name, ":s=", &q.shape]);
+        for f in &q.flags {
+            sink.feature(&[name, ":f=", f]);
+        }
+    }
+}
+
+/// Collects feature names as strings (the form the training script writes).
+impl Sink for Vec<String> {
+    fn feature(&mut self, parts: &[&str]) {
+        self.push(parts.concat());
+    }
+}
+
+/// The feature names of every token in `toks`, as strings (tests and the fixture check).
+#[cfg(test)]
+pub(crate) fn features(d: &Dicts, text: &str, toks: &[Token]) -> Vec<Vec<String>> {
+    let props = props(d, text, toks);
+    (0..props.len())
+        .map(|i| {
+            let mut f: Vec<String> = Vec::new();
+            token_features(&props, i, &mut f);
+            f
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -61,6 +61,38 @@ static STARTS: [bool; 256] = {
     t
 };
 
+/// Lower-case words between a given and a family name ("Jan van der Berg", "Ana de la Cruz").
+#[inline]
+fn is_particle(w: &[u8]) -> bool {
+    matches!(
+        w,
+        b"van"
+            | b"von"
+            | b"der"
+            | b"den"
+            | b"de"
+            | b"da"
+            | b"di"
+            | b"del"
+            | b"della"
+            | b"dos"
+            | b"das"
+            | b"du"
+            | b"la"
+            | b"le"
+            | b"ter"
+            | b"ten"
+            | b"y"
+            | b"e"
+            | b"zu"
+            | b"af"
+    )
+}
+
+/// Pattern findings remembered per text to keep tagged spans off them; a text with more is
+/// left to the overlap resolution (which prefers the higher score).
+const MAX_TAKEN: usize = 8;
+
 /// Whether rule-based names and addresses are reported next to the tagger's in free text.
 const RULES_WITH_NER: bool = true;
 
@@ -167,7 +199,8 @@ pub(crate) struct Scan<'a, F: FnMut(Finding)> {
     anchors: Vec<usize>,
     /// Spans of the other kinds reported so far (only with the tagger on): a tagged name or
     /// address never takes a phone number's or an email's place.
-    taken: Vec<(usize, usize)>,
+    taken: [(usize, usize); MAX_TAKEN],
+    n_taken: usize,
     emit: F,
 }
 
@@ -184,7 +217,8 @@ impl<'a, F: FnMut(Finding)> Scan<'a, F> {
             last_phone: None,
             ner_on: mode == Mode::Text && det.ner.is_some(),
             anchors: Vec::new(),
-            taken: Vec::new(),
+            taken: [(0, 0); MAX_TAKEN],
+            n_taken: 0,
             emit,
         }
     }
@@ -224,8 +258,10 @@ impl<'a, F: FnMut(Finding)> Scan<'a, F> {
     fn push(&mut self, kind: PiiKind, start: usize, end: usize, score: f32) {
         if self.ner_on && matches!(kind, PiiKind::Person | PiiKind::Address) {
             // The tagger has the last word on names and addresses in text; what the rules
-            // found only tells it where to look.
-            self.anchors.push(start);
+            // found tells it where to look.
+            if score >= self.min_score {
+                self.anchors.push(start);
+            }
             if !RULES_WITH_NER {
                 return;
             }
@@ -236,8 +272,12 @@ impl<'a, F: FnMut(Finding)> Scan<'a, F> {
     fn emit_finding(&mut self, kind: PiiKind, start: usize, end: usize, score: f32) {
         let score = score.clamp(0.0, 1.0);
         if self.det.enabled.has(kind) && score >= self.min_score {
-            if self.ner_on && !matches!(kind, PiiKind::Person | PiiKind::Address) {
-                self.taken.push((start, end));
+            if self.ner_on
+                && !matches!(kind, PiiKind::Person | PiiKind::Address)
+                && let Some(t) = self.taken.get_mut(self.n_taken)
+            {
+                *t = (start, end);
+                self.n_taken += 1;
             }
             if kind == PiiKind::Phone {
                 self.last_phone = Some(end);
@@ -299,14 +339,7 @@ impl<'a, F: FnMut(Finding)> Scan<'a, F> {
                 }
                 b':' if ip => self.colon(i),
                 0xC3..=0xC5 if self.ner_on && self.word_start(i) => {
-                    if self
-                        .text
-                        .get(i..)
-                        .and_then(|t| t.chars().next())
-                        .is_some_and(char::is_uppercase)
-                    {
-                        self.anchor_word(i);
-                    }
+                    self.anchor_word(i, self.word_end(i));
                     None
                 }
                 _ => None,
@@ -329,54 +362,177 @@ impl<'a, F: FnMut(Finding)> Scan<'a, F> {
         let anchors = std::mem::take(&mut self.anchors);
         let text = self.text;
         ner.tag(text, &anchors, |t| {
-            if !self.taken.iter().any(|&(s, e)| s < t.end && t.start < e) {
+            let taken = &self.taken[..self.n_taken];
+            if !taken.iter().any(|&(s, e)| s < t.end && t.start < e) {
                 self.emit_finding(t.kind, t.start, t.end, t.score);
             }
         });
     }
 
-    /// Records the capitalised word at `i` as a tagger anchor when it may be a name: a capital
-    /// and a small letter ("Ann", "Élodie", not "IBAN"), and not merely the first word of a
-    /// sentence unless another capitalised word follows ("Kimberly Mcintyre wrote").
-    fn anchor_word(&mut self, i: usize) {
-        let b = self.b;
-        let first = if b[i] < 0x80 { 1 } else { 2 };
-        let second = self.at(i + first);
-        if !(second.is_ascii_lowercase() || second >= 0x80) {
+    /// Records the capitalised word at `i` as a tagger anchor when it may start a name or an
+    /// address. A name: another capitalised word follows ("Kimberly Mcintyre", "Dr. Okonkwo",
+    /// "Jan van der Berg") and one of them is a listed name, or the pair does not open a
+    /// sentence. An address: a house number follows a street word ("Kerkstraat 12",
+    /// "chemin Julliard 2"). A lone capitalised word is left alone: sentences start with one,
+    /// and tagging every sentence would cost more than the rest of the scan.
+    fn anchor_word(&mut self, i: usize, we: usize) {
+        if !self.cap_word(i) {
             return;
         }
+        let mut j = we;
+        if self.at(j) == b'.' && we - i <= 4 {
+            j += 1;
+        }
+        if self.at(j) != b' ' {
+            return;
+        }
+        j += 1;
+        let c = self.at(j);
+        if c.is_ascii_digit() {
+            // "Version 2", "Ticket 1234" open sentences: only a word inside one (or starting
+            // the text) is looked up.
+            if (i == 0 || !self.sentence_initial(i))
+                && (self.street_type(i, we) || self.street_word_before(i))
+            {
+                self.anchors.push(i);
+            }
+            return;
+        }
+        if matches!(c, b'a' | b'd' | b'e' | b'l' | b't' | b'v' | b'y' | b'z') {
+            // "van der", "de la": particles between a given and a family name.
+            for _ in 0..2 {
+                let pe = self.alpha_end(j);
+                if self.at(pe) == b' ' && is_particle(&self.b[j..pe]) {
+                    j = pe + 1;
+                } else {
+                    break;
+                }
+            }
+        }
+        if !self.cap_word(j) {
+            return;
+        }
+        let known2 = || self.name_known(j, self.word_end(j));
+        let anchored = if we - i <= 7 && dict::contains(&self.dicts.titles, &self.b[i..we]) {
+            known2()
+        } else {
+            !self.sentence_initial(i) || self.name_known(i, we) || known2()
+        };
+        if anchored {
+            self.anchors.push(i);
+        }
+    }
+
+    /// Cheap test of what follows a word ending at `we` (ASCII part): only a dot, or a space
+    /// before a capital, a digit, a non-ASCII letter or a possible particle can make it an
+    /// anchor. Sentences mostly go on with a small word, and this keeps them cheap.
+    #[inline]
+    fn may_anchor(&self, we: usize) -> bool {
+        match self.at(we) {
+            b' ' => {
+                let c = self.at(we + 1);
+                c.is_ascii_uppercase()
+                    || c.is_ascii_digit()
+                    || c >= 0x80
+                    || matches!(c, b'a' | b'd' | b'e' | b'l' | b't' | b'v' | b'y' | b'z')
+            }
+            b'.' => true,
+            c => c >= 0x80,
+        }
+    }
+
+    /// Whether `ws..we` is a given or family name of any locale in the lists.
+    fn name_known(&self, ws: usize, we: usize) -> bool {
+        let d = self.dicts;
+        let w = &self.b[ws..we];
+        if w.is_ascii() {
+            return dict::contains(&d.given_intl, w) || dict::contains(&d.surnames_intl, w);
+        }
+        let lw = self.text.get(ws..we).unwrap_or_default().to_lowercase();
+        d.given_intl.contains(lw.as_bytes()) || d.surnames_intl.contains(lw.as_bytes())
+    }
+
+    /// Whether `ws..we` is a street word or ends in one ("Kerkstraat", "Hauptstraße").
+    fn street_type(&self, ws: usize, we: usize) -> bool {
+        let set = &self.dicts.street_words;
+        let w = &self.b[ws..we];
+        dict::contains(set, w)
+            || (w.len() >= 6
+                && (3..=8.min(w.len() - 3)).any(|k| dict::contains(set, &w[w.len() - k..])))
+    }
+
+    /// Whether the word before the one at `i` is a street word ("chemin", "rue", "pl.").
+    fn street_word_before(&self, i: usize) -> bool {
+        let b = self.b;
+        let mut e = i;
+        while e > 0 && matches!(b[e - 1], b' ' | b'.') {
+            e -= 1;
+        }
+        let mut s = e;
+        while s > 0 && b[s - 1].is_ascii_alphabetic() && e - s < 12 {
+            s -= 1;
+        }
+        e - s >= 2
+            && (s == 0 || !is_word(b[s - 1]))
+            && dict::contains(&self.dicts.street_words, &b[s..e])
+    }
+
+    /// Whether a capitalised word written like a name starts at `i`: a capital (ASCII or
+    /// U+00C0..U+017F) and then a small letter or any non-ASCII letter ("Ann", "Élodie",
+    /// "McPherson"; not "IBAN", "A" or "NL14").
+    #[inline]
+    fn cap_word(&self, i: usize) -> bool {
+        let c = self.at(i);
+        let first = if c.is_ascii_uppercase() {
+            1
+        } else if (0xC3..=0xC5).contains(&c) && self.upper_at(i) {
+            2
+        } else {
+            return false;
+        };
+        let s = self.at(i + first);
+        (s.is_ascii_lowercase() || s >= 0x80) && self.word_start(i)
+    }
+
+    /// Whether the (non-ASCII) character at `i` is a capital.
+    #[cold]
+    fn upper_at(&self, i: usize) -> bool {
+        self.text
+            .get(i..)
+            .and_then(|t| t.chars().next())
+            .is_some_and(char::is_uppercase)
+    }
+
+    /// Whether the word at `i` opens a sentence (text start, or after ".", "!" or "?" that do
+    /// not end an abbreviation).
+    fn sentence_initial(&self, i: usize) -> bool {
+        let b = self.b;
         let mut j = i;
         while j > 0 && matches!(b[j - 1], b' ' | b'\t') {
             j -= 1;
         }
-        let initial = j == 0
+        j == 0
             || match b[j - 1] {
                 b'!' | b'?' => true,
                 b'.' => !self.abbreviation_before(j - 1),
                 _ => false,
-            };
-        if initial {
-            let we = self.word_end(i);
-            let c = self.at(we + 1);
-            if !(self.at(we) == b' ' && (c.is_ascii_uppercase() || (0xC3..=0xC5).contains(&c))) {
-                return;
             }
-        }
-        self.anchors.push(i);
     }
 
-    /// Whether the '.' at `dot` ends an abbreviation such as "Dr.", "M.", "Sra." or "pl."
-    /// rather than a sentence.
+    /// Whether the '.' at `dot` ends an abbreviation, a title or street word ("Dr.", "Sra.",
+    /// "pl.", "Str.") or an initial ("J."), rather than a sentence.
     fn abbreviation_before(&self, dot: usize) -> bool {
         let b = self.b;
         let mut k = dot;
         while k > 0 && b[k - 1].is_ascii_alphabetic() && dot - k <= 4 {
             k -= 1;
         }
-        let len = dot - k;
-        (1..=4).contains(&len)
+        let w = &b[k..dot];
+        !w.is_empty()
             && (k == 0 || !is_word(b[k - 1]))
-            && (b[k].is_ascii_uppercase() || len <= 3)
+            && ((w.len() == 1 && w[0].is_ascii_uppercase())
+                || dict::contains(&self.dicts.titles, w)
+                || (w.len() <= 3 && dict::contains(&self.dicts.street_words, w)))
     }
 
     /// IPv6 addresses that start with "::" or with a lower-case hex word ("fe80::1"); those
@@ -544,6 +700,16 @@ impl<'a, F: FnMut(Finding)> Scan<'a, F> {
                 && let Some(e) = self.address(g.s, g.e)
             {
                 return Some(e);
+            }
+            // "12 rue de la Paix", "5 via Roma": a house number before a street word.
+            if self.ner_on && g.len() <= 5 && self.at(g.e) == b' ' {
+                let ws = g.e + 1;
+                let we = self.alpha_end(ws);
+                if (2..=10).contains(&(we - ws))
+                    && dict::contains(&self.dicts.street_words, &self.b[ws..we])
+                {
+                    self.anchors.push(g.s);
+                }
             }
         }
         Some(found_end.map_or(end, |f| f.max(end)))

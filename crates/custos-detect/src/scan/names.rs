@@ -31,10 +31,19 @@ impl<F: FnMut(Finding)> Scan<'_, F> {
         if !self.det.enabled.any(WORD_KINDS) {
             return None;
         }
-        if self.ner_on {
-            self.anchor_word(i);
-        }
         let we = self.name_end(i);
+        if self.ner_on
+            && (self.at(i + 1).is_ascii_lowercase() || self.at(i + 1) >= 0x80)
+            && self.may_anchor(we)
+        {
+            // "Lúcia": the name-shaped part stops at the first non-ASCII letter.
+            let end = if is_word(self.at(we)) {
+                self.word_end(i)
+            } else {
+                we
+            };
+            self.anchor_word(i, end);
+        }
         if we - i < 2 || is_word(self.at(we)) {
             return None;
         }
