@@ -2,7 +2,7 @@
 """Tuning aid: scores the CRF alone (no rules, every sentence tagged) on a labelled JSONL set,
 overlap and strict P/R/F1 for PERSON and STREET_ADDRESS. Tune on eval/dev.jsonl only.
 
-Usage: crf_dev_score.py MODEL SET.jsonl [--misses N]
+Usage: crf_dev_score.py MODEL SET.jsonl [N LABEL...]   (print N mismatches of LABEL)
 """
 import json
 import sys
@@ -36,7 +36,7 @@ def spans_of(toks, tags):
 def main():
     tagger = pycrfsuite.Tagger()
     tagger.open(sys.argv[1])
-    misses = int(sys.argv[4]) if len(sys.argv) > 4 else 0
+    misses = int(sys.argv[3]) if len(sys.argv) > 3 else 0
     stats = {k: [0, 0, 0, 0, 0] for k in LABELS.values()}  # tp_overlap_pred, pred, tp_overlap_gold, gold, strict
     shown = 0
     for line in open(sys.argv[2], encoding="utf-8"):
@@ -53,7 +53,7 @@ def main():
             st[2] += sum(any(a < d and c < b for c, d, _ in p) for a, b, _ in g)
             st[3] += len(g)
             st[4] += sum(x in g for x in p)
-            if shown < misses and (set(p) != set(g)):
+            if shown < misses and set(p) != set(g) and lab in sys.argv[4:]:
                 shown += 1
                 print(lab, "gold", [text[a:b] for a, b, _ in g], "pred", [text[a:b] for a, b, _ in p])
     for lab, (tpp, np_, tpg, ng, strict) in stats.items():

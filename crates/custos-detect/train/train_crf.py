@@ -189,7 +189,24 @@ TEMPLATES = [
     "User {P} logged in from {IP}.", "Ref {ORDER} / {P} / {A}",
     "{TITLE} {LAST} will attend.", "Good morning {TITLE} {LAST},", "Dear {TITLE} {LAST},",
     "Appointment with {TITLE} {LAST} at {TIME}.", "Ask for {TITLE} {P}.",
+    # Addresses and names followed by more sentence: dates, agents, cities, companies.
+    "Moved to {A} on {DATE}.", "Delivered to {A} on {DATE} at {TIME}.", "{A} since {YEAR}",
+    "The flat at {A} was let on {DATE} by {P}.", "Registered at {A} by {P} on {DATE}.",
+    "Sent to {A} via courier, tracking {ORDER}.", "New address {A} from {DATE}",
+    "{P} from {CITY} called.", "Guest {P} from {CITY}, {COUNTRY}.", "{P} ({CITY}) wrote in.",
+    "Caller {P} from {COMPANY} asked about {ORDER}.", "{P} works at {COMPANY} in {CITY}.",
+    "{P}, {COMPANY}, {CITY}", "{P} of {COMPANY} signed for {AMOUNT}.",
+    "{P} upgraded to {VERSION} and then to {VERSION}.", "Build {VERSION} by {P}",
+    "{P} paid {AMOUNT} by card {CARD}.", "{A}; card {CARD} on file", "{A}. Phone {PHONE}.",
+    "{P} at {A}, tel. {PHONE}", "Lives in {CITY} near {COMPANY}.",
+    "[{TIME}] {P}: {LOREM}", "[{DATE} {TIME}] {P} joined", "<{P}> {LOREM}", "({P})",
+    "[{P}]", "(owner: {P})", "Paid by card (holder {P}).", "Refund for {P} (ref {ORDER}).",
+    "{LOREM} ({P}).", "{TIME} {P}: ok", "Signed off by {P}.",
+    "Visitor {P} signed in at {TIME}.", "Visitor: {P}", "Refund {AMOUNT} to {P}.",
     # Negatives: capitalised words that are not names or addresses.
+    "{VERSION}", "{VERSION}; {LOREM}.", "Updated to {VERSION}.", "{AMOUNT}", "Refund {AMOUNT}.",
+    "Refund {AMOUNT} issued to card {CARD}.", "{ORDER}", "{NUM} {NUM} {NUM}", "{PHONE} or {PHONE}",
+    "{COMPANY}", "{COMPANY} ({ORDER})", "Paid {AMOUNT} ({CARD}).", "Case {ORDER}: {LOREM}.",
     "{LOREM}.", "{LOREM}. {LOREM}.", "{CAPS} on {DAY}.", "The {CAPS} is on {DAY}.",
     "{COMPANY} reported {AMOUNT} revenue in {MONTH}.", "Welcome to {CITY}!",
     "{CITY}, {COUNTRY}", "Flight to {CITY} on {DAY} {DATE}.", "Office in {CITY} closed.",
@@ -286,7 +303,11 @@ class Gen:
         if name == "AMOUNT":
             return r.choice([f"${r.randrange(1, 99999):,}.{r.randrange(100):02d}", f"€{r.randrange(1, 9999)}", f"{r.randrange(1, 9999)} EUR"]), None
         if name == "VERSION":
-            return f"{r.randrange(1, 9)}.{r.randrange(0, 20)}.{r.randrange(0, 50)}", None
+            return r.choice([f"{r.randrange(1, 9)}.{r.randrange(0, 20)}.{r.randrange(0, 50)}",
+                             f"v{r.randrange(1, 12)}.{r.randrange(0, 10)}",
+                             f"{r.randrange(1, 30)}.{r.randrange(0, 10)}"]), None
+        if name == "CARD":
+            return " ".join(str(r.randrange(1000, 9999)) for _ in range(4)), None
         if name == "IBAN":
             return self.fk[r.choice(["de_DE", "fr_FR", "nl_NL", "es_ES", "it_IT", "en_GB"])].iban(), None
         if name == "IP":
@@ -373,7 +394,7 @@ def main():
                  "ÉLODIE Ça va? 12ème étage", "İstanbul ǅemal Σίσυφος", "x\u00a0y\t\tz!!"]:
         toks = tokenize(text)
         fixture.append((text, toks, features(text, toks)))
-    trainer.set_params({"c1": 0.05, "c2": 0.01, "max_iterations": 200,
+    trainer.set_params({"c1": 0.05, "c2": 0.01, "max_iterations": 500,
                         "feature.possible_transitions": True})
     path = os.path.join(args.out, MODEL_NAME)
     trainer.train(path)

@@ -93,9 +93,6 @@ fn is_particle(w: &[u8]) -> bool {
 /// left to the overlap resolution (which prefers the higher score).
 const MAX_TAKEN: usize = 8;
 
-/// Whether rule-based names and addresses are reported next to the tagger's in free text.
-const RULES_WITH_NER: bool = true;
-
 /// At most this many digit groups make one numeric chunk ("+44 20 7123 4567" has four).
 const MAX_GROUPS: usize = 8;
 /// Longest digit run considered (19-digit PANs); longer runs are not PII we know.
@@ -257,14 +254,13 @@ impl<'a, F: FnMut(Finding)> Scan<'a, F> {
 
     fn push(&mut self, kind: PiiKind, start: usize, end: usize, score: f32) {
         if self.ner_on && matches!(kind, PiiKind::Person | PiiKind::Address) {
-            // The tagger has the last word on names and addresses in text; what the rules
-            // found tells it where to look.
+            // The tagger has the last word on names and addresses in text (it also finds the
+            // ones the rules find, with better bounds); what the rules found tells it where
+            // to look.
             if score >= self.min_score {
                 self.anchors.push(start);
             }
-            if !RULES_WITH_NER {
-                return;
-            }
+            return;
         }
         self.emit_finding(kind, start, end, score);
     }
@@ -364,7 +360,13 @@ impl<'a, F: FnMut(Finding)> Scan<'a, F> {
         ner.tag(text, &anchors, |t| {
             let taken = &self.taken[..self.n_taken];
             if !taken.iter().any(|&(s, e)| s < t.end && t.start < e) {
-                self.emit_finding(t.kind, t.start, t.end, t.score);
+                // "Dear Mr. Okonkwo", "Name: ...": a context word vouches for a weak name.
+                let score = if t.score < 0.8 && self.ctx(t.start, t.end).before.has(t.kind) {
+                    t.score + 0.15
+                } else {
+                    t.score
+                };
+                self.emit_finding(t.kind, t.start, t.end, score);
             }
         });
     }
