@@ -89,6 +89,13 @@ fn is_particle(w: &[u8]) -> bool {
     )
 }
 
+/// Street types written abbreviated with a dot ("pl. Skargi 31", "Str. 5"); whole street words
+/// such as "way" or "run" end sentences too often to count.
+const STREET_ABBREVIATIONS: &[&[u8]] = &[
+    b"pl", b"ul", b"al", b"av", b"avda", b"str", b"bd", b"bld", b"St", b"st", b"rd", b"Rd", b"nr",
+    b"Nr", b"no", b"No", b"os", b"ch", b"rte", b"Str", b"Av", b"Pl", b"Ul", b"Al",
+];
+
 /// Pattern findings remembered per text to keep tagged spans off them; a text with more is
 /// left to the overlap resolution (which prefers the higher score).
 const MAX_TAKEN: usize = 8;
@@ -415,10 +422,13 @@ impl<'a, F: FnMut(Finding)> Scan<'a, F> {
             return;
         }
         let known2 = || self.name_known(j, self.word_end(j));
-        let anchored = if we - i <= 7 && dict::contains(&self.dicts.titles, &self.b[i..we]) {
+        // Capitalised pairs that are neither names nor streets ("Republican Party", "Board
+        // Meeting") are common in prose: one of the two must be in a list.
+        let w = &self.b[i..we];
+        let anchored = if we - i <= 7 && dict::contains(&self.dicts.titles, w) {
             known2()
         } else {
-            !self.sentence_initial(i) || self.name_known(i, we) || known2()
+            self.name_known(i, we) || known2() || dict::contains(&self.dicts.street_words, w)
         };
         if anchored {
             self.anchors.push(i);
@@ -521,8 +531,8 @@ impl<'a, F: FnMut(Finding)> Scan<'a, F> {
             }
     }
 
-    /// Whether the '.' at `dot` ends an abbreviation, a title or street word ("Dr.", "Sra.",
-    /// "pl.", "Str.") or an initial ("J."), rather than a sentence.
+    /// Whether the '.' at `dot` ends an abbreviation, a title or street abbreviation ("Dr.",
+    /// "Sra.", "pl.", "Str.") or an initial ("J."), rather than a sentence.
     fn abbreviation_before(&self, dot: usize) -> bool {
         let b = self.b;
         let mut k = dot;
@@ -534,7 +544,7 @@ impl<'a, F: FnMut(Finding)> Scan<'a, F> {
             && (k == 0 || !is_word(b[k - 1]))
             && ((w.len() == 1 && w[0].is_ascii_uppercase())
                 || dict::contains(&self.dicts.titles, w)
-                || (w.len() <= 3 && dict::contains(&self.dicts.street_words, w)))
+                || STREET_ABBREVIATIONS.contains(&w))
     }
 
     /// IPv6 addresses that start with "::" or with a lower-case hex word ("fe80::1"); those
