@@ -202,6 +202,12 @@ TEMPLATES = [
     "[{TIME}] {P}: {LOREM}", "[{DATE} {TIME}] {P} joined", "<{P}> {LOREM}", "({P})",
     "[{P}]", "(owner: {P})", "Paid by card (holder {P}).", "Refund for {P} (ref {ORDER}).",
     "{LOREM} ({P}).", "{TIME} {P}: ok", "Signed off by {P}.",
+    # A few non-English frames: names and addresses are written in their own languages' prose.
+    "Adresse: {A}", "Lieferung an {A} bitte.", "Bitte an {A} schicken.", "Envoyer à {A}.",
+    "Livraison au {A} demain.", "Dirección: {A}", "Enviar a {A}.", "Indirizzo: {A}",
+    "Spedire a {A}.", "Het adres is {A}.", "Adres: {A}", "Endereço: {A}", "Adresa: {A}",
+    "Sehr geehrte {P},", "Bonjour {P},", "Estimado {P}:", "Gentile {P},", "Beste {P},",
+    "Kontakt: {P}, {PHONE}", "Ansprechpartner {P}", "Cordialement, {P}", "Saludos, {P}",
     "Visitor {P} signed in at {TIME}.", "Visitor: {P}", "Refund {AMOUNT} to {P}.",
     # Negatives: capitalised words that are not names or addresses.
     "{VERSION}", "{VERSION}; {LOREM}.", "Updated to {VERSION}.", "{AMOUNT}", "Refund {AMOUNT}.",
