@@ -418,6 +418,10 @@ impl<'a, F: FnMut(Finding)> Scan<'a, F> {
                 }
             }
         }
+        // A middle initial: "Mary J. Johnson".
+        if self.at(j).is_ascii_uppercase() && self.at(j + 1) == b'.' && self.at(j + 2) == b' ' {
+            j += 3;
+        }
         if !self.cap_word(j) {
             return;
         }
@@ -426,7 +430,8 @@ impl<'a, F: FnMut(Finding)> Scan<'a, F> {
         // Meeting") are common in prose: one of the two must be in a list.
         let w = &self.b[i..we];
         let anchored = if we - i <= 7 && dict::contains(&self.dicts.titles, w) {
-            known2()
+            // "Dear Mr. Okonkwo": an unlisted name after a title needs a context word.
+            known2() || self.ctx(i, we).before.has(PiiKind::Person)
         } else {
             self.name_known(i, we) || known2() || dict::contains(&self.dicts.street_words, w)
         };
@@ -490,8 +495,8 @@ impl<'a, F: FnMut(Finding)> Scan<'a, F> {
     }
 
     /// Whether a capitalised word written like a name starts at `i`: a capital (ASCII or
-    /// U+00C0..U+017F) and then a small letter or any non-ASCII letter ("Ann", "Élodie",
-    /// "McPherson"; not "IBAN", "A" or "NL14").
+    /// U+00C0..U+017F) and then a small letter, any non-ASCII letter or an apostrophe and a
+    /// capital ("Ann", "Élodie", "McPherson", "O'Brien"; not "IBAN", "A" or "NL14").
     #[inline]
     fn cap_word(&self, i: usize) -> bool {
         let c = self.at(i);
@@ -503,7 +508,8 @@ impl<'a, F: FnMut(Finding)> Scan<'a, F> {
             return false;
         };
         let s = self.at(i + first);
-        (s.is_ascii_lowercase() || s >= 0x80) && self.word_start(i)
+        let apostrophe = s == b'\'' && self.at(i + first + 1).is_ascii_uppercase();
+        (s.is_ascii_lowercase() || s >= 0x80 || apostrophe) && self.word_start(i)
     }
 
     /// Whether the (non-ASCII) character at `i` is a capital.

@@ -66,7 +66,9 @@ impl<F: FnMut(Finding)> Scan<'_, F> {
         {
             return Some(e);
         }
-        if self.on(PiiKind::Person) {
+        // In free text the tagger finds names from the anchors above; the word-list rules only
+        // serve whole cells (where a lone surname in a name column counts).
+        if self.on(PiiKind::Person) && !self.ner_on {
             return self.person(i, we);
         }
         None
