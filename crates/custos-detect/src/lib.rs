@@ -5,9 +5,9 @@
 //! small CRF tagger, run only around candidate words), plus custom regex detectors from
 //! configuration. All built-in detectors share one pass over the text (a byte-class scanner
 //! that only stops at digits, `+`, `(`, `@`, capitalised words and hex words before `:`); the
-//! custom detectors share one further pass through a single combined regex. Candidates are validated by checksums (Luhn, IBAN mod 97), structural rules
-//! (SSN areas, NANP area codes, per-country phone and IBAN tables), `std::net` parsing, and
-//! context words near the match.
+//! custom detectors share one further pass through a single combined regex. Candidates are
+//! validated by checksums (Luhn, IBAN mod 97), structural rules (SSN areas, NANP area codes,
+//! per-country phone and IBAN tables), `std::net` parsing, and context words near the match.
 //!
 //! ```
 //! use custos_detect::{Detector, DetectorConfig, PiiKind};
