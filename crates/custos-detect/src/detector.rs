@@ -6,6 +6,7 @@ use serde::Serialize;
 use crate::checksum::{luhn, mod97};
 use crate::context::ContextIndex;
 use crate::kind::KindSet;
+use crate::ner::{self, Ner};
 use crate::scan::{Mode, Scan};
 use crate::{Checksum, DetectError, DetectorConfig, PiiKind};
 
@@ -62,6 +63,8 @@ pub(crate) struct Inner {
     pub(crate) min_score: f32,
     /// Context words of built-in and custom detectors.
     pub(crate) context: ContextIndex,
+    /// The name/address tagger, when PERSON or ADDRESS is enabled.
+    pub(crate) ner: Option<&'static Ner>,
     custom: Option<CustomSet>,
 }
 
@@ -138,9 +141,16 @@ impl Detector {
             })?;
             Some(CustomSet { combined, each })
         };
+        let enabled = KindSet::of(&config.enabled);
+        let ner = if enabled.any(KindSet::of(&[PiiKind::Person, PiiKind::Address])) {
+            Some(ner::ner()?)
+        } else {
+            None
+        };
         Ok(Detector {
             inner: Inner {
-                enabled: KindSet::of(&config.enabled),
+                ner,
+                enabled,
                 min_score: config.min_score,
                 context: ContextIndex::new(&words)?,
                 custom,

@@ -38,13 +38,22 @@ pub(crate) struct Dicts {
     pub(crate) surnames: WordSet,
     /// Street suffixes and their abbreviations.
     pub(crate) street: WordSet,
+    /// Given names of many locales (features of the name tagger).
+    pub(crate) given_intl: WordSet,
+    /// Family names of many locales (features of the name tagger).
+    pub(crate) surnames_intl: WordSet,
+    /// Honorifics and academic titles in many languages ("mr", "frau", "mme", "dott").
+    pub(crate) titles: WordSet,
+    /// Street types and prefixes in many languages ("rue", "calle", "straße", "ul").
+    pub(crate) street_words: WordSet,
 }
 
 fn load(src: &str) -> WordSet {
     src.lines()
         .map(str::trim)
         .filter(|l| !l.is_empty() && !l.starts_with('#'))
-        .map(|l| l.to_ascii_lowercase().into_bytes().into_boxed_slice())
+        // Full Unicode lower case, like the tagger's features ("Élodie" is stored "élodie").
+        .map(|l| l.to_lowercase().into_bytes().into_boxed_slice())
         .collect()
 }
 
@@ -55,6 +64,10 @@ pub(crate) fn dicts() -> &'static Dicts {
         given: load(include_str!("../data/given_names.txt")),
         surnames: load(include_str!("../data/surnames.txt")),
         street: load(include_str!("../data/street_suffixes.txt")),
+        given_intl: load(include_str!("../data/given_names_intl.txt")),
+        surnames_intl: load(include_str!("../data/surnames_intl.txt")),
+        titles: load(include_str!("../data/titles.txt")),
+        street_words: load(include_str!("../data/street_words.txt")),
     })
 }
 

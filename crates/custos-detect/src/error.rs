@@ -83,4 +83,13 @@ pub enum DetectError {
         /// What is wrong, without quoting the text.
         reason: String,
     },
+    /// The embedded name/address tagger model does not match its recorded SHA-256 or does not
+    /// parse (a corrupted build, never the scanned data).
+    #[error("tagger model {name}: {reason}")]
+    Model {
+        /// The model file's name.
+        name: &'static str,
+        /// What is wrong with it.
+        reason: String,
+    },
 }

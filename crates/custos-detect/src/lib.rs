@@ -1,13 +1,13 @@
 //! PII discovery for custos: find personal data in free text and classify structured columns.
 //!
 //! A [`Detector`] looks for emails, phone numbers (NANP and international), US SSNs, payment
-//! cards, IBANs, IPv4/IPv6 addresses, dates of birth, person names and US street addresses,
-//! plus custom regex detectors from configuration. All built-in detectors share one pass over
-//! the text (a byte-class scanner that only stops at digits, `+`, `(`, `@`, capitalised words
-//! and hex words before `:`); the custom detectors share one further pass through a single
-//! combined regex. Candidates are validated by checksums (Luhn, IBAN mod 97), structural rules
-//! (SSN areas, NANP area codes, per-country phone and IBAN tables), `std::net` parsing, and
-//! context words near the match.
+//! cards, IBANs, IPv4/IPv6 addresses, dates of birth, person names and street addresses (a
+//! small CRF tagger, run only around candidate words), plus custom regex detectors from
+//! configuration. All built-in detectors share one pass over the text (a byte-class scanner
+//! that only stops at digits, `+`, `(`, `@`, capitalised words and hex words before `:`); the
+//! custom detectors share one further pass through a single combined regex. Candidates are
+//! validated by checksums (Luhn, IBAN mod 97), structural rules (SSN areas, NANP area codes,
+//! per-country phone and IBAN tables), `std::net` parsing, and context words near the match.
 //!
 //! ```
 //! use custos_detect::{Detector, DetectorConfig, PiiKind};
@@ -32,6 +32,7 @@ mod dict;
 mod error;
 pub mod eval;
 mod kind;
+mod ner;
 mod scan;
 mod tables;
 

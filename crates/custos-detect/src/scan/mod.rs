@@ -52,12 +52,53 @@ static STARTS: [bool; 256] = {
     let mut c = 0;
     while c < 256 {
         let b = c as u8;
-        t[c] =
-            b.is_ascii_digit() || b.is_ascii_uppercase() || matches!(b, b'@' | b'+' | b'(' | b':');
+        // 0xC3..=0xC5 lead the UTF-8 of U+00C0..U+017F: capitals such as "É", "Ł", "Ø".
+        t[c] = b.is_ascii_digit()
+            || b.is_ascii_uppercase()
+            || matches!(b, b'@' | b'+' | b'(' | b':' | 0xC3..=0xC5);
         c += 1;
     }
     t
 };
+
+/// Lower-case words between a given and a family name ("Jan van der Berg", "Ana de la Cruz").
+#[inline]
+fn is_particle(w: &[u8]) -> bool {
+    matches!(
+        w,
+        b"van"
+            | b"von"
+            | b"der"
+            | b"den"
+            | b"de"
+            | b"da"
+            | b"di"
+            | b"del"
+            | b"della"
+            | b"dos"
+            | b"das"
+            | b"du"
+            | b"la"
+            | b"le"
+            | b"ter"
+            | b"ten"
+            | b"y"
+            | b"e"
+            | b"zu"
+            | b"af"
+    )
+}
+
+/// Street types written abbreviated with a dot ("pl. Skargi 31", "Str. 5"); whole street words
+/// such as "way" or "run" end sentences too often to count.
+const STREET_ABBREVIATIONS: &[&[u8]] = &[
+    b"pl", b"ul", b"al", b"av", b"avda", b"str", b"bd", b"bld", b"St", b"st", b"rd", b"Rd", b"nr",
+    b"Nr", b"no", b"No", b"os", b"ch", b"rte", b"Str", b"Av", b"Pl", b"Ul", b"Al",
+];
+
+/// Pattern findings remembered per text to keep tagged spans off them; a text with more is
+/// left to the overlap resolution (which prefers the higher score).
+const MAX_TAKEN: usize = 8;
 
 /// At most this many digit groups make one numeric chunk ("+44 20 7123 4567" has four).
 const MAX_GROUPS: usize = 8;
@@ -149,12 +190,21 @@ fn is_hex(b: u8) -> bool {
 pub(crate) struct Scan<'a, F: FnMut(Finding)> {
     det: &'a Inner,
     dicts: &'static Dicts,
+    text: &'a str,
     b: &'a [u8],
     mode: Mode,
     /// Findings below this are not emitted.
     min_score: f32,
     /// End of the last phone number reported, for lists of numbers ("... or 0612 ...").
     last_phone: Option<usize>,
+    /// Whether the name/address tagger runs (free text with PERSON or ADDRESS enabled).
+    ner_on: bool,
+    /// Byte offsets of candidates for the tagger: it only looks at tokens around these.
+    anchors: Vec<usize>,
+    /// Spans of the other kinds reported so far (only with the tagger on): a tagged name or
+    /// address never takes a phone number's or an email's place.
+    taken: [(usize, usize); MAX_TAKEN],
+    n_taken: usize,
     emit: F,
 }
 
@@ -164,10 +214,15 @@ impl<'a, F: FnMut(Finding)> Scan<'a, F> {
         Scan {
             det,
             dicts: dict::dicts(),
+            text,
             b: text.as_bytes(),
             mode,
             min_score,
             last_phone: None,
+            ner_on: mode == Mode::Text && det.ner.is_some(),
+            anchors: Vec::new(),
+            taken: [(0, 0); MAX_TAKEN],
+            n_taken: 0,
             emit,
         }
     }
@@ -205,8 +260,28 @@ impl<'a, F: FnMut(Finding)> Scan<'a, F> {
     }
 
     fn push(&mut self, kind: PiiKind, start: usize, end: usize, score: f32) {
+        if self.ner_on && matches!(kind, PiiKind::Person | PiiKind::Address) {
+            // The tagger has the last word on names and addresses in text (it also finds the
+            // ones the rules find, with better bounds); what the rules found tells it where
+            // to look.
+            if score >= self.min_score {
+                self.anchors.push(start);
+            }
+            return;
+        }
+        self.emit_finding(kind, start, end, score);
+    }
+
+    fn emit_finding(&mut self, kind: PiiKind, start: usize, end: usize, score: f32) {
         let score = score.clamp(0.0, 1.0);
         if self.det.enabled.has(kind) && score >= self.min_score {
+            if self.ner_on
+                && !matches!(kind, PiiKind::Person | PiiKind::Address)
+                && let Some(t) = self.taken.get_mut(self.n_taken)
+            {
+                *t = (start, end);
+                self.n_taken += 1;
+            }
             if kind == PiiKind::Phone {
                 self.last_phone = Some(end);
             }
@@ -266,6 +341,10 @@ impl<'a, F: FnMut(Finding)> Scan<'a, F> {
                     }
                 }
                 b':' if ip => self.colon(i),
+                0xC3..=0xC5 if self.ner_on && self.word_start(i) => {
+                    self.anchor_word(i, self.word_end(i));
+                    None
+                }
                 _ => None,
             };
             i = match next {
@@ -273,6 +352,205 @@ impl<'a, F: FnMut(Finding)> Scan<'a, F> {
                 _ => i + 1,
             };
         }
+        if self.ner_on && !self.anchors.is_empty() {
+            self.tag_names();
+        }
+    }
+
+    /// Runs the tagger around the anchors and reports its names and addresses.
+    fn tag_names(&mut self) {
+        let Some(ner) = self.det.ner else {
+            return;
+        };
+        let anchors = std::mem::take(&mut self.anchors);
+        let text = self.text;
+        ner.tag(text, &anchors, |t| {
+            let taken = &self.taken[..self.n_taken];
+            if !taken.iter().any(|&(s, e)| s < t.end && t.start < e) {
+                // "Dear Mr. Okonkwo", "Name: ...": a context word vouches for a weak name.
+                let score = if t.score < 0.8 && self.ctx(t.start, t.end).before.has(t.kind) {
+                    t.score + 0.15
+                } else {
+                    t.score
+                };
+                self.emit_finding(t.kind, t.start, t.end, score);
+            }
+        });
+    }
+
+    /// Records the capitalised word at `i` as a tagger anchor when it may start a name or an
+    /// address. A name: another capitalised word follows ("Kimberly Mcintyre", "Dr. Okonkwo",
+    /// "Jan van der Berg") and one of them is a listed name, or the pair does not open a
+    /// sentence. An address: a house number follows a street word ("Kerkstraat 12",
+    /// "chemin Julliard 2"). A lone capitalised word is left alone: sentences start with one,
+    /// and tagging every sentence would cost more than the rest of the scan.
+    fn anchor_word(&mut self, i: usize, we: usize) {
+        if !self.cap_word(i) {
+            return;
+        }
+        let mut j = we;
+        if self.at(j) == b'.' && we - i <= 4 {
+            j += 1;
+        }
+        if self.at(j) != b' ' {
+            return;
+        }
+        j += 1;
+        let c = self.at(j);
+        if c.is_ascii_digit() {
+            // "Version 2", "Ticket 1234" open sentences: only a word inside one (or starting
+            // the text) is looked up.
+            if (i == 0 || !self.sentence_initial(i))
+                && (self.street_type(i, we) || self.street_word_before(i))
+            {
+                self.anchors.push(i);
+            }
+            return;
+        }
+        if matches!(c, b'a' | b'd' | b'e' | b'l' | b't' | b'v' | b'y' | b'z') {
+            // "van der", "de la": particles between a given and a family name.
+            for _ in 0..2 {
+                let pe = self.alpha_end(j);
+                if self.at(pe) == b' ' && is_particle(&self.b[j..pe]) {
+                    j = pe + 1;
+                } else {
+                    break;
+                }
+            }
+        }
+        // A middle initial: "Mary J. Johnson".
+        if self.at(j).is_ascii_uppercase() && self.at(j + 1) == b'.' && self.at(j + 2) == b' ' {
+            j += 3;
+        }
+        if !self.cap_word(j) {
+            return;
+        }
+        let known2 = || self.name_known(j, self.word_end(j));
+        // Capitalised pairs that are neither names nor streets ("Republican Party", "Board
+        // Meeting") are common in prose: one of the two must be in a list.
+        let w = &self.b[i..we];
+        let anchored = if we - i <= 7 && dict::contains(&self.dicts.titles, w) {
+            // "Dear Mr. Okonkwo": an unlisted name after a title needs a context word.
+            known2() || self.ctx(i, we).before.has(PiiKind::Person)
+        } else {
+            self.name_known(i, we) || known2() || dict::contains(&self.dicts.street_words, w)
+        };
+        if anchored {
+            self.anchors.push(i);
+        }
+    }
+
+    /// Cheap test of what follows a word ending at `we` (ASCII part): only a dot, or a space
+    /// before a capital, a digit, a non-ASCII letter or a possible particle can make it an
+    /// anchor. Sentences mostly go on with a small word, and this keeps them cheap.
+    #[inline]
+    fn may_anchor(&self, we: usize) -> bool {
+        match self.at(we) {
+            b' ' => {
+                let c = self.at(we + 1);
+                c.is_ascii_uppercase()
+                    || c.is_ascii_digit()
+                    || c >= 0x80
+                    || matches!(c, b'a' | b'd' | b'e' | b'l' | b't' | b'v' | b'y' | b'z')
+            }
+            b'.' => true,
+            c => c >= 0x80,
+        }
+    }
+
+    /// Whether `ws..we` is a given or family name of any locale in the lists.
+    fn name_known(&self, ws: usize, we: usize) -> bool {
+        let d = self.dicts;
+        let w = &self.b[ws..we];
+        if w.is_ascii() {
+            return dict::contains(&d.given_intl, w) || dict::contains(&d.surnames_intl, w);
+        }
+        let lw = self.text.get(ws..we).unwrap_or_default().to_lowercase();
+        d.given_intl.contains(lw.as_bytes()) || d.surnames_intl.contains(lw.as_bytes())
+    }
+
+    /// Whether `ws..we` is a street word or ends in one ("Kerkstraat", "Hauptstraße").
+    fn street_type(&self, ws: usize, we: usize) -> bool {
+        let set = &self.dicts.street_words;
+        let w = &self.b[ws..we];
+        dict::contains(set, w)
+            || (w.len() >= 6
+                && (3..=8.min(w.len() - 3)).any(|k| dict::contains(set, &w[w.len() - k..])))
+    }
+
+    /// Whether the word before the one at `i` is a street word ("chemin", "rue", "pl.").
+    fn street_word_before(&self, i: usize) -> bool {
+        let b = self.b;
+        let mut e = i;
+        while e > 0 && matches!(b[e - 1], b' ' | b'.') {
+            e -= 1;
+        }
+        let mut s = e;
+        while s > 0 && b[s - 1].is_ascii_alphabetic() && e - s < 12 {
+            s -= 1;
+        }
+        e - s >= 2
+            && (s == 0 || !is_word(b[s - 1]))
+            && dict::contains(&self.dicts.street_words, &b[s..e])
+    }
+
+    /// Whether a capitalised word written like a name starts at `i`: a capital (ASCII or
+    /// U+00C0..U+017F) and then a small letter, any non-ASCII letter or an apostrophe and a
+    /// capital ("Ann", "Élodie", "McPherson", "O'Brien"; not "IBAN", "A" or "NL14").
+    #[inline]
+    fn cap_word(&self, i: usize) -> bool {
+        let c = self.at(i);
+        let first = if c.is_ascii_uppercase() {
+            1
+        } else if (0xC3..=0xC5).contains(&c) && self.upper_at(i) {
+            2
+        } else {
+            return false;
+        };
+        let s = self.at(i + first);
+        let apostrophe = s == b'\'' && self.at(i + first + 1).is_ascii_uppercase();
+        (s.is_ascii_lowercase() || s >= 0x80 || apostrophe) && self.word_start(i)
+    }
+
+    /// Whether the (non-ASCII) character at `i` is a capital.
+    #[cold]
+    fn upper_at(&self, i: usize) -> bool {
+        self.text
+            .get(i..)
+            .and_then(|t| t.chars().next())
+            .is_some_and(char::is_uppercase)
+    }
+
+    /// Whether the word at `i` opens a sentence (text start, or after ".", "!" or "?" that do
+    /// not end an abbreviation).
+    fn sentence_initial(&self, i: usize) -> bool {
+        let b = self.b;
+        let mut j = i;
+        while j > 0 && matches!(b[j - 1], b' ' | b'\t') {
+            j -= 1;
+        }
+        j == 0
+            || match b[j - 1] {
+                b'!' | b'?' => true,
+                b'.' => !self.abbreviation_before(j - 1),
+                _ => false,
+            }
+    }
+
+    /// Whether the '.' at `dot` ends an abbreviation, a title or street abbreviation ("Dr.",
+    /// "Sra.", "pl.", "Str.") or an initial ("J."), rather than a sentence.
+    fn abbreviation_before(&self, dot: usize) -> bool {
+        let b = self.b;
+        let mut k = dot;
+        while k > 0 && b[k - 1].is_ascii_alphabetic() && dot - k <= 4 {
+            k -= 1;
+        }
+        let w = &b[k..dot];
+        !w.is_empty()
+            && (k == 0 || !is_word(b[k - 1]))
+            && ((w.len() == 1 && w[0].is_ascii_uppercase())
+                || dict::contains(&self.dicts.titles, w)
+                || STREET_ABBREVIATIONS.contains(&w))
     }
 
     /// IPv6 addresses that start with "::" or with a lower-case hex word ("fe80::1"); those
@@ -440,6 +718,16 @@ impl<'a, F: FnMut(Finding)> Scan<'a, F> {
                 && let Some(e) = self.address(g.s, g.e)
             {
                 return Some(e);
+            }
+            // "12 rue de la Paix", "5 via Roma": a house number before a street word.
+            if self.ner_on && g.len() <= 5 && self.at(g.e) == b' ' {
+                let ws = g.e + 1;
+                let we = self.alpha_end(ws);
+                if (2..=10).contains(&(we - ws))
+                    && dict::contains(&self.dicts.street_words, &self.b[ws..we])
+                {
+                    self.anchors.push(g.s);
+                }
             }
         }
         Some(found_end.map_or(end, |f| f.max(end)))

@@ -32,6 +32,18 @@ impl<F: FnMut(Finding)> Scan<'_, F> {
             return None;
         }
         let we = self.name_end(i);
+        if self.ner_on
+            && (self.at(i + 1).is_ascii_lowercase() || self.at(i + 1) >= 0x80)
+            && self.may_anchor(we)
+        {
+            // "Lúcia": the name-shaped part stops at the first non-ASCII letter.
+            let end = if is_word(self.at(we)) {
+                self.word_end(i)
+            } else {
+                we
+            };
+            self.anchor_word(i, end);
+        }
         if we - i < 2 || is_word(self.at(we)) {
             return None;
         }
@@ -54,7 +66,9 @@ impl<F: FnMut(Finding)> Scan<'_, F> {
         {
             return Some(e);
         }
-        if self.on(PiiKind::Person) {
+        // In free text the tagger finds names from the anchors above; the word-list rules only
+        // serve whole cells (where a lone surname in a name column counts).
+        if self.on(PiiKind::Person) && !self.ner_on {
             return self.person(i, we);
         }
         None

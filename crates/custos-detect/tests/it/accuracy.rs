@@ -83,9 +83,17 @@ fn notes_precision_recall() {
     let verbose = std::env::var_os("CUSTOS_PII_VERBOSE").is_some();
     let mut findings: Vec<Finding> = Vec::new();
     let empty = Vec::new();
+    // The notes hold no names or street addresses: every one reported is a false positive.
+    let mut name_fp: Vec<String> = Vec::new();
     for (i, note) in notes.iter().enumerate() {
         let spans = truth.get(&(i + 1)).unwrap_or(&empty);
         det.detect_into(note, &mut findings);
+        for f in findings
+            .iter()
+            .filter(|f| matches!(f.kind, PiiKind::Person | PiiKind::Address))
+        {
+            name_fp.push(format!("{:?} {:?}", f.kind, &note[f.start..f.end]));
+        }
         // Match criterion: same kind and overlapping byte spans ([start, end) intersect).
         let overlaps = |k: PiiKind, s: usize, e: usize, k2: PiiKind, s2: usize, e2: usize| {
             k == k2 && s < e2 && s2 < e
@@ -160,8 +168,15 @@ fn notes_precision_recall() {
             }
         }
     }
+    println!(
+        "names/addresses reported in {} name-free notes: {}",
+        notes.len(),
+        name_fp.len()
+    );
     assert!(
         failed.is_empty(),
         "precision or recall below 0.95 for {failed:?}"
     );
+    // At most one in 10,000 notes (measured: 6 in 100,000).
+    assert!(name_fp.len() * 10_000 <= notes.len(), "{name_fp:?}");
 }

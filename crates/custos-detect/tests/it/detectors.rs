@@ -358,6 +358,56 @@ fn person_names() {
     }
 }
 
+/// Names of other locales, with their titles, in the learned tagger's hands.
+#[test]
+fn person_names_many_locales() {
+    for (text, want) in [
+        (
+            "Rückruf bitte an Frau Annegret Schmitz-Hübner.",
+            "Frau Annegret Schmitz-Hübner",
+        ),
+        (
+            "Contact: Mme Élodie Lefèvre, service client",
+            "Mme Élodie Lefèvre",
+        ),
+        (
+            "Pedido de Sra. María José Fernández Ruiz",
+            "Sra. María José Fernández Ruiz",
+        ),
+        (
+            "Approved by Łukasz Wiśniewski on Monday.",
+            "Łukasz Wiśniewski",
+        ),
+        (
+            "The ticket was signed by Jan van der Berg.",
+            "Jan van der Berg",
+        ),
+        ("Dear Dott. Giulia Esposito,", "Dott. Giulia Esposito"),
+        (
+            "Customer Priya Venkataraman called twice.",
+            "Priya Venkataraman",
+        ),
+    ] {
+        assert_eq!(one(text, PiiKind::Person), Some(want), "{text}");
+    }
+}
+
+/// Capitalised words that are not names: headings, organisations, days.
+#[test]
+fn capitalised_non_names() {
+    for text in [
+        "The Board Meeting On Monday Was Moved.",
+        "Please See The Attached Quarterly Report.",
+        "The Republican Party and the Democratic Party met in Congress.",
+        "Annual General Assembly - Finance Committee Update",
+        "Version 4.2.1 deployed to 12 hosts. Ticket 1234-5678 escalated to tier 2.",
+        "Main Street Bakery sells bread on Sundays.",
+    ] {
+        none_of(text, PiiKind::Person);
+        none_of(text, PiiKind::Address);
+    }
+}
+
 #[test]
 fn person_lookalikes() {
     for text in [
@@ -396,6 +446,39 @@ fn addresses() {
         (
             "Mail to PSC 1234, Box 5678, APO AA 12345",
             "PSC 1234, Box 5678, APO AA 12345",
+        ),
+    ] {
+        assert_eq!(one(text, PiiKind::Address), Some(want), "{text}");
+    }
+}
+
+/// UK and continental European street addresses (frames unlike the training script's).
+#[test]
+fn addresses_many_locales() {
+    for (text, want) in [
+        (
+            "Neue Anschrift: Hauptstraße 12, 10115 Berlin.",
+            "Hauptstraße 12, 10115 Berlin",
+        ),
+        (
+            "Le colis part au 12 rue de la Paix, 75002 Paris.",
+            "12 rue de la Paix, 75002 Paris",
+        ),
+        (
+            "Vivo en Calle Mayor 5, 28013 Madrid.",
+            "Calle Mayor 5, 28013 Madrid",
+        ),
+        (
+            "Consegna: Via Roma 1, 00184 Roma, entro lunedì.",
+            "Via Roma 1, 00184 Roma",
+        ),
+        (
+            "Wij wonen op Kerkstraat 12, 1012 AB Amsterdam.",
+            "Kerkstraat 12, 1012 AB Amsterdam",
+        ),
+        (
+            "Send it to 10 Downing Street, London SW1A 2AA please.",
+            "10 Downing Street, London SW1A 2AA",
         ),
     ] {
         assert_eq!(one(text, PiiKind::Address), Some(want), "{text}");

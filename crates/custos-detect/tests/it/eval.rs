@@ -55,17 +55,18 @@ fn check(report: &EvalReport, micro_f1: f64, type_recall: f64, entity_f1: f64) {
 fn dev_set() {
     let r = run("dev.jsonl");
     assert_eq!(r.records, 1500);
-    // Regression floors a little under what was measured (pattern micro F1 0.999, PERSON
-    // 0.36, STREET_ADDRESS 0.29); the names and addresses floor is not issue 19's target.
-    check(&r, 0.99, 0.98, 0.25);
+    // Regression floors a little under what was measured (pattern micro F1 0.999; overlap F1
+    // PERSON 0.978, STREET_ADDRESS 0.971).
+    check(&r, 0.99, 0.98, 0.93);
 }
 
 #[test]
 fn heldout_set() {
     let r = run("heldout.jsonl");
     assert_eq!(r.records, 1500);
-    // Issue 19's pattern targets (measured: micro F1 0.987, lowest recall 0.946 for phones);
-    // PERSON (0.41) and STREET_ADDRESS (0.31) are still far below their 0.70 target, so they
-    // only have a regression floor.
-    check(&r, 0.95, 0.90, 0.25);
+    // Issue 19's targets are micro F1 >= 0.95 and recall >= 0.90 for the pattern types
+    // (measured: 0.987, lowest recall 0.946 for phones) and F1 >= 0.70 for PERSON and
+    // STREET_ADDRESS (measured overlap F1 0.959 and 0.922, strict 0.910 and 0.753); the names
+    // and addresses floor sits a little under what was measured, well above the target.
+    check(&r, 0.95, 0.90, 0.88);
 }
