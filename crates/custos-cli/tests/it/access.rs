@@ -346,7 +346,7 @@ fn roles_and_grants_are_enforced_on_runs() {
         "*",
         now_ns / 1_000_000_000 + 1,
         "short",
-        "admin",
+        "sam",
         now_ns,
     )
     .unwrap();

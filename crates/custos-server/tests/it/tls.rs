@@ -140,10 +140,11 @@ async fn tls_1_1_and_plain_http_are_refused() {
     let pki = pki();
     let server = start(&env, &pki, "1.2").await;
     let r = raw_exchange(&server, &tls11_client_hello()).await;
-    // No ServerHello: an alert record (protocol_version = 70) or nothing.
+    // No ServerHello: a fatal alert (protocol_version or handshake_failure) or nothing.
     assert!(r.is_empty() || r[0] == 0x15, "{r:?}");
     if r.len() >= 7 {
-        assert_eq!(r[6], 70, "alert {r:?}");
+        assert_eq!(r[5], 2, "a fatal alert: {r:?}");
+        assert!([40, 70].contains(&r[6]), "alert {r:?}");
     }
     let r = raw_exchange(&server, b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n").await;
     assert!(!r.starts_with(b"HTTP/"), "plain HTTP was answered: {r:?}");
