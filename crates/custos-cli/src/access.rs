@@ -92,7 +92,7 @@ pub(crate) fn audit_key(state_dir: &Path, create: bool) -> Result<Option<Signing
 }
 
 /// The token given by the environment, if any.
-fn token_from_env() -> Result<Option<String>> {
+pub(crate) fn token_from_env() -> Result<Option<String>> {
     if let Ok(t) = std::env::var("CUSTOS_TOKEN")
         && !t.trim().is_empty()
     {

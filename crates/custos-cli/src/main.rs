@@ -691,16 +691,19 @@ fn execute_run(
         Ok(RunOutcome::Ran(summary)) => summary,
     };
     let run = Some((summary.run_id.clone(), summary.rows_written));
+    (report_summary(&summary, args), run)
+}
+
+/// Prints a run's summary (table, JSON or nothing, as asked) and returns the exit code: 0
+/// when it succeeded, 3 when a decrypt was denied, else 1. Local and server runs alike.
+pub(crate) fn report_summary(summary: &custos_engine::RunSummary, args: &RunArgs) -> Result<u8> {
     if args.json {
-        match serde_json::to_string_pretty(&summary) {
-            Ok(j) => println!("{j}"),
-            Err(e) => return (Err(e.into()), run),
-        }
+        println!("{}", serde_json::to_string_pretty(summary)?);
     } else if !args.quiet {
-        output::print_summary(&summary);
+        output::print_summary(summary);
     }
     if summary.status == RunStatus::Succeeded {
-        return (Ok(0), run);
+        return Ok(0);
     }
     if args.quiet || args.json {
         eprintln!(
@@ -710,5 +713,11 @@ fn execute_run(
             summary.error.as_deref().unwrap_or("unknown error")
         );
     }
-    (Ok(EXIT_RUN_FAILED), run)
+    Ok(
+        if summary.failure == Some(custos_engine::RunFailure::Denied) {
+            EXIT_DENIED
+        } else {
+            EXIT_RUN_FAILED
+        },
+    )
 }

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::Subcommand;
-use custos_engine::{RunFailure, RunRecord, RunStatus, RunSummary};
+use custos_engine::{RunRecord, RunSummary};
 use custos_server::client::{Client, ClientError};
 use serde_json::{Value, json};
 
@@ -94,20 +94,7 @@ fn saved_token(server: &str) -> Option<String> {
 }
 
 fn token(server: &str) -> Result<Option<String>> {
-    if let Ok(t) = std::env::var("CUSTOS_TOKEN")
-        && !t.trim().is_empty()
-    {
-        return Ok(Some(t.trim().to_string()));
-    }
-    if let Some(f) = std::env::var_os("CUSTOS_TOKEN_FILE")
-        && !f.is_empty()
-    {
-        let path = PathBuf::from(f);
-        let text = std::fs::read_to_string(&path)
-            .with_context(|| format!("reading the token file {}", path.display()))?;
-        return Ok(Some(text.trim().to_string()));
-    }
-    Ok(saved_token(server))
+    Ok(crate::access::token_from_env()?.or_else(|| saved_token(server)))
 }
 
 fn client(server: &str, token: &str) -> Result<Client, ClientError> {
@@ -286,27 +273,7 @@ async fn run(c: &Client, args: &RunArgs) -> Result<u8> {
     };
     let summary: RunSummary =
         serde_json::from_value(summary.clone()).context("reading the run summary")?;
-    if args.json {
-        println!("{}", serde_json::to_string_pretty(&summary)?);
-    } else if !args.quiet {
-        output::print_summary(&summary);
-    }
-    if summary.status == RunStatus::Succeeded {
-        return Ok(0);
-    }
-    if args.quiet || args.json {
-        eprintln!(
-            "custos: run {} {}: {}",
-            summary.run_id,
-            summary.status,
-            summary.error.as_deref().unwrap_or("unknown error")
-        );
-    }
-    Ok(if summary.failure == Some(RunFailure::Denied) {
-        EXIT_DENIED
-    } else {
-        EXIT_RUN_FAILED
-    })
+    crate::report_summary(&summary, args)
 }
 
 /// Percent-encodes a path segment.
