@@ -3,11 +3,32 @@
 
 use std::sync::{Arc, Mutex, RwLock};
 
-use custos_policy::{Action, Decision, Identities, PolicyEngine, Resource};
+use custos_policy::{Action, Decision, Identities, PolicyEngine, Resource, User};
 
 use crate::audit::{AuditAction, AuditHandle, ErrorCode, Outcome, Record, now_ns};
 use crate::auth::Principal;
 use crate::error::{AppError, Result};
+
+/// Why `user` was denied `action` on `spec`, for the user: the failing evaluation, the
+/// forbidding policies, or that nothing permits it.
+pub fn denial_message(user: &User, action: Action, spec: &str, decision: &Decision) -> String {
+    let why = if !decision.errors.is_empty() {
+        format!(
+            "policy evaluation failed, which denies (fail closed): {}",
+            decision.errors.join("; ")
+        )
+    } else if decision.policies.is_empty() {
+        "no policy permits it".to_string()
+    } else {
+        format!("forbidden by {}", decision.policies.join(", "))
+    };
+    format!(
+        "access denied: user \"{}\" (role {}) may not {} on {spec}: {why}",
+        user.name,
+        user.role,
+        action.name()
+    )
+}
 
 /// Asks the policies and records the answer. One per project.
 pub struct Authorizer {
@@ -103,21 +124,8 @@ impl Authorizer {
         if decision.allowed {
             return Ok(decision);
         }
-        let why = if !decision.errors.is_empty() {
-            format!(
-                "policy evaluation failed, which denies (fail closed): {}",
-                decision.errors.join("; ")
-            )
-        } else if decision.policies.is_empty() {
-            "no policy permits it".to_string()
-        } else {
-            format!("forbidden by {}", decision.policies.join(", "))
-        };
-        Err(AppError::Denied(format!(
-            "access denied: user \"{}\" (role {}) may not {} on {spec}: {why}",
-            who.name(),
-            who.user.role,
-            action.name()
+        Err(AppError::Denied(denial_message(
+            &who.user, action, &spec, &decision,
         )))
     }
 

@@ -31,6 +31,17 @@ pub const AUDIT_KEY: &str = "custos-audit";
 /// exclusively, CLI commands in local mode shared.
 pub const LOCK_FILE: &str = "owner.lock";
 
+/// The database connections of `config` that are not `verify-full` TLS, as
+/// `KEY sslmode=MODE` (what `[danger] allow_insecure_db` lets a run open).
+pub fn insecure_connections(config: &custos_config::PipelineConfig) -> Vec<String> {
+    config
+        .connections()
+        .into_iter()
+        .filter(|(_, c)| c.sslmode != "verify-full")
+        .map(|(k, c)| format!("{k} sslmode={}", c.sslmode))
+        .collect()
+}
+
 /// How a project is opened.
 pub struct ProjectOptions {
     /// Unlocks the keystore (the server's own secret; the CLI's comes from its environment).
@@ -487,13 +498,7 @@ impl Project {
                 )
                 .await?;
         }
-        let insecure: Vec<String> = loaded
-            .config
-            .connections()
-            .into_iter()
-            .filter(|(_, c)| c.sslmode != "verify-full")
-            .map(|(k, c)| format!("{k} sslmode={}", c.sslmode))
-            .collect();
+        let insecure = insecure_connections(&loaded.config);
         if danger.allow_insecure_db && !insecure.is_empty() {
             self.audit
                 .record_durable(

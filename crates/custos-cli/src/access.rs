@@ -377,21 +377,8 @@ impl Session {
             None,
         )?;
         if !decision.allowed {
-            let why = if !decision.errors.is_empty() {
-                format!(
-                    "policy evaluation failed, which denies (fail closed): {}",
-                    decision.errors.join("; ")
-                )
-            } else if decision.policies.is_empty() {
-                "no policy permits it".to_string()
-            } else {
-                format!("forbidden by {}", decision.policies.join(", "))
-            };
-            return Err(Denied(format!(
-                "access denied: user \"{}\" (role {}) may not {} on {spec}: {why}",
-                user.name,
-                user.role,
-                action.name()
+            return Err(Denied(custos_app::authz::denial_message(
+                &user, action, &spec, &decision,
             ))
             .into());
         }

@@ -550,13 +550,7 @@ fn run(state: &Path, args: &RunArgs) -> Result<u8> {
         other => other.map(|_| ()),
     };
     // Unverified database connections this run will open, allowed by [danger].
-    let insecure: Vec<String> = loaded
-        .config
-        .connections()
-        .into_iter()
-        .filter(|(_, c)| c.sslmode != "verify-full")
-        .map(|(k, c)| format!("{k} sslmode={}", c.sslmode))
-        .collect();
+    let insecure = custos_app::project::insecure_connections(&loaded.config);
     let authorized = match authorized {
         Ok(()) if loaded.config.danger.allow_insecure_db && !insecure.is_empty() => {
             tracing::warn!(
