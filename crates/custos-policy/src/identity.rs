@@ -5,15 +5,24 @@
 //! bytes in base64url. Only an Argon2id hash of the whole token is stored; it is shown once when
 //! issued. Unknown, disabled and wrong tokens all fail with the same message after the same
 //! work (an Argon2id computation), and the hash comparison is constant time.
+//!
+//! Two ways to open the store. [`Identities::open`] is the local single-user mode: no key,
+//! no MACs. [`Identities::open_sealed`] is the server's: with the [`StoreKey`] from its
+//! keystore every row carries a MAC and the set of rows a store MAC (see the `seal` module),
+//! decisions re-verify the rows they read, and every write verifies the store, writes, and
+//! reseals in one transaction. A sealed store is refused by the unkeyed open, so nobody edits
+//! it with file access alone. Whole-file rollback to an older copy is not detected by MACs.
 
 use std::path::Path;
 
 use base64::Engine as _;
 use rand::RngCore;
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::types::Value;
+use rusqlite::{Connection, Params, Transaction, TransactionBehavior, params};
 use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
 
+use crate::seal::{self, GRANTS, Sealer, StoreKey, TABLES, Table, USERS};
 use crate::{Action, PolicyError, ROLES, ResourcePattern};
 
 const SCHEMA: &str = "
@@ -27,7 +36,8 @@ CREATE TABLE IF NOT EXISTS users (
     created_ns INTEGER NOT NULL,
     token_issued_ns INTEGER NOT NULL,
     created_by TEXT NOT NULL DEFAULT '',
-    token_issued_by TEXT NOT NULL DEFAULT ''
+    token_issued_by TEXT NOT NULL DEFAULT '',
+    mac BLOB
 );
 CREATE TABLE IF NOT EXISTS grants (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -39,9 +49,39 @@ CREATE TABLE IF NOT EXISTS grants (
     granted_by TEXT NOT NULL,
     created_ns INTEGER NOT NULL,
     revoked_ns INTEGER,
-    revoked_by TEXT
+    revoked_by TEXT,
+    mac BLOB
 );
 CREATE INDEX IF NOT EXISTS grants_user ON grants (user, until_s);
+CREATE TABLE IF NOT EXISTS mfa (
+    user TEXT PRIMARY KEY,
+    secret_enc BLOB NOT NULL,
+    confirmed INTEGER NOT NULL,
+    last_step INTEGER,
+    enrolled_ns INTEGER NOT NULL,
+    confirmed_ns INTEGER,
+    mac BLOB
+);
+CREATE TABLE IF NOT EXISTS policy_sets (
+    version INTEGER PRIMARY KEY AUTOINCREMENT,
+    text TEXT NOT NULL,
+    sha256 TEXT NOT NULL,
+    set_by TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    set_ns INTEGER NOT NULL,
+    mac BLOB
+);
+CREATE TABLE IF NOT EXISTS settings (
+    name TEXT PRIMARY KEY,
+    value TEXT NOT NULL,
+    set_by TEXT NOT NULL,
+    set_ns INTEGER NOT NULL,
+    mac BLOB
+);
+CREATE TABLE IF NOT EXISTS meta (
+    name TEXT PRIMARY KEY,
+    value BLOB NOT NULL
+);
 ";
 
 /// Argon2id cost for token hashes: OWASP's minimum (19 MiB, 2 passes). Tokens carry 256 bits
@@ -123,17 +163,98 @@ impl Grant {
 
 /// The identity store.
 pub struct Identities {
-    conn: Connection,
+    pub(crate) conn: Connection,
+    /// The store's keys when opened with [`Identities::open_sealed`].
+    pub(crate) sealer: Option<Sealer>,
 }
 
 impl std::fmt::Debug for Identities {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Identities")
+        f.debug_struct("Identities")
+            .field("sealed", &self.sealer.is_some())
+            .finish()
     }
 }
 
-fn db(e: rusqlite::Error) -> PolicyError {
+pub(crate) fn db(e: rusqlite::Error) -> PolicyError {
     PolicyError::Store(e.to_string())
+}
+
+/// Opens the database file and sets the connection up, changing nothing in it.
+fn connect(dir: &Path) -> Result<Connection, PolicyError> {
+    let path = dir.join("identity.db");
+    let conn = Connection::open(&path)
+        .map_err(|e| PolicyError::Store(format!("opening {}: {e}", path.display())))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let _ = std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600));
+    }
+    conn.busy_timeout(std::time::Duration::from_secs(10))
+        .map_err(db)?;
+    conn.pragma_update(None, "journal_mode", "WAL")
+        .map_err(db)?;
+    Ok(conn)
+}
+
+fn has_column(conn: &Connection, table: &str, col: &str) -> Result<bool, PolicyError> {
+    let n: i64 = conn
+        .query_row(
+            "SELECT count(*) FROM pragma_table_info(?1) WHERE name = ?2",
+            [table, col],
+            |r| r.get(0),
+        )
+        .map_err(db)?;
+    Ok(n > 0)
+}
+
+/// Creates missing tables and adds the columns older stores lack.
+fn migrate(conn: &Connection) -> Result<(), PolicyError> {
+    conn.execute_batch(SCHEMA).map_err(db)?;
+    // Stores from before creators and token issuers were recorded: add the columns (their
+    // rows read as unknown).
+    for col in ["created_by", "token_issued_by"] {
+        if !has_column(conn, "users", col)? {
+            conn.execute_batch(&format!(
+                "ALTER TABLE users ADD COLUMN {col} TEXT NOT NULL DEFAULT ''"
+            ))
+            .map_err(db)?;
+        }
+    }
+    // Stores from before sealing: rows without a MAC until a server seals the store.
+    for t in ["users", "grants"] {
+        if !has_column(conn, t, "mac")? {
+            conn.execute_batch(&format!("ALTER TABLE {t} ADD COLUMN mac BLOB"))
+                .map_err(db)?;
+        }
+    }
+    Ok(())
+}
+
+/// Every sealed table has exactly the columns its MAC covers, plus `mac`: a column nobody
+/// MACs would be editable without the key.
+fn check_columns(conn: &Connection) -> Result<(), PolicyError> {
+    for t in TABLES {
+        let mut st = conn
+            .prepare("SELECT name FROM pragma_table_info(?1) WHERE name != 'mac' ORDER BY name")
+            .map_err(db)?;
+        let actual: Vec<String> = st
+            .query_map([t.name], |r| r.get(0))
+            .map_err(db)?
+            .collect::<Result<_, _>>()
+            .map_err(db)?;
+        let mut expected: Vec<&str> = t.columns.to_vec();
+        expected.sort_unstable();
+        if actual != expected {
+            return Err(PolicyError::Store(format!(
+                "table {} has columns [{}], expected [{}]",
+                t.name,
+                actual.join(", "),
+                expected.join(", ")
+            )));
+        }
+    }
+    Ok(())
 }
 
 fn hash_token(token: &str, salt: &[u8]) -> Result<[u8; 32], PolicyError> {
@@ -173,18 +294,20 @@ pub fn valid_user_name(name: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b"._@-".contains(&b))
 }
 
+/// A user from a row read with `USERS.select()`.
 fn user_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<User> {
     Ok(User {
         name: r.get(0)?,
         role: r.get(1)?,
         active: r.get::<_, i64>(2)? != 0,
-        created_ns: r.get(3)?,
-        token_issued_ns: r.get(4)?,
-        created_by: r.get(5)?,
-        token_issued_by: r.get(6)?,
+        created_ns: r.get(6)?,
+        token_issued_ns: r.get(7)?,
+        created_by: r.get(8)?,
+        token_issued_by: r.get(9)?,
     })
 }
 
+/// A grant from a row read with `GRANTS.select()`.
 fn grant_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Grant> {
     Ok(Grant {
         id: r.get(0)?,
@@ -200,43 +323,168 @@ fn grant_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Grant> {
     })
 }
 
-const GRANT_COLUMNS: &str =
-    "id, user, action, resource, until_s, reason, granted_by, created_ns, revoked_ns, revoked_by";
-
 impl Identities {
-    /// Opens (creating if needed) `identity.db` in the state directory `dir`.
+    /// Opens (creating if needed) `identity.db` in the state directory `dir` without a key:
+    /// the local single-user mode. A store a server has sealed is refused
+    /// ([`PolicyError::Sealed`]): its rows are neither read nor written unverified.
     pub fn open(dir: &Path) -> Result<Self, PolicyError> {
-        let path = dir.join("identity.db");
-        let conn = Connection::open(&path)
-            .map_err(|e| PolicyError::Store(format!("opening {}: {e}", path.display())))?;
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            let _ = std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600));
+        let conn = connect(dir)?;
+        if seal::is_sealed(&conn)? {
+            return Err(PolicyError::Sealed);
         }
-        conn.busy_timeout(std::time::Duration::from_secs(10))
+        migrate(&conn)?;
+        Ok(Self { conn, sealer: None })
+    }
+
+    /// Opens (creating if needed) `identity.db` in `dir` sealed with `key`, the server mode.
+    /// A store that is not sealed yet (new, or from before sealing) is sealed in one
+    /// transaction; a sealed one is verified, every row MAC and the store MAC, and any
+    /// mismatch or a different key is [`PolicyError::Tampered`].
+    ///
+    /// Sealing on first open trusts the file as it is then. Once a server has sealed its
+    /// store it should open it with [`Identities::open_sealed_existing`], so that a store
+    /// stripped back to the unsealed format is not sealed again.
+    pub fn open_sealed(dir: &Path, key: &StoreKey) -> Result<Self, PolicyError> {
+        Self::open_keyed(dir, key, false)
+    }
+
+    /// Like [`Identities::open_sealed`], but a store that is not sealed is
+    /// [`PolicyError::Tampered`] instead of being sealed.
+    pub fn open_sealed_existing(dir: &Path, key: &StoreKey) -> Result<Self, PolicyError> {
+        Self::open_keyed(dir, key, true)
+    }
+
+    fn open_keyed(dir: &Path, key: &StoreKey, must_exist: bool) -> Result<Self, PolicyError> {
+        let conn = connect(dir)?;
+        migrate(&conn)?;
+        check_columns(&conn)?;
+        let sealer = Sealer::open(&conn, key, must_exist)?;
+        Ok(Self {
+            conn,
+            sealer: Some(sealer),
+        })
+    }
+
+    /// Whether the store was opened with its key.
+    pub fn is_sealed(&self) -> bool {
+        self.sealer.is_some()
+    }
+
+    /// The keys, or the error for operations that need them (MFA).
+    pub(crate) fn keys(&self) -> Result<&Sealer, PolicyError> {
+        self.sealer.as_ref().ok_or_else(|| {
+            PolicyError::Invalid(
+                "MFA needs the server's keystore: identity.db was opened without it (local mode)"
+                    .into(),
+            )
+        })
+    }
+
+    /// An unkeyed handle refuses a store a server sealed after it was opened.
+    fn refuse_if_sealed_meanwhile(&self) -> Result<(), PolicyError> {
+        if self.sealer.is_none() && seal::is_sealed(&self.conn)? {
+            return Err(PolicyError::Sealed);
+        }
+        Ok(())
+    }
+
+    /// Rows of `table` (`tail`: a `WHERE`/`ORDER BY` clause), each checked against its MAC
+    /// when the store is sealed; `f` reads a row whose columns are in `table.columns` order.
+    pub(crate) fn select<T>(
+        &self,
+        table: &Table,
+        tail: &str,
+        p: impl Params,
+        f: impl Fn(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
+    ) -> Result<Vec<T>, PolicyError> {
+        self.refuse_if_sealed_meanwhile()?;
+        let n = table.columns.len();
+        let keyed = self.sealer.is_some();
+        let mut st = self
+            .conn
+            .prepare(&format!("{} {tail}", table.select()))
             .map_err(db)?;
-        conn.pragma_update(None, "journal_mode", "WAL")
+        let rows = st
+            .query_map(p, |r| {
+                let checked = if keyed {
+                    let values = (0..n)
+                        .map(|i| r.get::<_, Value>(i))
+                        .collect::<rusqlite::Result<Vec<_>>>()?;
+                    Some((values, r.get::<_, Value>(n)?))
+                } else {
+                    None
+                };
+                Ok((checked, f(r)))
+            })
+            .map_err(db)?
+            .collect::<rusqlite::Result<Vec<_>>>()
             .map_err(db)?;
-        conn.execute_batch(SCHEMA).map_err(db)?;
-        // Stores from before creators and token issuers were recorded: add the columns (their
-        // rows read as unknown).
-        for col in ["created_by", "token_issued_by"] {
-            let has: i64 = conn
-                .query_row(
-                    "SELECT count(*) FROM pragma_table_info('users') WHERE name = ?1",
-                    [col],
-                    |r| r.get(0),
-                )
-                .map_err(db)?;
-            if has == 0 {
-                conn.execute_batch(&format!(
-                    "ALTER TABLE users ADD COLUMN {col} TEXT NOT NULL DEFAULT ''"
-                ))
-                .map_err(db)?;
+        // Check the MACs before looking at the decoded rows: a tampered row fails as
+        // tampered, not as a type error.
+        if let Some(s) = &self.sealer {
+            let checked: Vec<_> = rows.iter().filter_map(|(c, _)| c.as_ref()).collect();
+            s.check_reads(&self.conn, table, &checked)?;
+        }
+        rows.into_iter().map(|(_, item)| item.map_err(db)).collect()
+    }
+
+    /// Runs the reads of `f` on one snapshot of a sealed store, so rows and seal agree.
+    pub(crate) fn read<T>(
+        &self,
+        f: impl FnOnce() -> Result<T, PolicyError>,
+    ) -> Result<T, PolicyError> {
+        if self.sealer.is_none() || !self.conn.is_autocommit() {
+            return f();
+        }
+        let tx =
+            Transaction::new_unchecked(&self.conn, TransactionBehavior::Deferred).map_err(db)?;
+        let out = f()?;
+        tx.commit().map_err(db)?;
+        Ok(out)
+    }
+
+    /// On a sealed store, checks that a lookup by key that found nothing is not a row
+    /// deleted behind the server's back.
+    pub(crate) fn check_absent(&self, table: &Table, pk: Value) -> Result<(), PolicyError> {
+        match &self.sealer {
+            Some(s) => s.check_absent(&self.conn, table, &pk),
+            None => Ok(()),
+        }
+    }
+
+    /// On a sealed store, checks that a listing of a whole table has every row it records.
+    fn check_complete(&self, table: &Table, n: usize) -> Result<(), PolicyError> {
+        if let Some(s) = &self.sealer {
+            let recorded = s.recorded_count(&self.conn, table)?;
+            if recorded != n {
+                return Err(PolicyError::Tampered(format!(
+                    "{}: {} rows where the seal records {recorded} (rows were deleted or added)",
+                    table.name, n
+                )));
             }
         }
-        Ok(Self { conn })
+        Ok(())
+    }
+
+    /// Runs `f` in one write transaction. On a sealed store the whole store is verified
+    /// first (so a write never blesses a row changed behind the server's back) and the
+    /// changed rows and the store MAC are resealed before committing.
+    pub(crate) fn write<T>(
+        &self,
+        f: impl FnOnce(&Transaction<'_>) -> Result<T, PolicyError>,
+    ) -> Result<T, PolicyError> {
+        let tx =
+            Transaction::new_unchecked(&self.conn, TransactionBehavior::Immediate).map_err(db)?;
+        self.refuse_if_sealed_meanwhile()?;
+        if let Some(s) = &self.sealer {
+            s.verify_all(&tx)?;
+        }
+        let out = f(&tx)?;
+        if let Some(s) = &self.sealer {
+            s.reseal(&tx)?;
+        }
+        tx.commit().map_err(db)?;
+        Ok(out)
     }
 
     /// Whether no user exists yet (a project before `custos init`).
@@ -268,96 +516,102 @@ impl Identities {
                 ROLES.join(", ")
             )));
         }
-        if self.user(name)?.is_some() {
-            return Err(PolicyError::Invalid(format!(
-                "user \"{name}\" already exists"
-            )));
-        }
         let (token, id, salt, hash) = issue()?;
-        self.conn
-            .execute(
+        self.write(|tx| {
+            if self.user(name)?.is_some() {
+                return Err(PolicyError::Invalid(format!(
+                    "user \"{name}\" already exists"
+                )));
+            }
+            tx.execute(
                 "INSERT INTO users (name, role, active, token_id, token_salt, token_hash, created_ns, token_issued_ns, created_by, token_issued_by)
                  VALUES (?1, ?2, 1, ?3, ?4, ?5, ?6, ?6, ?7, ?7)",
                 params![name, role, id, salt, hash, now_ns, by],
             )
             .map_err(db)?;
+            Ok(())
+        })?;
         Ok(token)
     }
 
     /// One user.
     pub fn user(&self, name: &str) -> Result<Option<User>, PolicyError> {
-        self.conn
-            .query_row(
-                "SELECT name, role, active, created_ns, token_issued_ns, created_by, token_issued_by FROM users WHERE name = ?1",
-                [name],
-                user_row,
-            )
-            .optional()
-            .map_err(db)
+        self.read(|| {
+            let found = self
+                .select(&USERS, "WHERE name = ?1", [name], user_row)?
+                .into_iter()
+                .next();
+            if found.is_none() {
+                self.check_absent(&USERS, Value::Text(name.into()))?;
+            }
+            Ok(found)
+        })
     }
 
-    fn existing(&self, name: &str) -> Result<User, PolicyError> {
+    pub(crate) fn existing(&self, name: &str) -> Result<User, PolicyError> {
         self.user(name)?
             .ok_or_else(|| PolicyError::Invalid(format!("no user named \"{name}\"")))
     }
 
     /// Every user, by name.
     pub fn users(&self) -> Result<Vec<User>, PolicyError> {
-        let mut st = self
-            .conn
-            .prepare(
-                "SELECT name, role, active, created_ns, token_issued_ns, created_by, token_issued_by FROM users ORDER BY name",
-            )
-            .map_err(db)?;
-        st.query_map([], user_row)
-            .map_err(db)?
-            .collect::<Result<_, _>>()
-            .map_err(db)
+        self.read(|| {
+            let users = self.select(&USERS, "ORDER BY name", [], user_row)?;
+            self.check_complete(&USERS, users.len())?;
+            Ok(users)
+        })
     }
 
     /// Enables or disables a user's sign-in.
     pub fn set_active(&self, name: &str, active: bool) -> Result<(), PolicyError> {
-        self.existing(name)?;
-        self.conn
-            .execute(
+        self.write(|tx| {
+            self.existing(name)?;
+            tx.execute(
                 "UPDATE users SET active = ?2 WHERE name = ?1",
                 params![name, i64::from(active)],
             )
             .map_err(db)?;
-        Ok(())
+            Ok(())
+        })
     }
 
-    /// Removes a user and revokes its grants (the grants stay listed as revoked).
+    /// Removes a user and its MFA enrolment, and revokes its grants (the grants stay listed
+    /// as revoked).
     pub fn remove_user(&self, name: &str, by: &str, now_ns: i64) -> Result<(), PolicyError> {
-        self.existing(name)?;
-        self.conn
-            .execute("DELETE FROM users WHERE name = ?1", [name])
-            .map_err(db)?;
-        self.conn
-            .execute(
+        self.write(|tx| {
+            self.existing(name)?;
+            tx.execute("DELETE FROM users WHERE name = ?1", [name])
+                .map_err(db)?;
+            tx.execute("DELETE FROM mfa WHERE user = ?1", [name])
+                .map_err(db)?;
+            tx.execute(
                 "UPDATE grants SET revoked_ns = ?2, revoked_by = ?3 WHERE user = ?1 AND revoked_ns IS NULL",
                 params![name, now_ns, by],
             )
             .map_err(db)?;
-        Ok(())
+            Ok(())
+        })
     }
 
     /// Replaces a user's token on behalf of `by` (the user themselves, or an admin who then
     /// has seen it); the old one stops working at once.
     pub fn rotate_token(&self, name: &str, by: &str, now_ns: i64) -> Result<Token, PolicyError> {
-        self.existing(name)?;
         let (token, id, salt, hash) = issue()?;
-        self.conn
-            .execute(
+        self.write(|tx| {
+            self.existing(name)?;
+            tx.execute(
                 "UPDATE users SET token_id = ?2, token_salt = ?3, token_hash = ?4, token_issued_ns = ?5, token_issued_by = ?6 WHERE name = ?1",
                 params![name, id, salt, hash, now_ns, by],
             )
             .map_err(db)?;
+            Ok(())
+        })?;
         Ok(token)
     }
 
     /// The active user whose token this is, or [`PolicyError::Authentication`] with one generic
-    /// message for every reason.
+    /// message for every reason. On a sealed store a row that fails its MAC is
+    /// [`PolicyError::Tampered`].
     pub fn authenticate(&self, token: &str) -> Result<User, PolicyError> {
         let token = token.trim();
         let id = token
@@ -365,25 +619,27 @@ impl Identities {
             .and_then(|t| t.split_once('_'))
             .map(|(id, _)| id)
             .unwrap_or("");
-        let row: Option<(Vec<u8>, Vec<u8>, String)> = self
-            .conn
-            .query_row(
-                "SELECT token_salt, token_hash, name FROM users WHERE token_id = ?1",
-                [id],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-            )
-            .optional()
-            .map_err(db)?;
+        let row = self.read(|| {
+            Ok(self
+                .select(&USERS, "WHERE token_id = ?1", [id], |r| {
+                    Ok((
+                        r.get::<_, Vec<u8>>(4)?,
+                        r.get::<_, Vec<u8>>(5)?,
+                        user_row(r)?,
+                    ))
+                })?
+                .into_iter()
+                .next())
+        })?;
         // Do the same work whether or not the id exists.
-        let (salt, stored, name) =
-            row.unwrap_or_else(|| (vec![0u8; 16], vec![0xffu8; 32], String::new()));
+        let (salt, stored, user) = match row {
+            Some((salt, hash, user)) => (salt, hash, Some(user)),
+            None => (vec![0u8; 16], vec![0xffu8; 32], None),
+        };
         let computed = hash_token(token, &salt)?;
         let matches: bool = computed.ct_eq(stored.as_slice()).into();
-        if !matches || name.is_empty() {
-            return Err(PolicyError::Authentication);
-        }
-        match self.user(&name)? {
-            Some(u) if u.active => Ok(u),
+        match user {
+            Some(u) if matches && u.active => Ok(u),
             _ => Err(PolicyError::Authentication),
         }
     }
@@ -405,119 +661,109 @@ impl Identities {
         granted_by: &str,
         now_ns: i64,
     ) -> Result<i64, PolicyError> {
-        self.existing(user)?;
-        if Action::parse(action).is_none() {
-            return Err(PolicyError::Invalid(format!(
-                "unknown action \"{action}\"; actions: {}",
-                Action::ALL
-                    .iter()
-                    .map(|a| a.name())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            )));
-        }
-        ResourcePattern::parse(resource)?;
-        if user == granted_by {
-            return Err(PolicyError::Invalid(
-                "a grant needs a second person: you cannot grant to yourself".into(),
-            ));
-        }
-        let grantee = self.existing(user)?;
-        if grantee.created_by == granted_by {
-            return Err(PolicyError::Invalid(format!(
-                "a grant needs a second person: you added \"{user}\" and saw their first token; another admin must approve"
-            )));
-        }
-        if grantee.token_issued_by == granted_by {
-            return Err(PolicyError::Invalid(format!(
-                "a grant needs a second person: you issued \"{user}\"'s current token; another admin must approve (or {user} rotates it with `custos tokens rotate`)"
-            )));
-        }
-        if let Some(approver) = self.user(granted_by)?
-            && !approver.token_issued_by.is_empty()
-            && approver.token_issued_by != granted_by
-        {
-            return Err(PolicyError::Invalid(format!(
-                "your token was issued by \"{}\": rotate it yourself (`custos tokens rotate`) before approving grants",
-                approver.token_issued_by
-            )));
-        }
-        if until_s * 1_000_000_000 <= now_ns {
-            return Err(PolicyError::Invalid("--until is in the past".into()));
-        }
-        if reason.trim().is_empty() {
-            return Err(PolicyError::Invalid("a grant needs a --reason".into()));
-        }
-        self.conn
-            .execute(
+        self.write(|tx| {
+            self.existing(user)?;
+            if Action::parse(action).is_none() {
+                return Err(PolicyError::Invalid(format!(
+                    "unknown action \"{action}\"; actions: {}",
+                    Action::ALL
+                        .iter()
+                        .map(|a| a.name())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )));
+            }
+            ResourcePattern::parse(resource)?;
+            if user == granted_by {
+                return Err(PolicyError::Invalid(
+                    "a grant needs a second person: you cannot grant to yourself".into(),
+                ));
+            }
+            let grantee = self.existing(user)?;
+            if grantee.created_by == granted_by {
+                return Err(PolicyError::Invalid(format!(
+                    "a grant needs a second person: you added \"{user}\" and saw their first token; another admin must approve"
+                )));
+            }
+            if grantee.token_issued_by == granted_by {
+                return Err(PolicyError::Invalid(format!(
+                    "a grant needs a second person: you issued \"{user}\"'s current token; another admin must approve (or {user} rotates it with `custos tokens rotate`)"
+                )));
+            }
+            if let Some(approver) = self.user(granted_by)?
+                && !approver.token_issued_by.is_empty()
+                && approver.token_issued_by != granted_by
+            {
+                return Err(PolicyError::Invalid(format!(
+                    "your token was issued by \"{}\": rotate it yourself (`custos tokens rotate`) before approving grants",
+                    approver.token_issued_by
+                )));
+            }
+            if until_s.saturating_mul(1_000_000_000) <= now_ns {
+                return Err(PolicyError::Invalid("--until is in the past".into()));
+            }
+            if reason.trim().is_empty() {
+                return Err(PolicyError::Invalid("a grant needs a --reason".into()));
+            }
+            tx.execute(
                 "INSERT INTO grants (user, action, resource, until_s, reason, granted_by, created_ns)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
                 params![user, action, resource, until_s, reason, granted_by, now_ns],
             )
             .map_err(db)?;
-        Ok(self.conn.last_insert_rowid())
+            Ok(tx.last_insert_rowid())
+        })
     }
 
     /// Grants, newest first: all of them, or only those active at `active_at` (Unix seconds).
     pub fn grants(&self, active_at: Option<i64>) -> Result<Vec<Grant>, PolicyError> {
-        let mut st;
-        let rows = match active_at {
-            Some(now_s) => {
-                st = self
-                    .conn
-                    .prepare(&format!(
-                        "SELECT {GRANT_COLUMNS} FROM grants WHERE revoked_ns IS NULL AND until_s > ?1 ORDER BY id DESC"
-                    ))
-                    .map_err(db)?;
-                st.query_map([now_s], grant_row)
-            }
+        self.read(|| match active_at {
+            Some(now_s) => self.select(
+                &GRANTS,
+                "WHERE revoked_ns IS NULL AND until_s > ?1 ORDER BY id DESC",
+                [now_s],
+                grant_row,
+            ),
             None => {
-                st = self
-                    .conn
-                    .prepare(&format!(
-                        "SELECT {GRANT_COLUMNS} FROM grants ORDER BY id DESC"
-                    ))
-                    .map_err(db)?;
-                st.query_map([], grant_row)
+                let all = self.select(&GRANTS, "ORDER BY id DESC", [], grant_row)?;
+                self.check_complete(&GRANTS, all.len())?;
+                Ok(all)
             }
-        };
-        rows.map_err(db)?.collect::<Result<_, _>>().map_err(db)
+        })
     }
 
     /// The grants of `user` active at `now_s`.
     pub fn active_grants(&self, user: &str, now_s: i64) -> Result<Vec<Grant>, PolicyError> {
-        let mut st = self
-            .conn
-            .prepare(&format!(
-                "SELECT {GRANT_COLUMNS} FROM grants WHERE user = ?1 AND revoked_ns IS NULL AND until_s > ?2 ORDER BY id"
-            ))
-            .map_err(db)?;
-        st.query_map(params![user, now_s], grant_row)
-            .map_err(db)?
-            .collect::<Result<_, _>>()
-            .map_err(db)
+        self.read(|| {
+            self.select(
+                &GRANTS,
+                "WHERE user = ?1 AND revoked_ns IS NULL AND until_s > ?2 ORDER BY id",
+                params![user, now_s],
+                grant_row,
+            )
+        })
     }
 
     /// Revokes a grant.
     pub fn revoke_grant(&self, id: i64, by: &str, now_ns: i64) -> Result<Grant, PolicyError> {
-        let n = self
-            .conn
-            .execute(
-                "UPDATE grants SET revoked_ns = ?2, revoked_by = ?3 WHERE id = ?1 AND revoked_ns IS NULL",
-                params![id, now_ns, by],
-            )
-            .map_err(db)?;
-        if n == 0 {
-            return Err(PolicyError::Invalid(format!(
-                "no active grant with id {id}"
-            )));
-        }
-        self.conn
-            .query_row(
-                &format!("SELECT {GRANT_COLUMNS} FROM grants WHERE id = ?1"),
+        self.write(|tx| {
+            let n = tx
+                .execute(
+                    "UPDATE grants SET revoked_ns = ?2, revoked_by = ?3 WHERE id = ?1 AND revoked_ns IS NULL",
+                    params![id, now_ns, by],
+                )
+                .map_err(db)?;
+            if n == 0 {
+                return Err(PolicyError::Invalid(format!(
+                    "no active grant with id {id}"
+                )));
+            }
+            tx.query_row(
+                &format!("{} WHERE id = ?1", GRANTS.select()),
                 [id],
                 grant_row,
             )
             .map_err(db)
+        })
     }
 }

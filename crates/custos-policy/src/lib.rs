@@ -10,6 +10,9 @@
 //! any error is denied (fail closed), even if some permit matched.
 
 pub mod identity;
+pub mod mfa;
+mod seal;
+pub mod stored;
 
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
@@ -21,6 +24,9 @@ use cedar_policy::{
 use serde_json::json;
 
 pub use identity::{AUTH_FAILED, Grant, Identities, Token, User};
+pub use mfa::{MfaEnrollment, MfaStatus};
+pub use seal::StoreKey;
+pub use stored::{PolicyVersion, Setting, StoredPolicies};
 
 /// The Cedar schema of custos' authorization model.
 pub const SCHEMA: &str = include_str!("data/schema.cedarschema");
@@ -44,6 +50,22 @@ pub enum PolicyError {
     /// The identity store failed.
     #[error("identity store: {0}")]
     Store(String),
+    /// A sealed identity store does not verify: the named row or the store MAC was changed
+    /// without the key, or the key is not the one that sealed it.
+    #[error("identity.db failed verification: {0}")]
+    Tampered(String),
+    /// The unkeyed open of a store a server sealed.
+    #[error("identity.db is sealed by a server; open it with the keystore (through the server)")]
+    Sealed,
+    /// MFA step-up for a user without a confirmed TOTP enrolment.
+    #[error("mfa: the user has no confirmed TOTP enrolment")]
+    MfaNotEnrolled,
+    /// A TOTP code that is malformed, wrong, or outside the accepted window.
+    #[error("mfa: the code is wrong or expired")]
+    MfaInvalid,
+    /// A TOTP code for a time step already used (or older than one used).
+    #[error("mfa: this code was already used; wait for the next one")]
+    MfaReplayed,
 }
 
 /// The actions of the schema.
@@ -424,6 +446,34 @@ impl PolicyEngine {
             schema,
             policies: set,
             source,
+        })
+    }
+
+    /// Validates policy `text` (as stored in the identity store) like [`PolicyEngine::load`]
+    /// does a file: strictly against [`SCHEMA`], every policy with an `@id`. `origin` names
+    /// the text in errors and is the engine's [`PolicyEngine::source`].
+    pub fn from_text(text: &str, origin: &str) -> Result<Self, PolicyError> {
+        let schema = schema()?;
+        let mut set = PolicySet::new();
+        let mut errors = Vec::new();
+        let mut origins = std::collections::HashMap::new();
+        add_policies(&mut set, text, origin, &mut origins, &mut errors);
+        if errors.is_empty() && set.policies().next().is_none() {
+            errors.push(format!(
+                "{origin}: no policies (everything would be denied)"
+            ));
+        }
+        let result = Validator::new(schema.clone()).validate(&set, ValidationMode::Strict);
+        for e in result.validation_errors() {
+            errors.push(format!("{origin}: {e}"));
+        }
+        if !errors.is_empty() {
+            return Err(PolicyError::Policies(errors.join("\n")));
+        }
+        Ok(Self {
+            schema,
+            policies: set,
+            source: origin.to_string(),
         })
     }
 

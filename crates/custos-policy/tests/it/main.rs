@@ -1,6 +1,10 @@
 //! The role matrix, grants, fail-closed evaluation and the identity store.
 #![allow(clippy::unwrap_used, missing_docs)]
 
+mod mfa;
+mod sealed;
+mod stored;
+
 use custos_policy::{
     Action, DEFAULT_POLICIES, Grant, Identities, PolicyEngine, PolicyError, Resource, User,
 };
