@@ -1,5 +1,7 @@
-//! The role matrix, grants, fail-closed evaluation and the identity store.
+//! The role matrix, grants, fail-closed evaluation, the identity store and OIDC bearer tokens.
 #![allow(clippy::unwrap_used, missing_docs)]
+
+mod oidc;
 
 use custos_policy::{
     Action, DEFAULT_POLICIES, Grant, Identities, PolicyEngine, PolicyError, Resource, User,
