@@ -1,5 +1,6 @@
-//! custos access control: identities and API tokens ([`identity`]), the Cedar schema and the
-//! default role matrix, time-bound grants, and authorization decisions.
+//! custos access control: identities and API tokens ([`identity`]), OIDC bearer tokens
+//! ([`oidc`]), the Cedar schema and the default role matrix, time-bound grants, and
+//! authorization decisions.
 //!
 //! Policies are `.cedar` files in the project's `policies/` directory (the built-in
 //! [`DEFAULT_POLICIES`] when it does not exist), validated strictly against [`SCHEMA`]. Every
@@ -13,6 +14,7 @@ pub mod identity;
 pub mod mfa;
 mod seal;
 pub mod stored;
+pub mod oidc;
 
 use std::path::{Path, PathBuf};
 use std::str::FromStr;

@@ -1,7 +1,8 @@
-//! The role matrix, grants, fail-closed evaluation and the identity store.
+//! The role matrix, grants, fail-closed evaluation, the identity store and OIDC bearer tokens.
 #![allow(clippy::unwrap_used, missing_docs)]
 
 mod mfa;
+mod oidc;
 mod sealed;
 mod stored;
 
