@@ -35,6 +35,9 @@ failed=$(grep -Eo '[0-9]+ failed' "$log" | awk '{s+=$1} END {print s+0}')
 echo "tests: $passed passed, $failed failed"
 [ "$status" -eq 0 ] || exit "$status"
 
+# The server's API fuzzed from its OpenAPI document (bounded): no request gets a 5xx.
+. "$root/scripts/api_fuzz.sh"
+
 # The benchmark harness in quick mode (10k rows): every scenario runs through the real CLI and
 # the decrypt round trip matches the input. No timing is asserted.
 echo "== bench/run.py --quick"

@@ -39,6 +39,30 @@ pub enum AuditAction {
     ServerStart,
     /// The server stopped.
     ServerStop,
+    /// A user was added.
+    UserAdd,
+    /// A user was enabled.
+    UserEnable,
+    /// A user was disabled.
+    UserDisable,
+    /// A user was removed (and their grants revoked).
+    UserRemove,
+    /// A token was issued in place of the user's previous one.
+    TokenRotate,
+    /// A grant was added.
+    GrantAdd,
+    /// A grant was revoked.
+    GrantRevoke,
+    /// A user started a second-factor enrolment.
+    MfaEnroll,
+    /// A user confirmed their enrolment with a first code.
+    MfaConfirm,
+    /// An admin removed a user's second factor.
+    MfaReset,
+    /// The stored policies were replaced.
+    PoliciesSet,
+    /// A stored setting (audit retention) changed.
+    SettingSet,
 }
 
 impl AuditAction {
@@ -52,6 +76,18 @@ impl AuditAction {
             AuditAction::AuditRecover => "audit_recover",
             AuditAction::ServerStart => "server_start",
             AuditAction::ServerStop => "server_stop",
+            AuditAction::UserAdd => "user_add",
+            AuditAction::UserEnable => "user_enable",
+            AuditAction::UserDisable => "user_disable",
+            AuditAction::UserRemove => "user_remove",
+            AuditAction::TokenRotate => "token_rotate",
+            AuditAction::GrantAdd => "grant_add",
+            AuditAction::GrantRevoke => "grant_revoke",
+            AuditAction::MfaEnroll => "mfa_enroll",
+            AuditAction::MfaConfirm => "mfa_confirm",
+            AuditAction::MfaReset => "mfa_reset",
+            AuditAction::PoliciesSet => "policies_set",
+            AuditAction::SettingSet => "setting_set",
         }
     }
 }
@@ -102,6 +138,16 @@ pub enum ErrorCode {
     NoToken,
     /// The credential is not valid.
     InvalidToken,
+    /// A verified client certificate names no active user.
+    InvalidCertificate,
+    /// An OIDC token is not valid (signature, issuer, audience, time, algorithm or claims).
+    InvalidJwt,
+    /// A privileged action was asked without a second factor.
+    MfaRequired,
+    /// The one-time code is wrong or stale, or the caller has no confirmed enrolment.
+    MfaInvalid,
+    /// The one-time code was already used.
+    MfaReplayed,
     /// Too many failed sign-ins from this principal or address.
     LockedOut,
     /// The address is not in the allowlist.
@@ -130,6 +176,11 @@ impl ErrorCode {
         match self {
             ErrorCode::NoToken => "no_token",
             ErrorCode::InvalidToken => "invalid_token",
+            ErrorCode::InvalidCertificate => "invalid_certificate",
+            ErrorCode::InvalidJwt => "invalid_jwt",
+            ErrorCode::MfaRequired => "mfa_required",
+            ErrorCode::MfaInvalid => "mfa_invalid",
+            ErrorCode::MfaReplayed => "mfa_replayed",
             ErrorCode::LockedOut => "locked_out",
             ErrorCode::AddressNotAllowed => "address_not_allowed",
             ErrorCode::InvalidPolicies => "invalid_policies",
@@ -213,6 +264,7 @@ enum Msg {
         done: oneshot::Sender<Result<()>>,
     },
     Close(oneshot::Sender<Result<()>>),
+    Retention(Option<i64>),
 }
 
 /// A sender of audit records to the project's writer. Cheap to clone.
@@ -350,6 +402,11 @@ impl AuditHandle {
             .map_err(|_| AppError::Internal("the audit writer has stopped".into()))?
     }
 
+    /// Changes the retention period applied when the writer closes.
+    pub fn set_retention(&self, retention_ns: Option<i64>) -> Result<()> {
+        self.send(Msg::Retention(retention_ns))
+    }
+
     /// Syncs, applies retention, signs a final checkpoint and stops the writer. Records sent
     /// after this fail.
     pub async fn close(&self) -> Result<()> {
@@ -411,6 +468,7 @@ impl Writer {
                         waiting.push(done);
                     }
                     Msg::Close(done) => close = Some(done),
+                    Msg::Retention(r) => self.retention_ns = r,
                 }
             }
             let mut result = self

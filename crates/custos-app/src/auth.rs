@@ -20,6 +20,7 @@ use zeroize::Zeroizing;
 
 use crate::audit::{AuditAction, AuditHandle, ErrorCode, Outcome, Record};
 use crate::error::{AppError, Result};
+use crate::oidc::OidcProvider;
 
 /// How long a verified token is trusted without hashing it again.
 pub const CACHE_TTL: Duration = Duration::from_secs(600);
@@ -31,17 +32,39 @@ pub const FAILURES_BEFORE_LOCKOUT: u32 = 5;
 const FAILURE_WINDOW: Duration = Duration::from_secs(900);
 /// The longest lockout.
 const MAX_LOCKOUT: Duration = Duration::from_secs(900);
+/// Most principals and addresses with recent failures kept at once: when full, entries that
+/// are not locked out are dropped first, so a flood of new names cannot exhaust memory.
+pub(crate) const FAILURE_ENTRIES_MAX: usize = 100_000;
 
 /// A credential, as presented.
 pub enum Credential {
     /// An API token (`cst_<id>_<secret>`).
     ApiToken(Zeroizing<String>),
+    /// An OIDC bearer token (a JWT of the configured identity provider).
+    Jwt(Zeroizing<String>),
+    /// A client certificate the TLS handshake verified against the configured client CA: its
+    /// subject's common name is the user it signs in.
+    ClientCertificate {
+        /// The subject's common name, if any.
+        common_name: Option<String>,
+        /// SHA-256 of the certificate, hex.
+        fingerprint: String,
+    },
 }
 
 impl std::fmt::Debug for Credential {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Credential::ApiToken(_) => f.write_str("ApiToken([redacted])"),
+            Credential::Jwt(_) => f.write_str("Jwt([redacted])"),
+            Credential::ClientCertificate {
+                common_name,
+                fingerprint,
+            } => f
+                .debug_struct("ClientCertificate")
+                .field("common_name", common_name)
+                .field("fingerprint", fingerprint)
+                .finish(),
         }
     }
 }
@@ -52,6 +75,16 @@ impl Credential {
         Credential::ApiToken(Zeroizing::new(t.trim().to_string()))
     }
 
+    /// A bearer credential: an API token (`cst_...`) or, in three dot-separated parts, a JWT.
+    pub fn bearer(t: &str) -> Self {
+        let t = t.trim();
+        if !t.starts_with("cst_") && t.split('.').count() == 3 {
+            Credential::Jwt(Zeroizing::new(t.to_string()))
+        } else {
+            Self::api_token(t)
+        }
+    }
+
     /// The part that may be named in records and lockouts: the token's public id.
     fn subject(&self) -> String {
         match self {
@@ -59,6 +92,15 @@ impl Credential {
                 .strip_prefix("cst_")
                 .and_then(|t| t.split_once('_'))
                 .map_or_else(|| "token:?".to_string(), |(id, _)| format!("token:{id}")),
+            Credential::ClientCertificate { fingerprint, .. } => {
+                format!("cert:{}", &fingerprint[..fingerprint.len().min(16)])
+            }
+            // A JWT's claims are unverified until checked: name it by a digest, never by text
+            // the caller chose.
+            Credential::Jwt(t) => {
+                let d = Sha256::digest(t.as_bytes());
+                format!("jwt:{}", hex::encode(&d[..8]))
+            }
         }
     }
 }
@@ -69,6 +111,10 @@ impl Credential {
 pub enum AuthMethod {
     /// An API token.
     ApiToken,
+    /// A verified client certificate (mTLS).
+    ClientCertificate,
+    /// An OIDC token of the configured identity provider.
+    Oidc,
 }
 
 /// A signed-in caller.
@@ -80,12 +126,72 @@ pub struct Principal {
     pub method: AuthMethod,
     /// Where the request came from, when over the network.
     pub address: Option<IpAddr>,
+    /// The second factor presented with the request, checked when a privileged action
+    /// needs it.
+    #[serde(skip)]
+    pub second_factor: SecondFactor,
 }
 
 impl Principal {
     /// The user's name.
     pub fn name(&self) -> &str {
         &self.user.name
+    }
+
+    /// With a one-time code (TOTP) presented with the request.
+    pub fn with_one_time_code(mut self, code: &str) -> Self {
+        self.second_factor = SecondFactor::code(code);
+        self
+    }
+}
+
+/// The state of a request's second factor. Clones share it: a code is checked (and used up)
+/// the first time a privileged action of the request needs it, and the result holds for the
+/// rest of the request (a run that decrypts several columns checks it once).
+#[derive(Clone, Default)]
+pub struct SecondFactor(Arc<Mutex<FactorState>>);
+
+/// Where a request's second factor stands.
+#[derive(Default)]
+pub(crate) enum FactorState {
+    /// None presented.
+    #[default]
+    Absent,
+    /// A one-time code, not yet checked.
+    Code(Zeroizing<String>),
+    /// Checked and valid (or asserted by the identity provider).
+    Verified,
+    /// Checked and refused.
+    Refused(ErrorCode, String),
+}
+
+impl std::fmt::Debug for SecondFactor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let s = match &*lock(&self.0) {
+            FactorState::Absent => "absent",
+            FactorState::Code(_) => "code([redacted])",
+            FactorState::Verified => "verified",
+            FactorState::Refused(..) => "refused",
+        };
+        write!(f, "SecondFactor({s})")
+    }
+}
+
+impl SecondFactor {
+    /// A one-time code to check.
+    pub fn code(code: &str) -> Self {
+        Self(Arc::new(Mutex::new(FactorState::Code(Zeroizing::new(
+            code.trim().to_string(),
+        )))))
+    }
+
+    /// A factor already verified (by the identity provider that issued the credential).
+    pub fn verified() -> Self {
+        Self(Arc::new(Mutex::new(FactorState::Verified)))
+    }
+
+    pub(crate) fn state(&self) -> std::sync::MutexGuard<'_, FactorState> {
+        lock(&self.0)
     }
 }
 
@@ -143,21 +249,22 @@ struct Cached {
     verified: Instant,
 }
 
+/// Recent failures of one principal or address, and its lockout.
 #[derive(Default)]
-struct Failures {
+pub(crate) struct Failures {
     count: u32,
     first: Option<Instant>,
     locked_until: Option<Instant>,
 }
 
 impl Failures {
-    fn locked(&self, now: Instant) -> Option<Duration> {
+    pub(crate) fn locked(&self, now: Instant) -> Option<Duration> {
         self.locked_until
             .filter(|t| *t > now)
             .map(|t| t.duration_since(now))
     }
 
-    fn fail(&mut self, now: Instant) {
+    pub(crate) fn fail(&mut self, now: Instant) {
         if self
             .first
             .is_none_or(|f| now.duration_since(f) > FAILURE_WINDOW)
@@ -182,6 +289,7 @@ pub struct Authenticator {
     cache: Mutex<HashMap<[u8; 32], Cached>>,
     failures: Mutex<HashMap<String, Failures>>,
     allow: Vec<Cidr>,
+    oidc: Option<Arc<OidcProvider>>,
 }
 
 impl std::fmt::Debug for Authenticator {
@@ -192,7 +300,7 @@ impl std::fmt::Debug for Authenticator {
     }
 }
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     // A panic while holding one of these maps leaves it consistent enough: entries are
     // independent, so keep serving rather than failing every later request.
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -201,13 +309,19 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 impl Authenticator {
     /// An authenticator over the identity store; `allow` is the address allowlist (empty:
     /// every address).
-    pub fn new(ids: Arc<Mutex<Identities>>, audit: AuditHandle, allow: Vec<Cidr>) -> Self {
+    pub fn new(
+        ids: Arc<Mutex<Identities>>,
+        audit: AuditHandle,
+        allow: Vec<Cidr>,
+        oidc: Option<Arc<OidcProvider>>,
+    ) -> Self {
         Self {
             ids,
             audit,
             cache: Mutex::new(HashMap::new()),
             failures: Mutex::new(HashMap::new()),
             allow,
+            oidc,
         }
     }
 
@@ -284,13 +398,29 @@ impl Authenticator {
                 ),
             ));
         }
-        let Credential::ApiToken(token) = &cred;
+        let token = match &cred {
+            Credential::ApiToken(t) => t,
+            Credential::Jwt(jwt) => {
+                return self.oidc_user(jwt, &subject, &keys, address, now).await;
+            }
+            Credential::ClientCertificate { common_name, .. } => {
+                return self
+                    .certificate_user(common_name.as_deref(), &subject, &keys, address, now)
+                    .map(|user| Principal {
+                        user,
+                        method: AuthMethod::ClientCertificate,
+                        address,
+                        second_factor: SecondFactor::default(),
+                    });
+            }
+        };
         let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
         if let Some(user) = self.cached(&digest)? {
             return Ok(Principal {
                 user,
                 method: AuthMethod::ApiToken,
                 address,
+                second_factor: SecondFactor::default(),
             });
         }
         let this = self.clone();
@@ -321,15 +451,11 @@ impl Authenticator {
                     user,
                     method: AuthMethod::ApiToken,
                     address,
+                    second_factor: SecondFactor::default(),
                 })
             }
             Err(PolicyError::Authentication) => {
-                {
-                    let mut f = lock(&self.failures);
-                    for k in &keys {
-                        f.entry(k.clone()).or_default().fail(now);
-                    }
-                }
+                self.count_failure(&keys, now);
                 Err(self.refuse(
                     &subject,
                     address,
@@ -338,6 +464,127 @@ impl Authenticator {
                 ))
             }
             Err(e) => Err(AppError::internal("identity store", e)),
+        }
+    }
+
+    /// Counts a failed sign-in against each of `keys` (the credential's subject and the
+    /// address). The map is bounded: when full, entries not locked out are dropped, and if
+    /// it is still full (a flood of lockouts) the oldest half of the rest goes too.
+    fn count_failure(&self, keys: &[String], now: Instant) {
+        let mut f = lock(&self.failures);
+        if f.len() >= FAILURE_ENTRIES_MAX {
+            f.retain(|_, x| x.locked(now).is_some());
+            if f.len() >= FAILURE_ENTRIES_MAX {
+                let mut until: Vec<Instant> = f.values().filter_map(|x| x.locked_until).collect();
+                until.sort_unstable();
+                let cut = until[until.len() / 2];
+                f.retain(|_, x| x.locked_until.is_some_and(|t| t > cut));
+            }
+        }
+        for k in keys {
+            f.entry(k.clone()).or_default().fail(now);
+        }
+    }
+
+    /// Signs in the holder of an OIDC token: the provider's claims name the user and map
+    /// to a role. Such users are not in the identity store; a name that is also a local
+    /// user's is refused rather than merged.
+    async fn oidc_user(
+        &self,
+        jwt: &Zeroizing<String>,
+        subject: &str,
+        keys: &[String],
+        address: Option<IpAddr>,
+        now: Instant,
+    ) -> Result<Principal> {
+        let Some(provider) = &self.oidc else {
+            self.count_failure(keys, now);
+            return Err(self.refuse(
+                subject,
+                address,
+                ErrorCode::InvalidJwt,
+                "authentication failed: this server accepts no OIDC tokens (no [auth.oidc])".into(),
+            ));
+        };
+        let now_s = crate::audit::now_ns() / 1_000_000_000;
+        let id = match provider.verify(jwt, now_s).await {
+            Ok(id) => id,
+            Err(e) => {
+                self.count_failure(keys, now);
+                return Err(self.refuse(
+                    subject,
+                    address,
+                    ErrorCode::InvalidJwt,
+                    format!("authentication failed: the OIDC token is not valid: {e}"),
+                ));
+            }
+        };
+        let local = lock(&self.ids)
+            .user(&id.username)
+            .map_err(|e| AppError::internal("identity store", e))?;
+        if local.is_some() {
+            return Err(self.refuse(
+                subject,
+                address,
+                ErrorCode::InvalidJwt,
+                format!(
+                    "authentication failed: \"{}\" is a local user too; an OIDC user must have a name of its own",
+                    id.username
+                ),
+            ));
+        }
+        let second_factor = if provider.step_up_ok(&id, now_s) {
+            SecondFactor::verified()
+        } else {
+            SecondFactor::default()
+        };
+        Ok(Principal {
+            user: User {
+                name: id.username.clone(),
+                role: id.role.clone(),
+                active: true,
+                created_ns: 0,
+                token_issued_ns: 0,
+                created_by: String::new(),
+                token_issued_by: id.issuer.clone(),
+            },
+            method: AuthMethod::Oidc,
+            address,
+            second_factor,
+        })
+    }
+
+    /// The user a verified client certificate names: an active user whose name is the
+    /// certificate's common name. (The TLS handshake already checked the chain, validity and
+    /// revocation lists; a name that is no active user counts as a failure.)
+    fn certificate_user(
+        &self,
+        common_name: Option<&str>,
+        subject: &str,
+        keys: &[String],
+        address: Option<IpAddr>,
+        now: Instant,
+    ) -> Result<User> {
+        let user = match common_name {
+            Some(n) => lock(&self.ids)
+                .user(n)
+                .map_err(|e| AppError::internal("identity store", e))?,
+            None => None,
+        };
+        match user {
+            Some(u) if u.active => {
+                lock(&self.failures).remove(subject);
+                Ok(u)
+            }
+            _ => {
+                self.count_failure(keys, now);
+                Err(self.refuse(
+                    subject,
+                    address,
+                    ErrorCode::InvalidCertificate,
+                    "authentication failed: the client certificate names no active user".into(),
+                ))
+            }
         }
     }
 

@@ -1,12 +1,14 @@
 //! Decisions: the project's Cedar policies, asked on behalf of a signed-in [`Principal`], with
 //! every decision recorded durably before the caller acts on it.
 
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
+use std::time::Instant;
 
-use custos_policy::{Action, Decision, Identities, PolicyEngine, Resource, User};
+use custos_policy::{Action, Decision, Identities, PolicyEngine, PolicyError, Resource, User};
 
 use crate::audit::{AuditAction, AuditHandle, ErrorCode, Outcome, Record, now_ns};
-use crate::auth::Principal;
+use crate::auth::{FAILURE_ENTRIES_MAX, FactorState, Failures, Principal, lock};
 use crate::error::{AppError, Result};
 
 /// Why `user` was denied `action` on `spec`, for the user: the failing evaluation, the
@@ -31,10 +33,17 @@ pub fn denial_message(user: &User, action: Action, spec: &str, decision: &Decisi
 }
 
 /// Asks the policies and records the answer. One per project.
+///
+/// Where the project requires MFA, an allowed action that [`Action::needs_step_up`] also
+/// needs the request's second factor: a TOTP code checked against the user's enrolment (each
+/// code once), or an identity provider's assertion. Wrong codes count towards a lockout of
+/// the user's second factor, with the same backoff as sign-in.
 pub struct Authorizer {
     policies: RwLock<std::result::Result<Arc<PolicyEngine>, String>>,
     ids: Arc<Mutex<Identities>>,
     audit: AuditHandle,
+    mfa_required: bool,
+    mfa_failures: Mutex<HashMap<String, Failures>>,
 }
 
 impl std::fmt::Debug for Authorizer {
@@ -50,12 +59,88 @@ impl Authorizer {
         policies: std::result::Result<PolicyEngine, String>,
         ids: Arc<Mutex<Identities>>,
         audit: AuditHandle,
+        mfa_required: bool,
     ) -> Self {
         Self {
             policies: RwLock::new(policies.map(Arc::new)),
             ids,
             audit,
+            mfa_required,
+            mfa_failures: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Whether privileged actions need a second factor.
+    pub fn mfa_required(&self) -> bool {
+        self.mfa_required
+    }
+
+    /// Replaces the policies (after a validated change); later decisions use them.
+    pub fn set_policies(&self, engine: PolicyEngine) {
+        *self
+            .policies
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Ok(Arc::new(engine));
+    }
+
+    /// Checks the request's second factor for `who`: `Ok` when verified (now or earlier in
+    /// the request), else the error code and the message for the user.
+    fn step_up(&self, who: &Principal) -> std::result::Result<(), (ErrorCode, String)> {
+        let mut state = who.second_factor.state();
+        let code = match &*state {
+            FactorState::Verified => return Ok(()),
+            FactorState::Refused(c, m) => return Err((*c, m.clone())),
+            FactorState::Absent => {
+                return Err((
+                    ErrorCode::MfaRequired,
+                    "this action needs a second factor: send the current code of your authenticator app (X-Custos-OTP, or CUSTOS_OTP for the CLI)".into(),
+                ));
+            }
+            FactorState::Code(c) => c.clone(),
+        };
+        let now = Instant::now();
+        let key = format!("mfa:{}", who.name());
+        if let Some(wait) = lock(&self.mfa_failures)
+            .get(&key)
+            .and_then(|f| f.locked(now))
+        {
+            let m = format!(
+                "second factor locked after repeated wrong codes; try again in {} s",
+                wait.as_secs().max(1)
+            );
+            *state = FactorState::Refused(ErrorCode::LockedOut, m.clone());
+            return Err((ErrorCode::LockedOut, m));
+        }
+        let checked = lock(&self.ids).mfa_verify(who.name(), &code, now_ns() / 1_000_000_000);
+        let refused = match checked {
+            Ok(()) => {
+                lock(&self.mfa_failures).remove(&key);
+                *state = FactorState::Verified;
+                return Ok(());
+            }
+            Err(PolicyError::MfaReplayed) => (
+                ErrorCode::MfaReplayed,
+                "the one-time code was already used: wait for the next one".to_string(),
+            ),
+            Err(PolicyError::MfaNotEnrolled) => (
+                ErrorCode::MfaInvalid,
+                "no confirmed second factor: enrol one first (custos mfa enroll)".to_string(),
+            ),
+            Err(PolicyError::MfaInvalid) => (
+                ErrorCode::MfaInvalid,
+                "the one-time code is wrong or stale".to_string(),
+            ),
+            Err(e) => (ErrorCode::Error, format!("checking the second factor: {e}")),
+        };
+        if refused.0 != ErrorCode::Error {
+            let mut f = lock(&self.mfa_failures);
+            if f.len() >= FAILURE_ENTRIES_MAX {
+                f.retain(|_, x| x.locked(now).is_some());
+            }
+            f.entry(key).or_default().fail(now);
+        }
+        *state = FactorState::Refused(refused.0, refused.1.clone());
+        Err(refused)
     }
 
     /// The audit handle decisions are recorded through.
@@ -107,7 +192,13 @@ impl Authorizer {
             .active_grants(who.name(), now_s)
             .map_err(|e| AppError::internal("identity store", e))?;
         let decision = engine.decide(&who.user, action, resource, &grants, now_s);
-        let outcome = if decision.allowed {
+        // Only an allowed privileged action checks (and so uses up) the second factor.
+        let step_up = if decision.allowed && self.mfa_required && action.needs_step_up() {
+            self.step_up(who).err()
+        } else {
+            None
+        };
+        let outcome = if decision.allowed && step_up.is_none() {
             Outcome::Allowed
         } else {
             Outcome::Denied
@@ -117,10 +208,20 @@ impl Authorizer {
         if !decision.errors.is_empty() {
             record.error_code = Some(ErrorCode::PolicyError);
         }
+        if let Some((code, _)) = &step_up {
+            record.error_code = Some(*code);
+        }
         if let Some(a) = who.address {
             record.detail = Some(format!("address {a}"));
         }
         self.audit.record_durable(record).await?;
+        if let Some((_, m)) = step_up {
+            return Err(AppError::Denied(format!(
+                "access denied: user \"{}\" may {} on {spec} only with a second factor: {m}",
+                who.name(),
+                action.name()
+            )));
+        }
         if decision.allowed {
             return Ok(decision);
         }

@@ -6,21 +6,27 @@
 //!   lockout with backoff, address allowlist).
 //! - [`authz`]: Cedar decisions on behalf of a principal, recorded durably before acting.
 //! - [`audit`]: typed audit records and the single writer thread (group commit, checkpoints).
+//! - [`admin`]: users, tokens, grants, second factors, stored policies and settings.
+//! - [`keys`]: the server's keystore: list, create, rotate, minimum version, destroy.
 //! - [`registry`], [`confine`]: pipelines registered with the server, and what they may reach.
 //! - [`jobs`], [`project`]: runs as jobs with progress and cancellation, and the operations.
 //! - [`error`]: [`AppError`], mapped to CLI exit codes and HTTP statuses.
 
+pub mod admin;
 pub mod audit;
 pub mod auth;
 pub mod authz;
 pub mod confine;
 pub mod error;
 pub mod jobs;
+pub mod keys;
+pub mod oidc;
 pub mod project;
 pub mod registry;
 pub mod settings;
 
-pub use auth::{AuthMethod, Authenticator, Cidr, Credential, Principal};
+pub use admin::{IssuedToken, NewGrant, NewPolicies, NewUser};
+pub use auth::{AuthMethod, Authenticator, Cidr, Credential, Principal, SecondFactor};
 pub use authz::Authorizer;
 pub use confine::Confinement;
 pub use error::{AppError, Result};

@@ -54,6 +54,10 @@ pub struct ProjectOptions {
     pub max_concurrent_runs: usize,
     /// Who the process is, for its own records (`server`).
     pub principal: String,
+    /// Privileged actions need a second factor (see [`custos_policy::Action::needs_step_up`]).
+    pub mfa_required: bool,
+    /// An identity provider whose tokens sign users in.
+    pub oidc: Option<crate::oidc::OidcProvider>,
 }
 
 impl std::fmt::Debug for ProjectOptions {
@@ -70,7 +74,7 @@ impl std::fmt::Debug for ProjectOptions {
 }
 
 /// A request to register a pipeline.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RegisterRequest {
     /// The pipeline's TOML text (its `[pipeline] name` is the registered name).
@@ -88,7 +92,7 @@ pub struct RegisterRequest {
 }
 
 /// A filter over audit records.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AuditFilter {
     /// Only this principal.
@@ -137,12 +141,16 @@ pub struct AuditVerification {
 /// An open project.
 pub struct Project {
     state_dir: PathBuf,
-    ids: Arc<Mutex<Identities>>,
+    pub(crate) ids: Arc<Mutex<Identities>>,
     authenticator: Arc<Authenticator>,
-    authorizer: Arc<Authorizer>,
-    audit: AuditHandle,
+    pub(crate) authorizer: Arc<Authorizer>,
+    pub(crate) audit: AuditHandle,
     registry: Mutex<Registry>,
-    keystore: Option<Arc<custos_keys::Keystore>>,
+    keystore: std::sync::RwLock<Option<Arc<custos_keys::Keystore>>>,
+    /// The server's own passphrase, to reopen the keystore for key changes.
+    pub(crate) passphrase: Option<custos_keys::Passphrase>,
+    /// Serializes key changes.
+    pub(crate) key_changes: tokio::sync::Mutex<()>,
     confinement: Confinement,
     jobs: Jobs,
     permits: Arc<Semaphore>,
@@ -192,11 +200,12 @@ pub fn lock_state_dir(state_dir: &Path, exclusive: bool) -> Result<std::fs::File
     Ok(file)
 }
 
-/// Opens the keystore and returns it with the audit key (created when missing).
+/// Opens the keystore and returns it with the audit key (the audit and identity keys are
+/// created when missing) and whether the identity key was created now.
 async fn open_keystore(
     state_dir: &Path,
     pass: &custos_keys::Passphrase,
-) -> Result<Option<(Arc<custos_keys::Keystore>, SigningKey)>> {
+) -> Result<Option<(Arc<custos_keys::Keystore>, SigningKey, bool)>> {
     let path = custos_keys::keystore_path(state_dir);
     if !path.is_file() {
         return Ok(None);
@@ -207,10 +216,13 @@ async fn open_keystore(
             path.display()
         ))
     })?;
-    if ks.key(AUDIT_KEY).is_err() {
-        ks.create(AUDIT_KEY, custos_keys::Purpose::Signing)
-            .await
-            .map_err(|e| AppError::internal("creating the audit key", e))?;
+    let identity_created = ks.key(IDENTITY_KEY).is_err();
+    for name in [AUDIT_KEY, IDENTITY_KEY] {
+        if ks.key(name).is_err() {
+            ks.create(name, custos_keys::Purpose::Signing)
+                .await
+                .map_err(|e| AppError::internal(&format!("creating the key \"{name}\""), e))?;
+        }
     }
     let (_, _, seed) = ks
         .encryption_key(AUDIT_KEY, custos_keys::Purpose::Signing)
@@ -220,7 +232,58 @@ async fn open_keystore(
         .expose()
         .try_into()
         .map_err(|_| AppError::Internal(format!("audit key \"{AUDIT_KEY}\" has the wrong size")))?;
-    Ok(Some((Arc::new(ks), SigningKey::from_bytes(&seed))))
+    Ok(Some((
+        Arc::new(ks),
+        SigningKey::from_bytes(&seed),
+        identity_created,
+    )))
+}
+
+/// Name of the key in the keystore whose seed seals the identity store.
+pub const IDENTITY_KEY: &str = "custos-identity";
+
+/// Opens the identity store of `state_dir`: sealed under the keystore's identity key when a
+/// keystore with the identity key is given, else unsealed (which
+/// fails for a store a server has sealed). A server's keystore always has the key (it is
+/// created when the server opens the project); a CLI's has it once a server has run.
+///
+/// `first_seal`: the identity key was created just now, so an unsealed store may be sealed as
+/// it is. Otherwise a keyed open refuses an unsealed store: one whose seal was stripped from
+/// the file (every MAC and the store MAC removed) must not be sealed again with its edits.
+pub async fn open_identities(
+    state_dir: &Path,
+    keystore: Option<&custos_keys::Keystore>,
+    first_seal: bool,
+) -> Result<Identities> {
+    let key = match keystore {
+        Some(ks) if ks.key(IDENTITY_KEY).is_ok() => Some(identity_key(ks).await?),
+        _ => None,
+    };
+    let opened = match &key {
+        Some(k) if first_seal => Identities::open_sealed(state_dir, k),
+        Some(k) => Identities::open_sealed_existing(state_dir, k),
+        None => Identities::open(state_dir),
+    };
+    opened.map_err(|e| match e {
+        e @ custos_policy::PolicyError::Sealed => AppError::Invalid(e.to_string()),
+        custos_policy::PolicyError::Tampered(m) => AppError::Internal(format!(
+            "the identity store was changed outside custos ({m}); restore it from a backup"
+        )),
+        other => AppError::internal("opening the identity store", other),
+    })
+}
+
+async fn identity_key(ks: &custos_keys::Keystore) -> Result<custos_policy::StoreKey> {
+    let (_, _, seed) = ks
+        .encryption_key(IDENTITY_KEY, custos_keys::Purpose::Signing)
+        .await
+        .map_err(|e| AppError::internal("reading the identity key", e))?;
+    let seed: [u8; 32] = seed.expose().try_into().map_err(|_| {
+        AppError::Internal(format!(
+            "identity key \"{IDENTITY_KEY}\" has the wrong size"
+        ))
+    })?;
+    Ok(custos_policy::StoreKey::from_bytes(seed))
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -236,32 +299,56 @@ impl Project {
             .map_err(|e| AppError::internal("creating the state directory", e))?;
         let lock_file = lock_state_dir(state_dir, true)?;
         let project = settings::load_project(state_dir)?;
-        let ids = Identities::open(state_dir)
-            .map_err(|e| AppError::internal("opening the identity store", e))?;
-        let ids = Arc::new(Mutex::new(ids));
-        let policies =
-            PolicyEngine::load(&settings::policy_dir(state_dir, false)).map_err(|e| e.to_string());
+        let (keystore, key, first_seal) = match &opts.passphrase {
+            Some(p) => match open_keystore(state_dir, p).await? {
+                Some((ks, key, created)) => (Some(ks), Some(key), created),
+                None => (None, None, false),
+            },
+            None => (None, None, false),
+        };
+        // With the keystore, the identity store is sealed: every row carries a MAC under a
+        // key only this process holds, so editing identity.db outside the server is detected.
+        let ids = open_identities(state_dir, keystore.as_deref(), first_seal).await?;
+        // Stored policies (changed only through `manage_policies`) win over policy files.
+        let policies = match ids.policies() {
+            Ok(Some(p)) => {
+                PolicyEngine::from_text(&p.text, &format!("stored policies version {}", p.version))
+                    .map_err(|e| e.to_string())
+            }
+            Ok(None) => PolicyEngine::load(&settings::policy_dir(state_dir, false))
+                .map_err(|e| e.to_string()),
+            Err(e) => Err(format!("reading the stored policies: {e}")),
+        };
         if let Err(e) = &policies {
             tracing::error!("the policies do not load; every request will be denied: {e}");
         }
-        let (keystore, key) = match &opts.passphrase {
-            Some(p) => match open_keystore(state_dir, p).await? {
-                Some((ks, key)) => (Some(ks), Some(key)),
-                None => (None, None),
-            },
-            None => (None, None),
+        let retention_ns = match ids.setting(crate::admin::RETENTION_SETTING) {
+            Ok(Some(s)) => settings::parse_retention(&s.value),
+            Ok(None) => project.audit.retention_ns(),
+            Err(e) => return Err(AppError::internal("reading the stored settings", e)),
         };
+        let ids = Arc::new(Mutex::new(ids));
         let audit = AuditHandle::start(
             &state_dir.join("audit"),
             WriterOptions {
                 segment_bytes: project.audit.segment_mib.max(1) << 20,
                 key,
-                retention_ns: project.audit.retention_ns(),
+                retention_ns,
                 principal: opts.principal.clone(),
             },
         )?;
-        let authenticator = Arc::new(Authenticator::new(ids.clone(), audit.clone(), opts.allow));
-        let authorizer = Arc::new(Authorizer::new(policies, ids.clone(), audit.clone()));
+        let authenticator = Arc::new(Authenticator::new(
+            ids.clone(),
+            audit.clone(),
+            opts.allow,
+            opts.oidc.map(Arc::new),
+        ));
+        let authorizer = Arc::new(Authorizer::new(
+            policies,
+            ids.clone(),
+            audit.clone(),
+            opts.mfa_required,
+        ));
         let registry = Registry::open(state_dir)?;
         audit
             .record_durable(Record::new(
@@ -278,7 +365,9 @@ impl Project {
             authorizer,
             audit,
             registry: Mutex::new(registry),
-            keystore,
+            keystore: std::sync::RwLock::new(keystore),
+            passphrase: opts.passphrase,
+            key_changes: tokio::sync::Mutex::new(()),
             confinement: opts.confinement,
             jobs: Jobs::default(),
             permits: Arc::new(Semaphore::new(opts.max_concurrent_runs.max(1))),
@@ -312,9 +401,25 @@ impl Project {
         &self.ids
     }
 
+    /// The keystore as it is now (runs take it when they start).
+    pub fn keystore(&self) -> Option<Arc<custos_keys::Keystore>> {
+        self.keystore
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Puts a keystore changed by a key operation in place for the runs that start next.
+    pub(crate) fn replace_keystore(&self, ks: custos_keys::Keystore) {
+        *self
+            .keystore
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(Arc::new(ks));
+    }
+
     /// Whether the keystore is open (runs that use keys need it).
     pub fn has_keystore(&self) -> bool {
-        self.keystore.is_some()
+        self.keystore().is_some()
     }
 
     /// Whether a shutdown has begun.
@@ -405,7 +510,8 @@ impl Project {
             .await?;
         let result = async {
             let loaded = self.load_registered(&candidate)?;
-            let diags = custos_engine::check(&loaded, &self.state_dir).await;
+            let keystore = self.keystore();
+            let diags = custos_engine::check(&loaded, &self.state_dir, keystore.as_deref()).await;
             if diags.has_errors() {
                 return Err(AppError::Invalid(format!(
                     "pipeline \"{name}\" is invalid:\n{diags}"
@@ -565,7 +671,7 @@ impl Project {
                 tags: pipeline.policy_tags(),
             }),
             cancel: job.cancel.clone(),
-            keystore: self.keystore.clone(),
+            keystore: self.keystore(),
         };
         let progress = job.progress.clone();
         let (tx, rx) = tokio::sync::oneshot::channel();
@@ -835,8 +941,8 @@ async fn futures_wait(jobs: &[Arc<Job>]) {
     }
 }
 
-/// The decrypt decisions of one server run: asked for the run's principal, on the registered
-/// pipeline's tags.
+/// The decrypt and key-use decisions of one server run: asked for the run's principal, on the
+/// registered pipeline's tags.
 struct DecryptAuthorizer {
     authorizer: Arc<Authorizer>,
     who: Principal,
@@ -857,6 +963,26 @@ impl RunAuthorizer for DecryptAuthorizer {
         };
         self.authorizer
             .authorize(&self.who, Action::DecryptColumn, &column)
+            .await
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    }
+
+    async fn use_key(
+        &self,
+        key: &str,
+        operation: &str,
+        deterministic: bool,
+    ) -> std::result::Result<(), String> {
+        let r = Resource::KeyUse {
+            key: key.to_string(),
+            pipeline: self.pipeline.clone(),
+            tags: self.tags.clone(),
+            operation: operation.to_string(),
+            deterministic,
+        };
+        self.authorizer
+            .authorize(&self.who, Action::UseKey, &r)
             .await
             .map(|_| ())
             .map_err(|e| e.to_string())

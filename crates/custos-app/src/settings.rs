@@ -51,7 +51,8 @@ impl AuditConfig {
 /// Parses `90d`, `12w`, `6m` (30-day months), `7y` (365-day years) into nanoseconds.
 pub fn parse_retention(s: &str) -> Option<i64> {
     let s = s.trim();
-    let (n, unit) = s.split_at(s.len().checked_sub(1)?);
+    // The unit is the last character (any character: the text comes from callers).
+    let (n, unit) = s.split_at(s.char_indices().last()?.0);
     let n: i64 = n.trim().parse().ok().filter(|n| *n > 0)?;
     let days = match unit {
         "d" => n,
@@ -116,7 +117,17 @@ mod tests {
         assert_eq!(parse_retention("90d"), Some(90 * day));
         assert_eq!(parse_retention("2w"), Some(14 * day));
         assert_eq!(parse_retention("1y"), Some(365 * day));
-        for bad in ["", "d", "0d", "-1d", "5x", "1.5d"] {
+        for bad in [
+            "",
+            "d",
+            "0d",
+            "-1d",
+            "5x",
+            "1.5d",
+            "\u{80}",
+            "9\u{e9}",
+            "\u{1f600}d",
+        ] {
             assert_eq!(parse_retention(bad), None, "{bad}");
         }
     }

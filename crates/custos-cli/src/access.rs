@@ -91,6 +91,29 @@ pub(crate) fn audit_key(state_dir: &Path, create: bool) -> Result<Option<Signing
     audit_key_in(&ks)
 }
 
+/// The identity store: unsealed, or (once a server has sealed it) under the keystore's
+/// identity key, which needs the keystore passphrase.
+fn open_identities(state_dir: &Path) -> Result<Identities> {
+    match Identities::open(state_dir) {
+        Err(custos_policy::PolicyError::Sealed) => {
+            let Some(ks) = open_keystore(state_dir) else {
+                anyhow::bail!(
+                    "the identity store was sealed by a custos server: set CUSTOS_KEYSTORE_PASSPHRASE (or CUSTOS_KEYSTORE_PASSPHRASE_FILE) to open it locally, or use the server (CUSTOS_SERVER)"
+                );
+            };
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            Ok(rt.block_on(custos_app::project::open_identities(
+                state_dir,
+                Some(&ks),
+                false,
+            ))?)
+        }
+        other => Ok(other?),
+    }
+}
+
 /// The token given by the environment, if any.
 pub(crate) fn token_from_env() -> Result<Option<String>> {
     if let Ok(t) = std::env::var("CUSTOS_TOKEN")
@@ -145,7 +168,7 @@ impl Session {
         // log are changed only through it.
         let owner_lock = custos_app::project::lock_state_dir(state_dir, false)?;
         let project = load_project(state_dir)?;
-        let ids = Identities::open(state_dir)?;
+        let ids = open_identities(state_dir)?;
         let policies = PolicyEngine::load(&policy_dir(state_dir)).map_err(|e| e.to_string());
         let audit_dir = state_dir.join("audit");
         let audit = AuditLog::open(&audit_dir, project.audit.segment_mib.max(1) << 20)
@@ -384,6 +407,16 @@ impl Session {
         }
         self.subject = Some((action.name().to_string(), spec));
         Ok(user)
+    }
+
+    /// [`Session::authorize`] for a decision inside a command (a run's decrypted columns and
+    /// key uses): recorded like any other, but the command's outcome stays recorded on the
+    /// command's own action.
+    pub(crate) fn authorize_within(&mut self, action: Action, resource: &Resource) -> Result<User> {
+        let subject = self.subject.take();
+        let r = self.authorize(action, resource);
+        self.subject = subject;
+        r
     }
 
     /// Records the command's outcome on its last authorized action, syncs the log, signs a

@@ -125,6 +125,78 @@ pub(crate) enum AuditCommand {
     },
 }
 
+/// Prints users as a table or JSON (local and server mode alike).
+pub(crate) fn print_users(users: &[custos_policy::User], json: bool) -> Result<()> {
+    if json {
+        println!("{}", serde_json::to_string_pretty(users)?);
+        return Ok(());
+    }
+    let mut t = comfy_table::Table::new();
+    t.load_preset(comfy_table::presets::NOTHING).set_header([
+        "user",
+        "role",
+        "state",
+        "created",
+        "token issued",
+    ]);
+    for u in users {
+        t.add_row([
+            u.name.clone(),
+            u.role.clone(),
+            if u.active { "active" } else { "disabled" }.to_string(),
+            ns_to_rfc3339(u.created_ns),
+            ns_to_rfc3339(u.token_issued_ns),
+        ]);
+    }
+    println!("{t}");
+    Ok(())
+}
+
+/// Prints grants as a table or JSON (local and server mode alike).
+pub(crate) fn print_grants(grants: &[custos_policy::Grant], now_s: i64, json: bool) -> Result<()> {
+    if json {
+        println!("{}", serde_json::to_string_pretty(grants)?);
+        return Ok(());
+    }
+    let mut t = comfy_table::Table::new();
+    t.load_preset(comfy_table::presets::NOTHING).set_header([
+        "id", "user", "action", "resource", "until", "state", "by", "reason",
+    ]);
+    for g in grants {
+        let state = if g.revoked_ns.is_some() {
+            "revoked"
+        } else if g.is_active(now_s) {
+            "active"
+        } else {
+            "expired"
+        };
+        t.add_row([
+            g.id.to_string(),
+            g.user.clone(),
+            g.action.clone(),
+            g.resource.clone(),
+            s_to_rfc3339(g.until_s),
+            state.to_string(),
+            g.granted_by.clone(),
+            g.reason.clone(),
+        ]);
+    }
+    println!("{t}");
+    Ok(())
+}
+
+/// The message after a grant is added.
+pub(crate) fn grant_added(g: &custos_policy::Grant) -> String {
+    format!(
+        "grant {}: {} may {} on {} until {}",
+        g.id,
+        g.user,
+        g.action,
+        g.resource,
+        s_to_rfc3339(g.until_s)
+    )
+}
+
 /// Writes a token to `path` (0600, refusing to overwrite) or prints it.
 pub(crate) fn hand_out(token: &custos_policy::Token, who: &str, path: Option<&Path>) -> Result<()> {
     match path {
@@ -162,29 +234,6 @@ fn s_to_rfc3339(s: i64) -> String {
         .unwrap_or_else(|| s.to_string())
 }
 
-/// Parses `--until`: RFC 3339, or `+N` with unit m, h or d.
-fn parse_until(s: &str, now_s: i64) -> Result<i64> {
-    if let Some(rel) = s.strip_prefix('+') {
-        let (n, unit) = rel.split_at(rel.len().saturating_sub(1));
-        let n: i64 = n
-            .parse()
-            .ok()
-            .filter(|n| *n > 0)
-            .with_context(|| format!("--until \"{s}\": expected +N followed by m, h or d"))?;
-        let secs = match unit {
-            "m" => n * 60,
-            "h" => n * 3600,
-            "d" => n * 86_400,
-            _ => bail!("--until \"{s}\": expected +N followed by m, h or d"),
-        };
-        return Ok(now_s + secs);
-    }
-    let t = chrono::DateTime::parse_from_rfc3339(s).with_context(|| {
-        format!("--until \"{s}\": expected an RFC 3339 time (2026-12-01T18:00:00Z) or +30m/+8h/+2d")
-    })?;
-    Ok(t.timestamp())
-}
-
 pub(crate) fn users(session: &mut Session, cmd: &UsersCommand) -> Result<u8> {
     let me = session.authorize(Action::ManageUsers, &Resource::Directory)?;
     match cmd {
@@ -205,29 +254,7 @@ pub(crate) fn users(session: &mut Session, cmd: &UsersCommand) -> Result<u8> {
             )?;
         }
         UsersCommand::List { json } => {
-            let users = session.ids.users()?;
-            if *json {
-                println!("{}", serde_json::to_string_pretty(&users)?);
-            } else {
-                let mut t = comfy_table::Table::new();
-                t.load_preset(comfy_table::presets::NOTHING).set_header([
-                    "user",
-                    "role",
-                    "state",
-                    "created",
-                    "token issued",
-                ]);
-                for u in users {
-                    t.add_row([
-                        u.name,
-                        u.role,
-                        if u.active { "active" } else { "disabled" }.to_string(),
-                        ns_to_rfc3339(u.created_ns),
-                        ns_to_rfc3339(u.token_issued_ns),
-                    ]);
-                }
-                println!("{t}");
-            }
+            print_users(&session.ids.users()?, *json)?;
         }
         UsersCommand::Disable { name } | UsersCommand::Enable { name } => {
             let enable = matches!(cmd, UsersCommand::Enable { .. });
@@ -306,7 +333,7 @@ pub(crate) fn grants(session: &mut Session, cmd: &GrantsCommand) -> Result<u8> {
             reason,
         } => {
             let now = now_ns();
-            let until_s = parse_until(until, now / 1_000_000_000)?;
+            let until_s = custos_app::admin::parse_until(until, now / 1_000_000_000)?;
             let id = session
                 .ids
                 .add_grant(user, action, resource, until_s, reason, &me.name, now)?;
@@ -319,41 +346,25 @@ pub(crate) fn grants(session: &mut Session, cmd: &GrantsCommand) -> Result<u8> {
                 None,
             )?;
             println!(
-                "grant {id}: {user} may {action} on {resource} until {}",
-                s_to_rfc3339(until_s)
+                "{}",
+                grant_added(&custos_policy::Grant {
+                    id,
+                    user: user.clone(),
+                    action: action.clone(),
+                    resource: resource.clone(),
+                    until_s,
+                    reason: reason.clone(),
+                    granted_by: me.name.clone(),
+                    created_ns: now,
+                    revoked_ns: None,
+                    revoked_by: None,
+                })
             );
         }
         GrantsCommand::List { all, json } => {
             let now_s = now_ns() / 1_000_000_000;
             let grants = session.ids.grants((!*all).then_some(now_s))?;
-            if *json {
-                println!("{}", serde_json::to_string_pretty(&grants)?);
-            } else {
-                let mut t = comfy_table::Table::new();
-                t.load_preset(comfy_table::presets::NOTHING).set_header([
-                    "id", "user", "action", "resource", "until", "state", "by", "reason",
-                ]);
-                for g in grants {
-                    let state = if g.revoked_ns.is_some() {
-                        "revoked"
-                    } else if g.is_active(now_s) {
-                        "active"
-                    } else {
-                        "expired"
-                    };
-                    t.add_row([
-                        g.id.to_string(),
-                        g.user.clone(),
-                        g.action.clone(),
-                        g.resource.clone(),
-                        s_to_rfc3339(g.until_s),
-                        state.to_string(),
-                        g.granted_by.clone(),
-                        g.reason.clone(),
-                    ]);
-                }
-                println!("{t}");
-            }
+            print_grants(&grants, now_s, *json)?;
         }
         GrantsCommand::Revoke { id } => {
             session.ids.revoke_grant(*id, &me.name, now_ns())?;

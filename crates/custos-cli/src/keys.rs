@@ -7,8 +7,8 @@ use std::path::PathBuf;
 use anyhow::{Result, bail};
 use clap::Subcommand;
 use comfy_table::{Cell, Table, presets::UTF8_FULL_CONDENSED};
-use custos_keys::{KdfParams, KeyEntry, Keystore, Passphrase, Purpose};
-use serde::Serialize;
+use custos_app::keys::KeyInfo;
+use custos_keys::{KdfParams, Keystore, Passphrase, Purpose};
 
 /// `custos keys` subcommands.
 #[derive(Debug, Subcommand)]
@@ -114,47 +114,63 @@ impl KeysCommand {
     }
 }
 
-/// A key as listed: no material, not even wrapped.
-#[derive(Serialize)]
-struct KeyView<'a> {
-    name: &'a str,
-    id: u32,
-    purpose: &'a str,
-    created_at: &'a str,
-    primary: Option<u32>,
-    min_version: u32,
-    versions: Vec<VersionView<'a>>,
-}
-
-#[derive(Serialize)]
-struct VersionView<'a> {
-    version: u32,
-    state: &'a str,
-    created_at: &'a str,
-    updated_at: &'a str,
-    provider: &'a str,
-}
-
-fn view(k: &KeyEntry) -> KeyView<'_> {
-    KeyView {
-        name: &k.name,
-        id: k.id,
-        purpose: k.purpose.name(),
-        created_at: &k.created_at,
-        primary: k.primary().map(|v| v.version),
-        min_version: k.min_version,
-        versions: k
-            .versions
-            .iter()
-            .map(|v| VersionView {
-                version: v.version,
-                state: v.state.name(),
-                created_at: &v.created_at,
-                updated_at: &v.updated_at,
-                provider: &v.provider,
-            })
-            .collect(),
+/// Prints keys as a table or JSON (local and server mode alike).
+pub(crate) fn print_keys(keys: &[KeyInfo], json: bool, empty: &str) -> Result<()> {
+    if json {
+        println!("{}", serde_json::to_string_pretty(keys)?);
+    } else if keys.is_empty() {
+        println!("{empty}");
+    } else {
+        let mut t = Table::new();
+        t.load_preset(UTF8_FULL_CONDENSED);
+        t.set_header(vec![
+            "name", "id", "purpose", "primary", "min", "versions", "created",
+        ]);
+        for v in keys {
+            let versions: Vec<String> = v
+                .versions
+                .iter()
+                .map(|x| format!("v{} {}", x.version, x.state))
+                .collect();
+            t.add_row(vec![
+                Cell::new(&v.name),
+                Cell::new(v.id),
+                Cell::new(&v.purpose),
+                Cell::new(v.primary.map_or("-".to_string(), |p| format!("v{p}"))),
+                Cell::new(v.min_version),
+                Cell::new(versions.join(", ")),
+                Cell::new(&v.created_at),
+            ]);
+        }
+        println!("{t}");
     }
+    Ok(())
+}
+
+/// Prints one key as a table or JSON (local and server mode alike).
+pub(crate) fn print_key(k: &KeyInfo, json: bool) -> Result<()> {
+    if json {
+        println!("{}", serde_json::to_string_pretty(k)?);
+        return Ok(());
+    }
+    println!(
+        "key {} (id {}, purpose {}, min version {})",
+        k.name, k.id, k.purpose, k.min_version
+    );
+    let mut t = Table::new();
+    t.load_preset(UTF8_FULL_CONDENSED);
+    t.set_header(vec!["version", "state", "created", "updated", "provider"]);
+    for v in &k.versions {
+        t.add_row(vec![
+            Cell::new(v.version),
+            Cell::new(&v.state),
+            Cell::new(&v.created_at),
+            Cell::new(&v.updated_at),
+            Cell::new(&v.provider),
+        ]);
+    }
+    println!("{t}");
+    Ok(())
 }
 
 fn passphrase() -> Result<Passphrase> {
@@ -194,6 +210,16 @@ pub fn run(
                 "key \"{name}\" signs the audit log's checkpoints; it cannot be rotated, disabled or destroyed (earlier checkpoints would stop verifying)"
             );
         }
+        KeysCommand::Rotate { name }
+        | KeysCommand::SetMinVersion { name, .. }
+        | KeysCommand::Disable { name, .. }
+        | KeysCommand::Destroy { name, .. }
+            if name == custos_app::project::IDENTITY_KEY =>
+        {
+            bail!(
+                "key \"{name}\" seals the identity store; it cannot be rotated, disabled or destroyed (the store would no longer verify)"
+            );
+        }
         _ => {}
     }
     match cmd {
@@ -210,59 +236,11 @@ pub fn run(
             );
         }
         KeysCommand::List { json } => {
-            let views: Vec<KeyView> = ks.keys().iter().map(view).collect();
-            if *json {
-                println!("{}", serde_json::to_string_pretty(&views)?);
-            } else if views.is_empty() {
-                println!("no keys in {}", path.display());
-            } else {
-                let mut t = Table::new();
-                t.load_preset(UTF8_FULL_CONDENSED);
-                t.set_header(vec![
-                    "name", "id", "purpose", "primary", "min", "versions", "created",
-                ]);
-                for v in &views {
-                    let versions: Vec<String> = v
-                        .versions
-                        .iter()
-                        .map(|x| format!("v{} {}", x.version, x.state))
-                        .collect();
-                    t.add_row(vec![
-                        Cell::new(v.name),
-                        Cell::new(v.id),
-                        Cell::new(v.purpose),
-                        Cell::new(v.primary.map_or("-".to_string(), |p| format!("v{p}"))),
-                        Cell::new(v.min_version),
-                        Cell::new(versions.join(", ")),
-                        Cell::new(v.created_at),
-                    ]);
-                }
-                println!("{t}");
-            }
+            let keys: Vec<KeyInfo> = ks.keys().iter().map(KeyInfo::from).collect();
+            print_keys(&keys, *json, &format!("no keys in {}", path.display()))?;
         }
         KeysCommand::Show { name, json } => {
-            let k = view(ks.key(name)?);
-            if *json {
-                println!("{}", serde_json::to_string_pretty(&k)?);
-            } else {
-                println!(
-                    "key {} (id {}, purpose {}, min version {})",
-                    k.name, k.id, k.purpose, k.min_version
-                );
-                let mut t = Table::new();
-                t.load_preset(UTF8_FULL_CONDENSED);
-                t.set_header(vec!["version", "state", "created", "updated", "provider"]);
-                for v in &k.versions {
-                    t.add_row(vec![
-                        Cell::new(v.version),
-                        Cell::new(v.state),
-                        Cell::new(v.created_at),
-                        Cell::new(v.updated_at),
-                        Cell::new(v.provider),
-                    ]);
-                }
-                println!("{t}");
-            }
+            print_key(&KeyInfo::from(ks.key(name)?), *json)?;
         }
         KeysCommand::Rotate { name } => {
             let v = rt.block_on(ks.rotate(name))?;

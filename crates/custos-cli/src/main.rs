@@ -181,6 +181,17 @@ enum Command {
         #[command(subcommand)]
         command: remote::JobsCommand,
     },
+    /// Your second factor (TOTP) for privileged actions on the server (server mode). With it
+    /// enrolled, privileged commands read the current code from CUSTOS_OTP.
+    Mfa {
+        #[command(subcommand)]
+        command: remote::MfaCommand,
+    },
+    /// The policies and settings the server keeps (server mode).
+    Policies {
+        #[command(subcommand)]
+        command: remote::PoliciesCommand,
+    },
 }
 
 impl Command {
@@ -202,6 +213,8 @@ impl Command {
             Command::Login { .. } => "login",
             Command::Pipelines { .. } => "pipelines",
             Command::Jobs { .. } => "jobs",
+            Command::Mfa { .. } => "mfa",
+            Command::Policies { .. } => "policies",
         }
     }
 }
@@ -334,7 +347,11 @@ fn real_main(cli: Cli) -> Result<u8> {
         };
     }
     match &cli.command {
-        Command::Login { .. } | Command::Pipelines { .. } | Command::Jobs { .. } => {
+        Command::Login { .. }
+        | Command::Pipelines { .. }
+        | Command::Jobs { .. }
+        | Command::Mfa { .. }
+        | Command::Policies { .. } => {
             eprintln!(
                 "custos: error: `custos {}` talks to a server: set CUSTOS_SERVER=https://HOST:PORT",
                 cli.command.name()
@@ -482,7 +499,7 @@ fn validate(state: &Path, file: &Path, json: bool, deny_warnings: bool) -> Resul
         Ok(l) => l,
         Err(code) => return Ok(code),
     };
-    let mut diags = runtime()?.block_on(custos_engine::check(&loaded, state));
+    let mut diags = runtime()?.block_on(custos_engine::check(&loaded, state, None));
     // The project's access policies are part of what runs: check them against the schema.
     let policies = access::policy_dir(state);
     if let Err(e) = custos_policy::PolicyEngine::load(&policies) {
@@ -601,7 +618,8 @@ fn run(state: &Path, args: &RunArgs) -> Result<u8> {
     result
 }
 
-/// Asks the command's session about each column a run decrypts (and records the decision).
+/// Asks the command's session about each column a run decrypts and each key it protects data
+/// with (and records the decisions).
 struct SessionDecrypt {
     session: Arc<Mutex<Session>>,
     denied: Arc<AtomicBool>,
@@ -624,7 +642,32 @@ impl RunAuthorizer for SessionDecrypt {
             pii: true,
             protection: "encrypt".into(),
         };
-        s.authorize(Action::DecryptColumn, &column)
+        s.authorize_within(Action::DecryptColumn, &column)
+            .map(|_| ())
+            .map_err(|e| {
+                self.denied.store(true, Ordering::Relaxed);
+                e.to_string()
+            })
+    }
+
+    async fn use_key(
+        &self,
+        key: &str,
+        operation: &str,
+        deterministic: bool,
+    ) -> std::result::Result<(), String> {
+        let mut s = self
+            .session
+            .lock()
+            .map_err(|_| "the audit session was poisoned by a panic".to_string())?;
+        let r = Resource::KeyUse {
+            key: key.to_string(),
+            pipeline: self.pipeline.clone(),
+            tags: self.tags.clone(),
+            operation: operation.to_string(),
+            deterministic,
+        };
+        s.authorize_within(Action::UseKey, &r)
             .map(|_| ())
             .map_err(|e| {
                 self.denied.store(true, Ordering::Relaxed);

@@ -69,6 +69,49 @@ pub(crate) enum JobsCommand {
     },
 }
 
+/// `custos mfa ...` (server mode).
+#[derive(Debug, Subcommand)]
+pub(crate) enum MfaCommand {
+    /// Start enrolling an authenticator app: prints the secret and an otpauth:// URI (once).
+    Enroll,
+    /// Finish enrolling with the app's current code.
+    Confirm {
+        /// The 6-digit code.
+        code: String,
+    },
+    /// Show whether you have a confirmed second factor.
+    Status,
+    /// Remove a user's second factor, e.g. after a lost phone (needs manage_users).
+    Reset {
+        /// User name.
+        user: String,
+    },
+}
+
+/// `custos policies ...` (server mode).
+#[derive(Debug, Subcommand)]
+pub(crate) enum PoliciesCommand {
+    /// Print the stored policies (none: the server uses its policy files or the defaults).
+    Show {
+        /// Print the version record as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Replace the policies with a Cedar file, validated against the schema first.
+    Set {
+        /// The .cedar file (every policy with an @id).
+        file: PathBuf,
+        /// Why (ticket, change request): recorded with the version.
+        #[arg(long)]
+        reason: String,
+    },
+    /// Set how long audit records are kept (90d, 12w, 6m, 7y).
+    Retention {
+        /// The period.
+        period: String,
+    },
+}
+
 /// The server named by `CUSTOS_SERVER`, if any.
 pub(crate) fn server() -> Option<String> {
     std::env::var("CUSTOS_SERVER")
@@ -107,7 +150,12 @@ fn client(server: &str, token: &str) -> Result<Client, ClientError> {
         })?),
         None => None,
     };
-    Client::new(server, ca.as_deref(), token)
+    let c = Client::new(server, ca.as_deref(), token)?;
+    // The second factor for privileged actions, when given.
+    Ok(match std::env::var("CUSTOS_OTP") {
+        Ok(code) if !code.trim().is_empty() => c.with_one_time_code(&code),
+        _ => c,
+    })
 }
 
 /// Prints a client error the way local mode prints its errors; returns the exit code.
@@ -145,6 +193,18 @@ pub(crate) fn dispatch(server: &str, command: &crate::Command) -> Result<Option<
         Command::Pipelines { command } => rt.block_on(pipelines(&c, command))?,
         Command::Jobs { command } => rt.block_on(jobs(&c, command))?,
         Command::Audit { command } => return rt.block_on(audit(&c, command)),
+        Command::Users { command } => rt.block_on(users(&c, command))?,
+        Command::Tokens { command } => rt.block_on(tokens(&c, command))?,
+        Command::Grants { command } => rt.block_on(grants(&c, command))?,
+        Command::Mfa { command } => rt.block_on(mfa(&c, command))?,
+        Command::Policies { command } => rt.block_on(policies(&c, command))?,
+        Command::Keys {
+            keystore: None,
+            command,
+        } => match rt.block_on(keys(&c, command))? {
+            Some(code) => code,
+            None => return Ok(None),
+        },
         _ => return Ok(None),
     };
     Ok(Some(code))
@@ -497,4 +557,333 @@ async fn audit(c: &Client, command: &crate::admin::AuditCommand) -> Result<Optio
         }
         _ => Ok(None),
     }
+}
+
+/// The JSON answer, or the exit code after printing the error.
+async fn call(c: &Client, method: &str, path: &str, body: Option<&Value>) -> Result<Value, u8> {
+    c.call(method, path, body).await.map_err(|e| fail(&e))
+}
+
+/// Writes a token handed out by the server like local mode does.
+fn hand_out(v: &Value, token_file: Option<&std::path::Path>) -> Result<()> {
+    let token = custos_policy::Token::from_issued(v["token"].as_str().unwrap_or_default());
+    crate::admin::hand_out(
+        &token,
+        v["user"]["name"].as_str().unwrap_or("?"),
+        token_file,
+    )
+}
+
+async fn users(c: &Client, command: &crate::admin::UsersCommand) -> Result<u8> {
+    use crate::admin::UsersCommand;
+    match command {
+        UsersCommand::Add {
+            name,
+            role,
+            token_file,
+        } => {
+            let body = json!({"name": name, "role": role});
+            match call(c, "POST", "/v1/users", Some(&body)).await {
+                Ok(v) => hand_out(&v, token_file.as_deref()).map(|()| 0),
+                Err(code) => Ok(code),
+            }
+        }
+        UsersCommand::List { json } => match call(c, "GET", "/v1/users", None).await {
+            Ok(v) => {
+                let users: Vec<custos_policy::User> =
+                    serde_json::from_value(v).context("reading users")?;
+                crate::admin::print_users(&users, *json).map(|()| 0)
+            }
+            Err(code) => Ok(code),
+        },
+        UsersCommand::Disable { name } | UsersCommand::Enable { name } => {
+            let enable = matches!(command, UsersCommand::Enable { .. });
+            let verb = if enable { "enable" } else { "disable" };
+            match call(
+                c,
+                "POST",
+                &format!("/v1/users/{}/{verb}", encode(name)),
+                None,
+            )
+            .await
+            {
+                Ok(_) => {
+                    println!("user \"{name}\" {verb}d");
+                    Ok(0)
+                }
+                Err(code) => Ok(code),
+            }
+        }
+        UsersCommand::Remove { name } => {
+            match call(c, "DELETE", &format!("/v1/users/{}", encode(name)), None).await {
+                Ok(_) => {
+                    println!("user \"{name}\" removed; its grants are revoked");
+                    Ok(0)
+                }
+                Err(code) => Ok(code),
+            }
+        }
+    }
+}
+
+async fn tokens(c: &Client, command: &crate::admin::TokensCommand) -> Result<u8> {
+    let crate::admin::TokensCommand::Rotate { user, token_file } = command;
+    let path = match user {
+        Some(u) => format!("/v1/users/{}/token", encode(u)),
+        None => "/v1/token".to_string(),
+    };
+    match call(c, "POST", &path, None).await {
+        Ok(v) => hand_out(&v, token_file.as_deref()).map(|()| 0),
+        Err(code) => Ok(code),
+    }
+}
+
+async fn grants(c: &Client, command: &crate::admin::GrantsCommand) -> Result<u8> {
+    use crate::admin::GrantsCommand;
+    match command {
+        GrantsCommand::Add {
+            user,
+            action,
+            resource,
+            until,
+            reason,
+        } => {
+            let body = json!({"user": user, "action": action, "resource": resource, "until": until, "reason": reason});
+            match call(c, "POST", "/v1/grants", Some(&body)).await {
+                Ok(v) => {
+                    let g: custos_policy::Grant =
+                        serde_json::from_value(v).context("reading the grant")?;
+                    println!("{}", crate::admin::grant_added(&g));
+                    Ok(0)
+                }
+                Err(code) => Ok(code),
+            }
+        }
+        GrantsCommand::List { all, json } => {
+            match call(c, "GET", &format!("/v1/grants?all={all}"), None).await {
+                Ok(v) => {
+                    let grants: Vec<custos_policy::Grant> =
+                        serde_json::from_value(v).context("reading grants")?;
+                    let now_s = chrono::Utc::now().timestamp();
+                    crate::admin::print_grants(&grants, now_s, *json).map(|()| 0)
+                }
+                Err(code) => Ok(code),
+            }
+        }
+        GrantsCommand::Revoke { id } => {
+            match call(c, "DELETE", &format!("/v1/grants/{id}"), None).await {
+                Ok(_) => {
+                    println!("grant {id} revoked");
+                    Ok(0)
+                }
+                Err(code) => Ok(code),
+            }
+        }
+    }
+}
+
+async fn mfa(c: &Client, command: &MfaCommand) -> Result<u8> {
+    match command {
+        MfaCommand::Enroll => match call(c, "POST", "/v1/mfa/enroll", None).await {
+            Ok(v) => {
+                println!(
+                    "add this to your authenticator app (shown once), then run `custos mfa confirm CODE`:"
+                );
+                println!("secret: {}", v["secret"].as_str().unwrap_or("?"));
+                println!("{}", v["otpauth_uri"].as_str().unwrap_or("?"));
+                Ok(0)
+            }
+            Err(code) => Ok(code),
+        },
+        MfaCommand::Confirm { code } => {
+            let body = json!({"code": code});
+            match call(c, "POST", "/v1/mfa/confirm", Some(&body)).await {
+                Ok(_) => {
+                    println!(
+                        "second factor confirmed: privileged commands now need CUSTOS_OTP set to the current code"
+                    );
+                    Ok(0)
+                }
+                Err(code) => Ok(code),
+            }
+        }
+        MfaCommand::Status => match call(c, "GET", "/v1/mfa", None).await {
+            Ok(v) => {
+                println!("{}", serde_json::to_string_pretty(&v)?);
+                Ok(0)
+            }
+            Err(code) => Ok(code),
+        },
+        MfaCommand::Reset { user } => {
+            match call(
+                c,
+                "DELETE",
+                &format!("/v1/users/{}/mfa", encode(user)),
+                None,
+            )
+            .await
+            {
+                Ok(_) => {
+                    println!("second factor of \"{user}\" removed; they can enrol again");
+                    Ok(0)
+                }
+                Err(code) => Ok(code),
+            }
+        }
+    }
+}
+
+async fn policies(c: &Client, command: &PoliciesCommand) -> Result<u8> {
+    match command {
+        PoliciesCommand::Show { json } => match call(c, "GET", "/v1/policies", None).await {
+            Ok(Value::Null) => {
+                println!(
+                    "no stored policies: the server uses its policy files or the built-in defaults"
+                );
+                Ok(0)
+            }
+            Ok(v) if *json => {
+                println!("{}", serde_json::to_string_pretty(&v)?);
+                Ok(0)
+            }
+            Ok(v) => {
+                println!(
+                    "// version {} set by {} ({})",
+                    v["version"],
+                    v["set_by"].as_str().unwrap_or("?"),
+                    v["reason"].as_str().unwrap_or("")
+                );
+                print!("{}", v["text"].as_str().unwrap_or_default());
+                Ok(0)
+            }
+            Err(code) => Ok(code),
+        },
+        PoliciesCommand::Set { file, reason } => {
+            let text = std::fs::read_to_string(file)
+                .with_context(|| format!("reading {}", file.display()))?;
+            let body = json!({"text": text, "reason": reason});
+            match call(c, "PUT", "/v1/policies", Some(&body)).await {
+                Ok(v) => {
+                    println!(
+                        "policies version {} in force (sha256 {})",
+                        v["version"],
+                        v["sha256"].as_str().unwrap_or("?")
+                    );
+                    Ok(0)
+                }
+                Err(code) => Ok(code),
+            }
+        }
+        PoliciesCommand::Retention { period } => {
+            let body = json!({"retention": period});
+            match call(c, "PUT", "/v1/settings/audit-retention", Some(&body)).await {
+                Ok(_) => {
+                    println!("audit records are kept for {period}");
+                    Ok(0)
+                }
+                Err(code) => Ok(code),
+            }
+        }
+    }
+}
+
+/// Key management on the server's keystore; `None` for `keys init` (a server has its own).
+async fn keys(c: &Client, command: &crate::keys::KeysCommand) -> Result<Option<u8>> {
+    use crate::keys::KeysCommand;
+    let key_path = |name: &str| format!("/v1/keys/{}", encode(name));
+    let r = match command {
+        KeysCommand::Init { .. } => return Ok(None),
+        KeysCommand::List { json } => match call(c, "GET", "/v1/keys", None).await {
+            Ok(v) => {
+                let keys: Vec<custos_app::keys::KeyInfo> =
+                    serde_json::from_value(v).context("reading keys")?;
+                crate::keys::print_keys(&keys, *json, "no keys on the server")?;
+                return Ok(Some(0));
+            }
+            Err(code) => return Ok(Some(code)),
+        },
+        KeysCommand::Show { name, json } => match call(c, "GET", &key_path(name), None).await {
+            Ok(v) => {
+                let k: custos_app::keys::KeyInfo =
+                    serde_json::from_value(v).context("reading the key")?;
+                crate::keys::print_key(&k, *json)?;
+                return Ok(Some(0));
+            }
+            Err(code) => return Ok(Some(code)),
+        },
+        KeysCommand::Create { name, purpose } => call(
+            c,
+            "POST",
+            "/v1/keys",
+            Some(&json!({"name": name, "purpose": purpose})),
+        )
+        .await
+        .map(|k| {
+            format!(
+                "created key \"{name}\" (id {}, {}), version 1 active",
+                k["id"],
+                k["purpose"].as_str().unwrap_or("?")
+            )
+        }),
+        KeysCommand::Rotate { name } => {
+            call(c, "POST", &format!("{}/rotate", key_path(name)), None)
+                .await
+                .map(|k| format!("key \"{name}\": version {} is now primary", k["primary"]))
+        }
+        KeysCommand::SetMinVersion { name, key_version } => call(
+            c,
+            "PUT",
+            &format!("{}/min-version", key_path(name)),
+            Some(&json!({"version": key_version})),
+        )
+        .await
+        .map(|_| format!("key \"{name}\": versions below {key_version} can no longer decrypt")),
+        KeysCommand::Disable { name, key_version } => call(
+            c,
+            "POST",
+            &format!("{}/versions/{key_version}/disable", key_path(name)),
+            None,
+        )
+        .await
+        .map(|_| format!("key \"{name}\" version {key_version} disabled")),
+        KeysCommand::Enable { name, key_version } => call(
+            c,
+            "POST",
+            &format!("{}/versions/{key_version}/enable", key_path(name)),
+            None,
+        )
+        .await
+        .map(|_| format!("key \"{name}\" version {key_version} enabled (decrypt-only)")),
+        KeysCommand::Destroy {
+            name,
+            key_version,
+            yes,
+        } => {
+            if !*yes {
+                eprintln!(
+                    "custos: refusing to destroy key \"{name}\" version {key_version} on the server without --yes"
+                );
+                return Ok(Some(EXIT_INVALID));
+            }
+            call(
+                c,
+                "DELETE",
+                &format!(
+                    "{}/versions/{key_version}?confirm={}",
+                    key_path(name),
+                    encode(name)
+                ),
+                None,
+            )
+            .await
+            .map(|_| format!("key \"{name}\" version {key_version} destroyed"))
+        }
+    };
+    Ok(Some(match r {
+        Ok(line) => {
+            println!("{line}");
+            0
+        }
+        Err(code) => code,
+    }))
 }

@@ -37,19 +37,35 @@ pub(crate) struct Planned {
     pub validates: BTreeMap<String, Arc<ValidateStats>>,
     /// Columns the pipeline decrypts (protect actions and SQL decrypt functions), each once.
     pub decrypts: Vec<String>,
+    /// Keys the pipeline protects data with, and how, each once; no other use of a key can
+    /// happen in the run (the UDF environment is sealed).
+    pub key_uses: Vec<custos_transforms::udf::KeyUse>,
 }
 
 /// Phase two of validation: discovers sources, plans every SQL query and compiles every rule,
-/// without running anything. Keys come from the keystore of `state_dir` (or
-/// `$CUSTOS_KEYSTORE`, or the transform's `keystore`). Returns phase one's diagnostics plus
-/// these.
-pub async fn check(loaded: &Loaded, state_dir: &Path) -> Diagnostics {
+/// without running anything. Keys come from `unlocked` when it is the keystore of
+/// `state_dir` (a server's), else from that keystore (or `$CUSTOS_KEYSTORE`, or the
+/// transform's `keystore`) opened with the environment's passphrase. Returns phase one's
+/// diagnostics plus these.
+pub async fn check(
+    loaded: &Loaded,
+    state_dir: &Path,
+    unlocked: Option<&custos_keys::Keystore>,
+) -> Diagnostics {
     let mut diags = loaded.diagnostics.clone();
     if !diags.has_errors() {
         let q = Arc::new(Quarantine::new(
             std::env::temp_dir().join("custos-check-unused.jsonl"),
         ));
-        let _ = plan(&loaded.config, &loaded.map, state_dir, None, q, &mut diags).await;
+        let _ = plan(
+            &loaded.config,
+            &loaded.map,
+            state_dir,
+            unlocked,
+            q,
+            &mut diags,
+        )
+        .await;
     }
     diags.sort();
     diags
@@ -473,6 +489,7 @@ pub(crate) async fn plan(
     if diags.has_errors() {
         return None;
     }
+    env.seal();
     Some(Planned {
         ctx,
         graph,
@@ -481,6 +498,7 @@ pub(crate) async fn plan(
         counters,
         validates,
         decrypts,
+        key_uses: env.key_uses(),
     })
 }
 

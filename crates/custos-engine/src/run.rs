@@ -50,13 +50,20 @@ impl std::fmt::Debug for RunOptions {
     }
 }
 
-/// Decides, for one run, whether it may decrypt a column. Implemented by whoever signed the
-/// caller in (the CLI's session, the server's authorizer), so every decision is recorded there.
+/// Decides, for one run, whether it may decrypt a column and use a key. Implemented by whoever
+/// signed the caller in (the CLI's session, the server's authorizer), so every decision is
+/// recorded there.
 #[async_trait::async_trait]
 pub trait RunAuthorizer: Send + Sync {
     /// May the run decrypt `column` (the output column's name)? `Err` holds the reason shown
     /// to the user; it must not contain secrets or cell values.
     async fn decrypt_column(&self, column: &str) -> Result<(), String>;
+
+    /// May the run protect data with key `key` by `operation` (`encrypt`, `tokenize`, `fpe`,
+    /// ...)? `deterministic`: equal inputs give equal outputs, so whoever runs it on inputs of
+    /// their choosing builds a codebook. Asked once per key and operation, after planning and
+    /// before anything is read.
+    async fn use_key(&self, key: &str, operation: &str, deterministic: bool) -> Result<(), String>;
 }
 
 /// How a run ended.
@@ -276,6 +283,18 @@ pub async fn run(
         if let Err(e) = opts.authorizer.decrypt_column(column).await {
             denied = Some(e);
             break;
+        }
+    }
+    if denied.is_none() {
+        for u in &planned.key_uses {
+            if let Err(e) = opts
+                .authorizer
+                .use_key(&u.key, u.operation, u.deterministic)
+                .await
+            {
+                denied = Some(e);
+                break;
+            }
         }
     }
     let denied_run = denied.is_some();

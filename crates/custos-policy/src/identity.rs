@@ -97,6 +97,11 @@ pub const AUTH_FAILED: &str =
 pub struct Token(Zeroizing<String>);
 
 impl Token {
+    /// A token issued elsewhere (by a server), to hand on to its owner.
+    pub fn from_issued(text: &str) -> Self {
+        Self(Zeroizing::new(text.trim().to_string()))
+    }
+
     /// The token text, to hand to its owner.
     pub fn expose(&self) -> &str {
         &self.0
@@ -110,7 +115,7 @@ impl std::fmt::Debug for Token {
 }
 
 /// A principal.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct User {
     /// Unique name.
     pub name: String,
@@ -130,7 +135,7 @@ pub struct User {
 }
 
 /// A time-bound grant of one action on a resource pattern.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Grant {
     /// Id (the policy id is `grant:<id>`).
     pub id: i64,

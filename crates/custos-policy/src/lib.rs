@@ -12,9 +12,9 @@
 
 pub mod identity;
 pub mod mfa;
+pub mod oidc;
 mod seal;
 pub mod stored;
-pub mod oidc;
 
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
@@ -94,8 +94,13 @@ pub enum Action {
     /// Raise or lower a key's minimum decryptable version (older ciphertexts stop or start
     /// decrypting): like destroying, only through a grant.
     SetKeyMinVersion,
+    /// Protect data with a key in a run (encrypt, tokenize, FPE, keyed date shifts and
+    /// redaction); reversing it is [`Action::DecryptColumn`].
+    UseKey,
     /// Manage users, tokens and grants.
     ManageUsers,
+    /// Replace the policies, or change settings such as audit retention.
+    ManagePolicies,
     /// Read and verify the audit log.
     ReadAudit,
     /// Export a data subject's data (later).
@@ -108,7 +113,7 @@ pub enum Action {
 
 impl Action {
     /// Every action.
-    pub const ALL: [Action; 15] = [
+    pub const ALL: [Action; 17] = [
         Action::RunPipeline,
         Action::ValidatePipeline,
         Action::RegisterPipeline,
@@ -119,7 +124,9 @@ impl Action {
         Action::RotateKey,
         Action::DestroyKey,
         Action::SetKeyMinVersion,
+        Action::UseKey,
         Action::ManageUsers,
+        Action::ManagePolicies,
         Action::ReadAudit,
         Action::ExportSubject,
         Action::EraseSubject,
@@ -139,12 +146,32 @@ impl Action {
             Action::RotateKey => "rotate_key",
             Action::DestroyKey => "destroy_key",
             Action::SetKeyMinVersion => "set_key_min_version",
+            Action::UseKey => "use_key",
             Action::ManageUsers => "manage_users",
+            Action::ManagePolicies => "manage_policies",
             Action::ReadAudit => "read_audit",
             Action::ExportSubject => "export_subject",
             Action::EraseSubject => "erase_subject",
             Action::RectifySubject => "rectify_subject",
         }
+    }
+
+    /// Whether the action needs a second factor (step-up) where the project requires MFA:
+    /// destroying keys and changing their minimum version, users, tokens, grants and
+    /// policies, decrypting and re-identifying, and subject workflows.
+    pub fn needs_step_up(self) -> bool {
+        matches!(
+            self,
+            Action::DestroyKey
+                | Action::SetKeyMinVersion
+                | Action::ManageUsers
+                | Action::ManagePolicies
+                | Action::DecryptColumn
+                | Action::Reidentify
+                | Action::ExportSubject
+                | Action::EraseSubject
+                | Action::RectifySubject
+        )
     }
 
     /// Parses an action name.
@@ -197,10 +224,25 @@ pub enum Resource {
         /// Key name.
         name: String,
     },
+    /// One use of a key by a pipeline's protect action or SQL function.
+    KeyUse {
+        /// Key name.
+        key: String,
+        /// The pipeline.
+        pipeline: String,
+        /// Its tags.
+        tags: Vec<String>,
+        /// The operation (`encrypt`, `tokenize`, ...).
+        operation: String,
+        /// Whether equal inputs give equal outputs.
+        deterministic: bool,
+    },
     /// The audit log.
     AuditLog,
     /// Users and grants.
     Directory,
+    /// The stored policies and settings.
+    PolicyStore,
     /// A data subject (by keyed hash, never the raw identifier).
     Subject {
         /// Keyed hash of the subject id.
@@ -217,8 +259,15 @@ impl Resource {
             Resource::Dataset { name } => format!("dataset:{name}"),
             Resource::Column { pipeline, name, .. } => format!("column:{pipeline}/{name}"),
             Resource::Key { name } => format!("key:{name}"),
+            Resource::KeyUse {
+                key,
+                pipeline,
+                operation,
+                ..
+            } => format!("key:{key}/{pipeline}/{operation}"),
             Resource::AuditLog => "audit".into(),
             Resource::Directory => "users".into(),
+            Resource::PolicyStore => "policies".into(),
             Resource::Subject { id } => format!("subject:{id}"),
         }
     }
@@ -229,8 +278,15 @@ impl Resource {
             Resource::Dataset { name } => uid("Dataset", name),
             Resource::Column { pipeline, name, .. } => uid("Column", &format!("{pipeline}/{name}")),
             Resource::Key { name } => uid("Key", name),
+            Resource::KeyUse {
+                key,
+                pipeline,
+                operation,
+                ..
+            } => uid("KeyUse", &format!("{key}/{pipeline}/{operation}")),
             Resource::AuditLog => uid("AuditLog", "log"),
             Resource::Directory => uid("Directory", "users"),
+            Resource::PolicyStore => uid("PolicyStore", "policies"),
             Resource::Subject { id } => uid("Subject", id),
         }
     }
@@ -257,6 +313,25 @@ impl Resource {
                     ),
                 ]
             }
+            Resource::KeyUse {
+                key,
+                pipeline,
+                tags,
+                operation,
+                deterministic,
+            } => {
+                let k = uid("Key", key);
+                let p = uid("Pipeline", pipeline);
+                vec![
+                    e(&k, json!({}), vec![]),
+                    e(&p, json!({"tags": tags}), vec![]),
+                    e(
+                        &self.uid(),
+                        json!({"operation": operation, "deterministic": deterministic}),
+                        vec![uid_json(&k), uid_json(&p)],
+                    ),
+                ]
+            }
             _ => vec![e(&self.uid(), json!({}), vec![])],
         }
     }
@@ -277,17 +352,18 @@ pub enum ResourcePattern {
 
 impl ResourcePattern {
     /// Parses `*`, `pipeline:NAME`, `dataset:NAME`, `column:PIPELINE/COLUMN`, `key:NAME`,
-    /// `audit`, `users` or `subject:ID`.
+    /// `audit`, `users`, `policies` or `subject:ID`.
     pub fn parse(s: &str) -> Result<Self, PolicyError> {
         let bad = || {
             PolicyError::Invalid(format!(
-                "invalid resource \"{s}\": use *, pipeline:NAME, column:PIPELINE/COLUMN, dataset:NAME, key:NAME, audit, users or subject:ID"
+                "invalid resource \"{s}\": use *, pipeline:NAME, column:PIPELINE/COLUMN, dataset:NAME, key:NAME, audit, users, policies or subject:ID"
             ))
         };
         Ok(match s {
             "*" => ResourcePattern::Any,
             "audit" => ResourcePattern::In("AuditLog".into(), "log".into()),
             "users" => ResourcePattern::In("Directory".into(), "users".into()),
+            "policies" => ResourcePattern::In("PolicyStore".into(), "policies".into()),
             _ => {
                 let (kind, name) = s.split_once(':').ok_or_else(bad)?;
                 if name.is_empty() {

@@ -59,6 +59,8 @@ async fn bench(dur: Duration, conns: usize) {
             allow: Vec::new(),
             max_concurrent_runs: 1,
             principal: "server".into(),
+            mfa_required: false,
+            oidc: None,
         },
     )
     .await
@@ -68,8 +70,8 @@ async fn bench(dur: Duration, conns: usize) {
         .expect("params")
         .self_signed(&key)
         .expect("cert");
-    let tls =
-        custos_server::tls::server_config(&cert.pem(), &key.serialize_pem(), "1.2").expect("tls");
+    let tls = custos_server::tls::server_config(&cert.pem(), &key.serialize_pem(), "1.2", None)
+        .expect("tls");
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let server = custos_server::Server::serve(listener, Some(tls), project, Duration::from_secs(5))
         .expect("serve");

@@ -2,21 +2,11 @@
 //! through the [`Authed`] extractor, calls one operation and maps its result; every decision
 //! and its audit record happen inside the operation.
 //!
-//! | method | path | what |
-//! |---|---|---|
-//! | GET | `/healthz` | liveness (no sign-in) |
-//! | GET | `/readyz` | readiness: the audit writer answers (no sign-in) |
-//! | GET | `/metrics` | Prometheus metrics (no sign-in) |
-//! | GET | `/v1/whoami` | the signed-in principal |
-//! | GET, POST | `/v1/pipelines` | registered pipelines; register one (`register_pipeline`) |
-//! | GET | `/v1/pipelines/{name}` | one, with its config |
-//! | POST | `/v1/pipelines/{name}/runs` | start a run: 202 with the job (`run_pipeline`) |
-//! | GET | `/v1/jobs`, `/v1/jobs/{id}` | jobs with status and progress |
-//! | GET | `/v1/jobs/{id}/events` | live progress as server-sent events until the job ends |
-//! | POST | `/v1/jobs/{id}/cancel` | cancel (`run_pipeline`) |
-//! | GET | `/v1/runs`, `/v1/runs/{id}` | recorded runs |
-//! | GET | `/v1/audit` | audit records, filtered (`read_audit`) |
-//! | POST | `/v1/audit/verify` | verify the log against its signed checkpoints (`read_audit`) |
+//! The routes, their actions and schemas are one table, [`crate::openapi::routes`], from
+//! which the router is built and the OpenAPI document (`GET /v1/openapi.json`) generated.
+//!
+//! Actions that need a second factor (where the server requires MFA) take the current TOTP
+//! code in the `X-Custos-OTP` header.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -27,10 +17,14 @@ use axum::extract::{ConnectInfo, FromRequestParts, MatchedPath, Path, Query, Req
 use axum::http::{HeaderValue, StatusCode, header, request::Parts};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::get;
 use axum::{Json, Router};
 use bytes::Bytes;
-use custos_app::{AppError, AuditFilter, Credential, Principal, Project, RegisterRequest};
+use custos_app::keys::KeyChange;
+use custos_app::{
+    AppError, AuditFilter, Credential, NewGrant, NewPolicies, NewUser, Principal, Project,
+    RegisterRequest,
+};
 use serde::Deserialize;
 use serde_json::json;
 
@@ -74,7 +68,11 @@ impl IntoResponse for ApiError {
 
 type ApiResult<T> = Result<T, ApiError>;
 
-/// The signed-in caller of a request (`Authorization: Bearer <API token>`).
+/// The header carrying a one-time code (TOTP) for actions that need a second factor.
+pub const OTP_HEADER: &str = "x-custos-otp";
+
+/// The signed-in caller of a request (`Authorization: Bearer <API token or OIDC JWT>`, or the client
+/// certificate of the connection).
 pub struct Authed(pub Principal);
 
 impl FromRequestParts<AppState> for Authed {
@@ -96,14 +94,32 @@ impl FromRequestParts<AppState> for Authed {
             })
             .map(str::trim)
             .filter(|t| !t.is_empty());
-        let Some(token) = token else {
-            return Err(auth
-                .missing(address, "send `Authorization: Bearer <API token>`")
-                .into());
+        // A bearer token wins over the connection's client certificate, so one client can
+        // act as another user only with that user's own credential.
+        let cred = match (token, parts.extensions.get::<crate::tls::ClientCert>()) {
+            (Some(t), _) => Credential::bearer(t),
+            (None, Some(c)) => Credential::ClientCertificate {
+                common_name: c.common_name.clone(),
+                fingerprint: c.fingerprint.clone(),
+            },
+            (None, None) => {
+                return Err(auth
+                    .missing(
+                        address,
+                        "send `Authorization: Bearer <API token>` or a client certificate",
+                    )
+                    .into());
+            }
         };
-        let p = auth
-            .authenticate(Credential::api_token(token), address)
-            .await?;
+        let mut p = auth.authenticate(cred, address).await?;
+        if let Some(code) = parts
+            .headers
+            .get(OTP_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .filter(|v| !v.trim().is_empty())
+        {
+            p = p.with_one_time_code(code);
+        }
         Ok(Authed(p))
     }
 }
@@ -120,27 +136,29 @@ fn body<T: serde::de::DeserializeOwned>(bytes: &Bytes) -> ApiResult<T> {
     })
 }
 
-/// Builds the router.
+/// Builds the router from [`crate::openapi::routes`], the table the OpenAPI document is
+/// generated from, so the document and the served routes cannot differ.
 pub fn router(state: AppState) -> Router {
-    Router::new()
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics))
-        .route("/v1/whoami", get(whoami))
-        .route("/v1/pipelines", get(pipelines).post(register))
-        .route("/v1/pipelines/{name}", get(pipeline))
-        .route("/v1/pipelines/{name}/runs", post(start_run))
-        .route("/v1/jobs", get(jobs))
-        .route("/v1/jobs/{id}", get(job))
-        .route("/v1/jobs/{id}/events", get(job_events))
-        .route("/v1/jobs/{id}/cancel", post(cancel_job))
-        .route("/v1/runs", get(runs))
-        .route("/v1/runs/{id}", get(run))
-        .route("/v1/audit", get(audit_query))
-        .route("/v1/audit/verify", post(audit_verify))
+    let mut by_path: Vec<(&'static str, axum::routing::MethodRouter<AppState>)> = Vec::new();
+    for r in crate::openapi::routes() {
+        let handler = (r.handler)();
+        match by_path.iter_mut().find(|(p, _)| *p == r.path) {
+            Some((_, m)) => *m = std::mem::take(m).merge(handler),
+            None => by_path.push((r.path, handler)),
+        }
+    }
+    let mut app = Router::new();
+    for (path, m) in by_path {
+        app = app.route(path, m);
+    }
+    app.route("/v1/openapi.json", get(openapi))
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(state.clone(), observe))
         .with_state(state)
+}
+
+async fn openapi() -> Response {
+    Json(crate::openapi::document()).into_response()
 }
 
 /// Request ids, one JSON log line per request, and metrics.
@@ -187,18 +205,18 @@ async fn not_found() -> ApiError {
     ApiError(AppError::NotFound("no such endpoint".into()))
 }
 
-async fn healthz() -> &'static str {
+pub(crate) async fn healthz() -> &'static str {
     "ok\n"
 }
 
-async fn readyz(State(s): State<AppState>) -> Response {
+pub(crate) async fn readyz(State(s): State<AppState>) -> Response {
     match s.project.ready().await {
         Ok(()) => (StatusCode::OK, "ready\n").into_response(),
         Err(e) => (StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {e}\n")).into_response(),
     }
 }
 
-async fn metrics(State(s): State<AppState>) -> Response {
+pub(crate) async fn metrics(State(s): State<AppState>) -> Response {
     let jobs: Vec<_> = s.project.jobs_statuses();
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
@@ -207,15 +225,15 @@ async fn metrics(State(s): State<AppState>) -> Response {
         .into_response()
 }
 
-async fn whoami(Authed(p): Authed) -> Json<Principal> {
+pub(crate) async fn whoami(Authed(p): Authed) -> Json<Principal> {
     Json(p)
 }
 
-async fn pipelines(State(s): State<AppState>, Authed(p): Authed) -> ApiResult<Response> {
+pub(crate) async fn pipelines(State(s): State<AppState>, Authed(p): Authed) -> ApiResult<Response> {
     Ok(Json(s.project.pipelines(&p)?).into_response())
 }
 
-async fn pipeline(
+pub(crate) async fn pipeline(
     State(s): State<AppState>,
     Authed(p): Authed,
     Path(name): Path<String>,
@@ -227,7 +245,7 @@ async fn pipeline(
     Ok(Json(v).into_response())
 }
 
-async fn register(
+pub(crate) async fn register(
     State(s): State<AppState>,
     Authed(p): Authed,
     bytes: Bytes,
@@ -237,7 +255,7 @@ async fn register(
     Ok((StatusCode::CREATED, Json(reg)).into_response())
 }
 
-async fn start_run(
+pub(crate) async fn start_run(
     State(s): State<AppState>,
     Authed(p): Authed,
     Path(name): Path<String>,
@@ -251,11 +269,11 @@ async fn start_run(
     Ok(r)
 }
 
-async fn jobs(State(s): State<AppState>, Authed(p): Authed) -> Response {
+pub(crate) async fn jobs(State(s): State<AppState>, Authed(p): Authed) -> Response {
     Json(s.project.jobs(&p)).into_response()
 }
 
-async fn job(
+pub(crate) async fn job(
     State(s): State<AppState>,
     Authed(p): Authed,
     Path(id): Path<String>,
@@ -263,7 +281,7 @@ async fn job(
     Ok(Json(s.project.job(&p, &id)?.info()).into_response())
 }
 
-async fn job_events(
+pub(crate) async fn job_events(
     State(s): State<AppState>,
     Authed(p): Authed,
     Path(id): Path<String>,
@@ -292,7 +310,7 @@ async fn job_events(
         .into_response())
 }
 
-async fn cancel_job(
+pub(crate) async fn cancel_job(
     State(s): State<AppState>,
     Authed(p): Authed,
     Path(id): Path<String>,
@@ -300,14 +318,15 @@ async fn cancel_job(
     Ok(Json(s.project.cancel_job(&p, &id).await?).into_response())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
-struct Limit {
+pub(crate) struct Limit {
+    /// Most records returned.
     #[serde(default)]
     limit: Option<usize>,
 }
 
-async fn runs(
+pub(crate) async fn runs(
     State(s): State<AppState>,
     Authed(p): Authed,
     Query(q): Query<Limit>,
@@ -316,7 +335,7 @@ async fn runs(
     Ok(Json(s.project.runs(&p, limit)?).into_response())
 }
 
-async fn run(
+pub(crate) async fn run(
     State(s): State<AppState>,
     Authed(p): Authed,
     Path(id): Path<String>,
@@ -324,7 +343,7 @@ async fn run(
     Ok(Json(s.project.run_record(&p, &id)?).into_response())
 }
 
-async fn audit_query(
+pub(crate) async fn audit_query(
     State(s): State<AppState>,
     Authed(p): Authed,
     Query(f): Query<AuditFilter>,
@@ -332,6 +351,284 @@ async fn audit_query(
     Ok(Json(s.project.audit_query(&p, f).await?).into_response())
 }
 
-async fn audit_verify(State(s): State<AppState>, Authed(p): Authed) -> ApiResult<Response> {
+pub(crate) async fn audit_verify(
+    State(s): State<AppState>,
+    Authed(p): Authed,
+) -> ApiResult<Response> {
     Ok(Json(s.project.audit_verify(&p).await?).into_response())
+}
+
+pub(crate) async fn users(State(s): State<AppState>, Authed(p): Authed) -> ApiResult<Response> {
+    Ok(Json(s.project.users(&p).await?).into_response())
+}
+
+pub(crate) async fn add_user(
+    State(s): State<AppState>,
+    Authed(p): Authed,
+    bytes: Bytes,
+) -> ApiResult<Response> {
+    let new: NewUser = body(&bytes)?;
+    let issued = s.project.add_user(&p, &new).await?;
+    Ok((StatusCode::CREATED, no_store(Json(issued).into_response())).into_response())
+}
+
+/// Responses that carry a token or a TOTP secret are never cached.
+fn no_store(mut r: Response) -> Response {
+    r.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    r
+}
+
+pub(crate) async fn remove_user(
+    State(s): State<AppState>,
+    Authed(p): Authed,
+    Path(name): Path<String>,
+) -> ApiResult<Response> {
+    s.project.remove_user(&p, &name).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+pub(crate) async fn enable_user(
+    State(s): State<AppState>,
+    Authed(p): Authed,
+    Path(name): Path<String>,
+) -> ApiResult<Response> {
+    Ok(Json(s.project.set_user_active(&p, &name, true).await?).into_response())
+}
+
+pub(crate) async fn disable_user(
+    State(s): State<AppState>,
+    Authed(p): Authed,
+    Path(name): Path<String>,
+) -> ApiResult<Response> {
+    Ok(Json(s.project.set_user_active(&p, &name, false).await?).into_response())
+}
+
+pub(crate) async fn rotate_token(
+    State(s): State<AppState>,
+    Authed(p): Authed,
+    Path(name): Path<String>,
+) -> ApiResult<Response> {
+    let issued = s.project.rotate_token(&p, Some(&name)).await?;
+    Ok(no_store(Json(issued).into_response()))
+}
+
+pub(crate) async fn rotate_own_token(
+    State(s): State<AppState>,
+    Authed(p): Authed,
+) -> ApiResult<Response> {
+    let issued = s.project.rotate_token(&p, None).await?;
+    Ok(no_store(Json(issued).into_response()))
+}
+
+pub(crate) async fn mfa_reset(
+    State(s): State<AppState>,
+    Authed(p): Authed,
+    Path(name): Path<String>,
+) -> ApiResult<Response> {
+    s.project.mfa_reset(&p, &name).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+#[derive(Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct All {
+    /// Include expired and revoked grants.
+    #[serde(default)]
+    all: bool,
+}
+
+pub(crate) async fn grants(
+    State(s): State<AppState>,
+    Authed(p): Authed,
+    Query(q): Query<All>,
+) -> ApiResult<Response> {
+    Ok(Json(s.project.grants(&p, q.all).await?).into_response())
+}
+
+pub(crate) async fn add_grant(
+    State(s): State<AppState>,
+    Authed(p): Authed,
+    bytes: Bytes,
+) -> ApiResult<Response> {
+    let g: NewGrant = body(&bytes)?;
+    Ok((
+        StatusCode::CREATED,
+        Json(s.project.add_grant(&p, &g).await?),
+    )
+        .into_response())
+}
+
+pub(crate) async fn revoke_grant(
+    State(s): State<AppState>,
+    Authed(p): Authed,
+    Path(id): Path<i64>,
+) -> ApiResult<Response> {
+    Ok(Json(s.project.revoke_grant(&p, id).await?).into_response())
+}
+
+pub(crate) async fn mfa_status(
+    State(s): State<AppState>,
+    Authed(p): Authed,
+) -> ApiResult<Response> {
+    Ok(Json(s.project.mfa_status(&p)?).into_response())
+}
+
+pub(crate) async fn mfa_enroll(
+    State(s): State<AppState>,
+    Authed(p): Authed,
+) -> ApiResult<Response> {
+    let e = s.project.mfa_enroll(&p).await?;
+    Ok(no_store(
+        Json(json!({"secret": e.secret_base32(), "otpauth_uri": e.otpauth_uri()})).into_response(),
+    ))
+}
+
+#[derive(Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Code {
+    /// The authenticator app's current 6-digit code.
+    code: String,
+}
+
+pub(crate) async fn mfa_confirm(
+    State(s): State<AppState>,
+    Authed(p): Authed,
+    bytes: Bytes,
+) -> ApiResult<Response> {
+    let c: Code = body(&bytes)?;
+    Ok(Json(s.project.mfa_confirm(&p, &c.code).await?).into_response())
+}
+
+pub(crate) async fn policies(State(s): State<AppState>, Authed(p): Authed) -> ApiResult<Response> {
+    Ok(Json(s.project.policies(&p).await?).into_response())
+}
+
+pub(crate) async fn set_policies(
+    State(s): State<AppState>,
+    Authed(p): Authed,
+    bytes: Bytes,
+) -> ApiResult<Response> {
+    let new: NewPolicies = body(&bytes)?;
+    Ok(Json(s.project.set_policies(&p, &new).await?).into_response())
+}
+
+#[derive(Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Retention {
+    /// How long records are kept: `90d`, `12w`, `6m`, `7y`.
+    retention: String,
+}
+
+pub(crate) async fn set_retention(
+    State(s): State<AppState>,
+    Authed(p): Authed,
+    bytes: Bytes,
+) -> ApiResult<Response> {
+    let r: Retention = body(&bytes)?;
+    s.project.set_audit_retention(&p, &r.retention).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+pub(crate) async fn keys(State(s): State<AppState>, Authed(p): Authed) -> ApiResult<Response> {
+    Ok(Json(s.project.keys(&p).await?).into_response())
+}
+
+/// A new key.
+#[derive(Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct NewKey {
+    /// Name (lowercase letters, digits, '-' and '_').
+    name: String,
+    /// `aead` (AES-256-GCM), `daead` (AES-SIV), `fpe` (FF1) or `hmac` (tokens).
+    purpose: String,
+}
+
+pub(crate) async fn create_key(
+    State(s): State<AppState>,
+    Authed(p): Authed,
+    bytes: Bytes,
+) -> ApiResult<Response> {
+    let k: NewKey = body(&bytes)?;
+    let info = s
+        .project
+        .change_key(&p, &k.name, &KeyChange::Create(k.purpose))
+        .await?;
+    Ok((StatusCode::CREATED, Json(info)).into_response())
+}
+
+pub(crate) async fn key(
+    State(s): State<AppState>,
+    Authed(p): Authed,
+    Path(name): Path<String>,
+) -> ApiResult<Response> {
+    Ok(Json(s.project.key(&p, &name).await?).into_response())
+}
+
+pub(crate) async fn rotate_key(
+    State(s): State<AppState>,
+    Authed(p): Authed,
+    Path(name): Path<String>,
+) -> ApiResult<Response> {
+    Ok(Json(s.project.change_key(&p, &name, &KeyChange::Rotate).await?).into_response())
+}
+
+/// A key's new minimum version.
+#[derive(Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct MinVersion {
+    /// Versions below this one stop decrypting.
+    version: u32,
+}
+
+pub(crate) async fn set_min_version(
+    State(s): State<AppState>,
+    Authed(p): Authed,
+    Path(name): Path<String>,
+    bytes: Bytes,
+) -> ApiResult<Response> {
+    let m: MinVersion = body(&bytes)?;
+    let change = KeyChange::SetMinVersion(m.version);
+    Ok(Json(s.project.change_key(&p, &name, &change).await?).into_response())
+}
+
+pub(crate) async fn disable_version(
+    State(s): State<AppState>,
+    Authed(p): Authed,
+    Path((name, version)): Path<(String, u32)>,
+) -> ApiResult<Response> {
+    let change = KeyChange::Disable(version);
+    Ok(Json(s.project.change_key(&p, &name, &change).await?).into_response())
+}
+
+pub(crate) async fn enable_version(
+    State(s): State<AppState>,
+    Authed(p): Authed,
+    Path((name, version)): Path<(String, u32)>,
+) -> ApiResult<Response> {
+    let change = KeyChange::Enable(version);
+    Ok(Json(s.project.change_key(&p, &name, &change).await?).into_response())
+}
+
+/// Destroying needs the key's name repeated, as the CLI asks for it.
+#[derive(Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Confirm {
+    /// The key's name again.
+    confirm: String,
+}
+
+pub(crate) async fn destroy_version(
+    State(s): State<AppState>,
+    Authed(p): Authed,
+    Path((name, version)): Path<(String, u32)>,
+    Query(c): Query<Confirm>,
+) -> ApiResult<Response> {
+    if c.confirm != name {
+        return Err(ApiError(AppError::Invalid(format!(
+            "destroying key \"{name}\" version {version} makes what it encrypted unreadable for good: repeat the key's name in ?confirm="
+        ))));
+    }
+    let change = KeyChange::Destroy(version);
+    Ok(Json(s.project.change_key(&p, &name, &change).await?).into_response())
 }

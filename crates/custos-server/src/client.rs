@@ -1,6 +1,7 @@
 //! A client of the API, for the CLI's server mode (`CUSTOS_SERVER=https://host:8443`): one
 //! HTTP/1.1 request per connection over rustls (TLS 1.2+, the server checked against a CA
-//! given by reference or the system roots). Plain `http://` only to a loopback address.
+//! given by reference or the system roots). Plain `http://` only to a loopback address, or
+//! `unix:///path/to/custos.sock` for a server's Unix socket on this machine.
 
 use std::sync::Arc;
 
@@ -52,7 +53,9 @@ pub struct Client {
     host: String,
     port: u16,
     tls: Option<tokio_rustls::TlsConnector>,
+    socket: Option<std::path::PathBuf>,
     token: Zeroizing<String>,
+    otp: Option<Zeroizing<String>>,
     base: String,
 }
 
@@ -69,12 +72,28 @@ impl Client {
     /// PEM CA `ca_pem` (else the system roots), signing in with `token`.
     pub fn new(server: &str, ca_pem: Option<&str>, token: &str) -> Result<Self, ClientError> {
         let bad = |why: &str| ClientError::Config(format!("CUSTOS_SERVER \"{server}\": {why}"));
+        if let Some(path) = server.strip_prefix("unix://") {
+            if !path.starts_with('/') {
+                return Err(bad(
+                    "give the socket's absolute path: unix:///run/custos.sock",
+                ));
+            }
+            return Ok(Self {
+                host: "localhost".into(),
+                port: 0,
+                tls: None,
+                socket: Some(path.into()),
+                token: Zeroizing::new(token.trim().to_string()),
+                otp: None,
+                base: server.to_string(),
+            });
+        }
         let (tls, rest) = if let Some(r) = server.strip_prefix("https://") {
             (true, r)
         } else if let Some(r) = server.strip_prefix("http://") {
             (false, r)
         } else {
-            return Err(bad("use https://HOST[:PORT]"));
+            return Err(bad("use https://HOST[:PORT] or unix:///PATH"));
         };
         let authority = rest.trim_end_matches('/');
         if authority.contains('/') || authority.is_empty() {
@@ -148,9 +167,17 @@ impl Client {
             host,
             port,
             tls: connector,
+            socket: None,
             token: Zeroizing::new(token.trim().to_string()),
+            otp: None,
             base: server.trim_end_matches('/').to_string(),
         })
+    }
+
+    /// Sends a one-time code (TOTP) with every request, for actions that need a second factor.
+    pub fn with_one_time_code(mut self, code: &str) -> Self {
+        self.otp = Some(Zeroizing::new(code.trim().to_string()));
+        self
     }
 
     /// The server's URL.
@@ -165,6 +192,13 @@ impl Client {
         path: &str,
         body: Option<&Value>,
     ) -> Result<Value, ClientError> {
+        if let Some(sock) = &self.socket {
+            let unix = tokio::net::UnixStream::connect(sock)
+                .await
+                .map_err(|e| ClientError::Connect(format!("connecting to {}: {e}", self.base)))?;
+            let (status, text) = self.exchange(unix, method, path, body).await?;
+            return answer(status, &text);
+        }
         let tcp = TcpStream::connect((self.host.as_str(), self.port))
             .await
             .map_err(|e| ClientError::Connect(format!("connecting to {}: {e}", self.base)))?;
@@ -182,21 +216,7 @@ impl Client {
             }
             None => self.exchange(tcp, method, path, body).await?,
         };
-        let v: Value = if text.trim().is_empty() {
-            Value::Null
-        } else {
-            serde_json::from_str(&text).unwrap_or(Value::String(text))
-        };
-        if (200..300).contains(&status) {
-            return Ok(v);
-        }
-        Err(ClientError::Api {
-            status,
-            code: v["error"]["code"].as_str().unwrap_or("error").to_string(),
-            message: v["error"]["message"]
-                .as_str()
-                .map_or_else(|| format!("the server answered {status}"), str::to_string),
-        })
+        answer(status, &text)
     }
 
     async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
@@ -209,13 +229,22 @@ impl Client {
         let io = |e: std::io::Error| ClientError::Connect(format!("talking to {}: {e}", self.base));
         let payload = body.map(Value::to_string).unwrap_or_default();
         let mut req = Zeroizing::new(format!(
-            "{method} {path} HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer {}\r\nConnection: close\r\nContent-Length: {}\r\n",
+            "{method} {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\nContent-Length: {}\r\n",
             self.host,
-            self.token.as_str(),
             payload.len()
         ));
+        if !self.token.is_empty() {
+            req.push_str("Authorization: Bearer ");
+            req.push_str(&self.token);
+            req.push_str("\r\n");
+        }
         if body.is_some() {
             req.push_str("Content-Type: application/json\r\n");
+        }
+        if let Some(code) = &self.otp {
+            req.push_str("X-Custos-OTP: ");
+            req.push_str(code);
+            req.push_str("\r\n");
         }
         req.push_str("\r\n");
         s.write_all(req.as_bytes()).await.map_err(io)?;
@@ -226,6 +255,39 @@ impl Client {
         parse_response(&raw)
             .ok_or_else(|| ClientError::Connect(format!("{} did not answer with HTTP", self.base)))
     }
+}
+
+/// GETs the JSON document at an `https://` URL (an identity provider's key set), checking
+/// the server against `ca_pem` (else the system roots). No credential is sent.
+pub async fn fetch_json(url: &str, ca_pem: Option<&str>) -> Result<Value, ClientError> {
+    let rest = url
+        .strip_prefix("https://")
+        .ok_or_else(|| ClientError::Config(format!("\"{url}\": only https:// URLs are fetched")))?;
+    let (authority, path) = match rest.find('/') {
+        Some(i) => (&rest[..i], &rest[i..]),
+        None => (rest, "/"),
+    };
+    let c = Client::new(&format!("https://{authority}"), ca_pem, "")?;
+    c.call("GET", path, None).await
+}
+
+/// The decoded JSON body of a 2xx answer, else the server's error.
+fn answer(status: u16, text: &str) -> Result<Value, ClientError> {
+    let v: Value = if text.trim().is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_str(text).unwrap_or_else(|_| Value::String(text.to_string()))
+    };
+    if (200..300).contains(&status) {
+        return Ok(v);
+    }
+    Err(ClientError::Api {
+        status,
+        code: v["error"]["code"].as_str().unwrap_or("error").to_string(),
+        message: v["error"]["message"]
+            .as_str()
+            .map_or_else(|| format!("the server answered {status}"), str::to_string),
+    })
 }
 
 /// Splits an HTTP/1.1 response into its status and body (content-length or chunked).
@@ -293,6 +355,12 @@ mod tests {
         assert!(Client::new("https://h:x", None, "t").is_err());
         let c = Client::new("http://[::1]:9", None, "t").unwrap();
         assert_eq!((c.host.as_str(), c.port), ("::1", 9));
+        let c = Client::new("unix:///run/custos.sock", None, "t").unwrap();
+        assert_eq!(
+            c.socket.as_deref(),
+            Some(std::path::Path::new("/run/custos.sock"))
+        );
+        assert!(Client::new("unix://run/custos.sock", None, "t").is_err());
         assert!(!format!("{c:?}").contains('t') || !format!("{c:?}").contains("token"));
     }
 }

@@ -6,6 +6,8 @@
 //! ```toml
 //! [server]
 //! listen = "0.0.0.0:8443"
+//! socket = "/run/custos/custos.sock"  # also serve local clients on a Unix socket (optional)
+//! socket_mode = "0660"
 //! state_dir = "/var/lib/custos/.custos"
 //! max_concurrent_runs = 2
 //! shutdown_grace_secs = 30
@@ -15,9 +17,16 @@
 //! cert = "${file:/etc/custos/tls/server.crt}"   # PEM chain, by reference
 //! key = "${file:/etc/custos/tls/server.key}"    # PEM private key, by reference
 //! min_version = "1.2"                           # or "1.3"
+//! client_ca = "${file:/etc/custos/tls/clients-ca.crt}"  # mTLS: client certificates signed
+//!                                               # by this CA sign in as the user of their CN
+//! client_auth = "optional"                      # or "required": no certificate, no handshake
+//! client_crl = "${file:/etc/custos/tls/clients.crl}"    # revoked client certificates
 //!
 //! [keystore]
 //! passphrase = "${file:/etc/custos/keystore-passphrase}"
+//!
+//! [auth]
+//! mfa = "required"   # privileged actions need a TOTP code (or the IdP's MFA); "off" to allow
 //!
 //! [pipelines]
 //! roots = ["/srv/data"]                # sources and sinks only under these
@@ -46,6 +55,9 @@ pub struct ServerConfig {
     /// `[keystore]`.
     #[serde(default)]
     pub keystore: KeystoreSection,
+    /// `[auth]`.
+    #[serde(default)]
+    pub auth: AuthSection,
     /// `[pipelines]`.
     #[serde(default)]
     pub pipelines: PipelinesSection,
@@ -61,8 +73,16 @@ pub struct ServerConfig {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ServerSection {
-    /// Address and port.
-    pub listen: SocketAddr,
+    /// Address and port (HTTPS, or HTTP on loopback behind `[danger] plaintext`).
+    #[serde(default)]
+    pub listen: Option<SocketAddr>,
+    /// A Unix socket to serve on as well (or instead): plain HTTP, for clients on this
+    /// machine (`CUSTOS_SERVER=unix:///path`); its permissions decide who may connect.
+    #[serde(default)]
+    pub socket: Option<PathBuf>,
+    /// The socket's permissions (octal text, default `"0600"`).
+    #[serde(default = "default_socket_mode", deserialize_with = "octal_mode")]
+    pub socket_mode: u32,
     /// The project's state directory (default `.custos` beside the config file).
     #[serde(default)]
     pub state_dir: Option<PathBuf>,
@@ -75,6 +95,22 @@ pub struct ServerSection {
     /// Networks (CIDR) that may sign in; empty: any.
     #[serde(default)]
     pub allow: Vec<String>,
+}
+
+fn default_socket_mode() -> u32 {
+    0o600
+}
+
+fn octal_mode<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
+    let s = String::deserialize(d)?;
+    u32::from_str_radix(s.trim_start_matches("0o"), 8)
+        .ok()
+        .filter(|m| *m <= 0o777 && m & 0o007 == 0)
+        .ok_or_else(|| {
+            serde::de::Error::custom(format!(
+                "\"{s}\" is not an octal mode without access for others (\"0600\", \"0660\")"
+            ))
+        })
 }
 
 fn default_runs() -> usize {
@@ -96,6 +132,28 @@ pub struct TlsSection {
     /// `1.2` (default) or `1.3`.
     #[serde(default = "default_min_version")]
     pub min_version: String,
+    /// CA certificates (PEM, by reference) that sign client certificates: a verified client
+    /// certificate signs its holder in as the user named by its subject's common name.
+    #[serde(default)]
+    pub client_ca: Option<String>,
+    /// `optional` (default: a certificate or an `Authorization` header) or `required` (the
+    /// handshake fails without a certificate).
+    #[serde(default)]
+    pub client_auth: ClientAuth,
+    /// Certificate revocation lists (PEM, by reference) for client certificates.
+    #[serde(default)]
+    pub client_crl: Option<String>,
+}
+
+/// Whether clients must present a certificate.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ClientAuth {
+    /// A certificate, when presented, is verified and signs the client in.
+    #[default]
+    Optional,
+    /// Every connection needs a verified certificate.
+    Required,
 }
 
 fn default_min_version() -> String {
@@ -110,6 +168,133 @@ pub struct KeystoreSection {
     /// protect transforms, no signed audit checkpoints).
     #[serde(default)]
     pub passphrase: Option<String>,
+}
+
+/// `[auth]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthSection {
+    /// Whether privileged actions (key destruction, users, grants, policies, decryption) need
+    /// a second factor.
+    #[serde(default)]
+    pub mfa: MfaSetting,
+    /// `[auth.oidc]`: an identity provider whose JWTs sign users in (see [`OidcSettings`]).
+    #[serde(default)]
+    pub oidc: Option<toml::Table>,
+}
+
+/// `[auth.oidc]`: the verification rules of [`custos_policy::oidc::OidcConfig`] (issuer,
+/// audience, algorithms, claims, role mapping) plus where the key set comes from.
+///
+/// ```toml
+/// [auth.oidc]
+/// issuer = "https://idp.example.com/realms/data"
+/// audience = ["custos"]
+/// jwks_url = "https://idp.example.com/realms/data/protocol/openid-connect/certs"
+/// jwks_ca = "${file:/etc/custos/idp-ca.pem}"   # optional: the provider's CA
+/// # jwks = "${file:/etc/custos/jwks.json}"     # or a key set file instead of the URL
+/// username_claim = "preferred_username"
+/// role_claim = "groups"
+/// roles = [{ claim_value = "custos-admins", role = "security_admin" }]
+/// step_up_max_age_secs = 900                  # the IdP's MFA counts this long after sign-in
+/// ```
+#[derive(Debug)]
+pub struct OidcSettings {
+    /// The verification rules.
+    pub verify: custos_policy::oidc::OidcConfig,
+    /// Where the key set comes from.
+    pub jwks: JwksLocation,
+    /// The provider's CA (PEM, by reference), for `jwks_url`.
+    pub jwks_ca: Option<String>,
+    /// How long after the provider's sign-in its MFA counts for step-up.
+    pub step_up_max_age_secs: u64,
+}
+
+/// Where an identity provider's key set comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JwksLocation {
+    /// Fetched from this `https://` URL (again when a token names an unknown key).
+    Url(String),
+    /// Read from this file (again when a token names an unknown key).
+    File(PathBuf),
+}
+
+impl AuthSection {
+    /// `[auth.oidc]`, checked: `None` when absent.
+    pub fn oidc_settings(&self, base_dir: &Path) -> Result<Option<OidcSettings>, String> {
+        let Some(table) = &self.oidc else {
+            return Ok(None);
+        };
+        let mut t = table.clone();
+        let text = |t: &mut toml::Table, k: &str| -> Result<Option<String>, String> {
+            match t.remove(k) {
+                None => Ok(None),
+                Some(toml::Value::String(s)) => Ok(Some(s)),
+                Some(_) => Err(format!("auth.oidc.{k}: expected a string")),
+            }
+        };
+        let url = text(&mut t, "jwks_url")?;
+        let file = text(&mut t, "jwks")?;
+        let jwks_ca = text(&mut t, "jwks_ca")?;
+        let step_up_max_age_secs = match t.remove("step_up_max_age_secs") {
+            None => 900,
+            Some(toml::Value::Integer(n)) if (0..=86_400).contains(&n) => n as u64,
+            Some(_) => {
+                return Err("auth.oidc.step_up_max_age_secs: expected 0 to 86400 seconds".into());
+            }
+        };
+        let jwks = match (url, file) {
+            (Some(u), None) if u.starts_with("https://") => JwksLocation::Url(u),
+            (Some(_), None) => return Err("auth.oidc.jwks_url: must be an https:// URL".into()),
+            (None, Some(f)) => {
+                let p = PathBuf::from(
+                    f.strip_prefix("${file:")
+                        .and_then(|r| r.strip_suffix('}'))
+                        .unwrap_or(&f),
+                );
+                JwksLocation::File(if p.is_absolute() { p } else { base_dir.join(p) })
+            }
+            (Some(_), Some(_)) => {
+                return Err("auth.oidc: give jwks_url or jwks, not both".into());
+            }
+            (None, None) => {
+                return Err(
+                    "auth.oidc: give jwks_url (the provider's key set) or jwks (a file)".into(),
+                );
+            }
+        };
+        if let Some(ca) = &jwks_ca {
+            let tpl =
+                custos_config::secret::parse(ca).map_err(|e| format!("auth.oidc.jwks_ca: {e}"))?;
+            if !tpl.has_refs() {
+                return Err(
+                    "auth.oidc.jwks_ca: give the PEM by reference (\"${file:/path/ca.pem}\")"
+                        .into(),
+                );
+            }
+        }
+        let verify: custos_policy::oidc::OidcConfig = toml::Value::Table(t)
+            .try_into()
+            .map_err(|e: toml::de::Error| format!("auth.oidc: {}", e.message()))?;
+        verify.validate().map_err(|e| format!("auth.oidc: {e}"))?;
+        Ok(Some(OidcSettings {
+            verify,
+            jwks,
+            jwks_ca,
+            step_up_max_age_secs,
+        }))
+    }
+}
+
+/// `[auth] mfa`.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MfaSetting {
+    /// Privileged actions need a second factor (the default).
+    #[default]
+    Required,
+    /// No step-up (a project whose users cannot enrol yet); recorded at start.
+    Off,
 }
 
 /// `[pipelines]`.
@@ -157,22 +342,33 @@ impl ServerConfig {
     }
 
     fn check(&self) -> Result<(), String> {
-        match (&self.tls, self.danger.plaintext) {
+        match (self.server.listen, self.server.socket.is_some()) {
             (None, false) => {
+                return Err("server: give `listen` (an address and port), `socket` (a Unix socket path), or both".into());
+            }
+            (None, true) if self.danger.plaintext => {
                 return Err(
-                    "[tls] is required (cert and key by reference); plain HTTP needs [danger] plaintext = true on a loopback address".into(),
+                    "[danger] plaintext is for `listen`; the Unix socket is always plain HTTP"
+                        .into(),
                 );
             }
-            (Some(_), true) => {
-                return Err("[danger] plaintext and [tls] exclude each other".into());
-            }
-            (None, true) if !self.server.listen.ip().is_loopback() => {
-                return Err(format!(
-                    "[danger] plaintext: refused on {}: plain HTTP is served only on a loopback address",
-                    self.server.listen
-                ));
-            }
-            _ => {}
+            (None, true) => {}
+            (Some(listen), _) => match (&self.tls, self.danger.plaintext) {
+                (None, false) => {
+                    return Err(
+                        "[tls] is required (cert and key by reference); plain HTTP needs [danger] plaintext = true on a loopback address".into(),
+                    );
+                }
+                (Some(_), true) => {
+                    return Err("[danger] plaintext and [tls] exclude each other".into());
+                }
+                (None, true) if !listen.ip().is_loopback() => {
+                    return Err(format!(
+                        "[danger] plaintext: refused on {listen}: plain HTTP is served only on a loopback address"
+                    ));
+                }
+                _ => {}
+            },
         }
         if let Some(t) = &self.tls {
             if !["1.2", "1.3"].contains(&t.min_version.as_str()) {
@@ -181,7 +377,26 @@ impl ServerConfig {
                     t.min_version
                 ));
             }
-            for (k, v) in [("tls.cert", &t.cert), ("tls.key", &t.key)] {
+            if t.client_ca.is_none() {
+                if t.client_auth == ClientAuth::Required {
+                    return Err(
+                        "tls.client_auth = \"required\" needs tls.client_ca (the CA that signs client certificates)".into(),
+                    );
+                }
+                if t.client_crl.is_some() {
+                    return Err("tls.client_crl needs tls.client_ca".into());
+                }
+            }
+            let refs = [("tls.cert", Some(&t.cert)), ("tls.key", Some(&t.key))];
+            let optional = [
+                ("tls.client_ca", t.client_ca.as_ref()),
+                ("tls.client_crl", t.client_crl.as_ref()),
+            ];
+            for (k, v) in refs
+                .into_iter()
+                .chain(optional)
+                .filter_map(|(k, v)| Some((k, v?)))
+            {
                 let tpl = custos_config::secret::parse(v).map_err(|e| format!("{k}: {e}"))?;
                 if !tpl.has_refs() {
                     return Err(format!(
@@ -197,6 +412,7 @@ impl ServerConfig {
                 return Err("keystore.passphrase: give it by reference, never literally".into());
             }
         }
+        self.auth.oidc_settings(&self.base_dir)?;
         if self.server.max_concurrent_runs == 0 {
             return Err("server.max_concurrent_runs: must be at least 1".into());
         }
@@ -218,6 +434,15 @@ impl ServerConfig {
             tracing::warn!("{key}: {w}");
         }
         Ok(secret)
+    }
+
+    /// `p` resolved against the file's directory.
+    pub fn resolve_path(&self, p: &Path) -> PathBuf {
+        if p.is_absolute() {
+            p.to_path_buf()
+        } else {
+            self.base_dir.join(p)
+        }
     }
 
     /// The state directory.
@@ -264,6 +489,12 @@ mod tests {
         assert!(e.contains("loopback"), "{e}");
         parse("[server]\nlisten = \"127.0.0.1:8080\"\n[danger]\nplaintext = true\n").unwrap();
         parse("[server]\nlisten = \"[::1]:8080\"\n[danger]\nplaintext = true\n").unwrap();
+        // A Unix socket alone needs neither TLS nor the danger switch.
+        let c = parse("[server]\nsocket = \"run/c.sock\"\nsocket_mode = \"0660\"\n").unwrap();
+        assert_eq!(c.server.socket_mode, 0o660);
+        assert!(parse("[server]\nsocket = \"c.sock\"\nsocket_mode = \"0666\"\n").is_err());
+        let e = parse("[server]\n").unwrap_err();
+        assert!(e.contains("listen") && e.contains("socket"), "{e}");
         let c = parse(&format!("[server]\nlisten = \"0.0.0.0:8443\"\n{TLS}")).unwrap();
         assert_eq!(c.state_dir(), PathBuf::from("/etc/custos/.custos"));
     }
@@ -293,5 +524,23 @@ mod tests {
         ))
         .unwrap_err();
         assert!(e.contains("bogus"), "{e}");
+        let e = parse(&format!(
+            "[server]\nlisten = \"0.0.0.0:1\"\n{TLS}client_auth = \"required\"\n"
+        ))
+        .unwrap_err();
+        assert!(e.contains("tls.client_ca"), "{e}");
+        let e = parse(&format!(
+            "[server]\nlisten = \"0.0.0.0:1\"\n{TLS}client_ca = \"/ca.pem\"\n"
+        ))
+        .unwrap_err();
+        assert!(
+            e.contains("tls.client_ca") && e.contains("reference"),
+            "{e}"
+        );
+        let c = parse(&format!(
+            "[server]\nlisten = \"0.0.0.0:1\"\n{TLS}client_ca = \"${{file:ca.pem}}\"\nclient_auth = \"required\"\n"
+        ))
+        .unwrap();
+        assert_eq!(c.tls.unwrap().client_auth, ClientAuth::Required);
     }
 }

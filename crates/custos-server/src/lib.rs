@@ -3,8 +3,8 @@
 //! their API tokens. Everything it does goes through [`custos_app`], so decisions and audit
 //! records are the same as in local mode.
 //!
-//! TLS is rustls (TLS 1.2+, HTTP/1.1); plain HTTP only on a loopback address behind
-//! `[danger] plaintext`. Shutdown (SIGINT/SIGTERM, or [`Server::shutdown`]) stops accepting,
+//! TLS is rustls (TLS 1.2+, HTTP/1.1), with optional client certificates (mTLS); plain HTTP
+//! only on a loopback address behind `[danger] plaintext`. Shutdown (SIGINT/SIGTERM, or [`Server::shutdown`]) stops accepting,
 //! lets open requests finish, gives running jobs their grace period and then cancels them
 //! (they roll back), and closes the audit log with a signed checkpoint.
 
@@ -12,6 +12,7 @@ pub mod api;
 pub mod client;
 pub mod config;
 pub mod metrics;
+pub mod openapi;
 pub mod tls;
 
 use std::net::SocketAddr;
@@ -42,6 +43,22 @@ pub enum ServerError {
     Io(String),
 }
 
+/// An identity provider's key set at an `https://` URL.
+struct UrlJwks {
+    url: String,
+    ca: Option<String>,
+}
+
+#[async_trait::async_trait]
+impl custos_app::oidc::JwksSource for UrlJwks {
+    async fn fetch(&self) -> Result<String, String> {
+        client::fetch_json(&self.url, self.ca.as_deref())
+            .await
+            .map(|v| v.to_string())
+            .map_err(|e| format!("fetching the key set {}: {e}", self.url))
+    }
+}
+
 /// How long a TLS handshake may take.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -66,10 +83,24 @@ impl Server {
             Some(t) => {
                 let cert = config.resolve("tls.cert", &t.cert)?;
                 let key = config.resolve("tls.key", &t.key)?;
+                let ca = match &t.client_ca {
+                    Some(r) => Some(config.resolve("tls.client_ca", r)?),
+                    None => None,
+                };
+                let crl = match &t.client_crl {
+                    Some(r) => Some(config.resolve("tls.client_crl", r)?),
+                    None => None,
+                };
+                let clients = ca.as_ref().map(|ca| tls::ClientVerification {
+                    ca_pem: ca.expose(),
+                    crl_pem: crl.as_ref().map(|c| c.expose()),
+                    required: t.client_auth == config::ClientAuth::Required,
+                });
                 Some(tls::server_config(
                     cert.expose(),
                     key.expose(),
                     &t.min_version,
+                    clients,
                 )?)
             }
             None => None,
@@ -88,6 +119,35 @@ impl Server {
             .map(|c| Cidr::parse(c))
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| ServerError::Config(format!("server.allow: {e}")))?;
+        let oidc = match config
+            .auth
+            .oidc_settings(&config.base_dir)
+            .map_err(ServerError::Config)?
+        {
+            Some(o) => {
+                let source: Box<dyn custos_app::oidc::JwksSource> = match o.jwks {
+                    config::JwksLocation::Url(url) => {
+                        let ca = match &o.jwks_ca {
+                            Some(r) => {
+                                Some(config.resolve("auth.oidc.jwks_ca", r)?.expose().to_string())
+                            }
+                            None => None,
+                        };
+                        Box::new(UrlJwks { url, ca })
+                    }
+                    config::JwksLocation::File(p) => Box::new(custos_app::oidc::JwksFile(p)),
+                };
+                Some(
+                    custos_app::oidc::OidcProvider::new(
+                        o.verify,
+                        source,
+                        Duration::from_secs(o.step_up_max_age_secs),
+                    )
+                    .await?,
+                )
+            }
+            None => None,
+        };
         let confinement = Confinement::new(&config.roots(), &config.pipelines.secrets)
             .map_err(|e| ServerError::Config(format!("pipelines: {e}")))?;
         let project = Project::open(
@@ -98,19 +158,39 @@ impl Server {
                 allow,
                 max_concurrent_runs: config.server.max_concurrent_runs,
                 principal: "server".into(),
+                mfa_required: config.auth.mfa == config::MfaSetting::Required,
+                oidc,
             },
         )
         .await?;
+        if config.auth.mfa == config::MfaSetting::Off {
+            tracing::warn!(
+                "[auth] mfa = \"off\": privileged actions (key destruction, users, grants, policies, decryption) need no second factor"
+            );
+        }
         if !project.has_keystore() {
             tracing::warn!(
                 "no keystore opened: protect transforms fail and audit checkpoints are not signed"
             );
         }
-        let listener = TcpListener::bind(config.server.listen)
-            .await
-            .map_err(|e| ServerError::Io(format!("binding {}: {e}", config.server.listen)))?;
-        Self::serve(
-            listener,
+        let tcp = match config.server.listen {
+            Some(a) => Some(
+                TcpListener::bind(a)
+                    .await
+                    .map_err(|e| ServerError::Io(format!("binding {a}: {e}")))?,
+            ),
+            None => None,
+        };
+        let unix = match &config.server.socket {
+            Some(path) => Some(bind_socket(
+                &config.resolve_path(path),
+                config.server.socket_mode,
+            )?),
+            None => None,
+        };
+        Self::serve_on(
+            tcp,
+            unix,
             tls,
             project,
             Duration::from_secs(config.server.shutdown_grace_secs),
@@ -124,9 +204,23 @@ impl Server {
         project: Arc<Project>,
         grace: Duration,
     ) -> Result<Self, ServerError> {
-        let addr = listener
-            .local_addr()
-            .map_err(|e| ServerError::Io(e.to_string()))?;
+        Self::serve_on(Some(listener), None, tls, project, grace)
+    }
+
+    /// Serves `project` on a TCP listener (TLS when `tls` is given) and/or a Unix socket
+    /// (plain HTTP: the socket file's permissions decide who may connect; callers still sign
+    /// in).
+    pub fn serve_on(
+        listener: Option<TcpListener>,
+        unix: Option<tokio::net::UnixListener>,
+        tls: Option<Arc<rustls::ServerConfig>>,
+        project: Arc<Project>,
+        grace: Duration,
+    ) -> Result<Self, ServerError> {
+        let addr = match &listener {
+            Some(l) => l.local_addr().map_err(|e| ServerError::Io(e.to_string()))?,
+            None => SocketAddr::from(([127, 0, 0, 1], 0)),
+        };
         let state = AppState {
             project: project.clone(),
             metrics: Arc::default(),
@@ -136,6 +230,7 @@ impl Server {
         let is_tls = tls.is_some();
         let task = tokio::spawn(accept_loop(
             listener,
+            unix,
             tls.map(tokio_rustls::TlsAcceptor::from),
             app,
             stop.clone(),
@@ -180,8 +275,58 @@ impl Server {
     }
 }
 
+/// Binds the Unix socket at `path` with permissions `mode`, replacing a stale socket file
+/// (never any other kind of file).
+fn bind_socket(path: &std::path::Path, mode: u32) -> Result<tokio::net::UnixListener, ServerError> {
+    use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+    if let Ok(m) = std::fs::symlink_metadata(path) {
+        if !m.file_type().is_socket() {
+            return Err(ServerError::Config(format!(
+                "server.socket: {} exists and is not a socket",
+                path.display()
+            )));
+        }
+        std::fs::remove_file(path)
+            .map_err(|e| ServerError::Io(format!("removing the old {}: {e}", path.display())))?;
+    }
+    let l = tokio::net::UnixListener::bind(path)
+        .map_err(|e| ServerError::Io(format!("binding {}: {e}", path.display())))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+        .map_err(|e| ServerError::Io(format!("setting the mode of {}: {e}", path.display())))?;
+    Ok(l)
+}
+
+/// Accepts the next connection from whichever listener has one.
+async fn accept(
+    tcp: Option<&TcpListener>,
+    unix: Option<&tokio::net::UnixListener>,
+) -> std::io::Result<Incoming> {
+    let t = async {
+        match tcp {
+            Some(l) => l.accept().await.map(|(s, a)| Incoming::Tcp(s, a)),
+            None => std::future::pending().await,
+        }
+    };
+    let u = async {
+        match unix {
+            Some(l) => l.accept().await.map(|(s, _)| Incoming::Unix(s)),
+            None => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        r = t => r,
+        r = u => r,
+    }
+}
+
+enum Incoming {
+    Tcp(tokio::net::TcpStream, SocketAddr),
+    Unix(tokio::net::UnixStream),
+}
+
 async fn accept_loop(
-    listener: TcpListener,
+    listener: Option<TcpListener>,
+    unix: Option<tokio::net::UnixListener>,
     tls: Option<tokio_rustls::TlsAcceptor>,
     app: axum::Router,
     stop: CancellationToken,
@@ -190,9 +335,9 @@ async fn accept_loop(
 ) -> Result<(), ServerError> {
     let graceful = GracefulShutdown::new();
     loop {
-        let (tcp, peer) = tokio::select! {
+        let incoming = tokio::select! {
             _ = stop.cancelled() => break,
-            r = listener.accept() => match r {
+            r = accept(listener.as_ref(), unix.as_ref()) => match r {
                 Ok(x) => x,
                 Err(e) => {
                     // Out of descriptors and the like: back off rather than spin.
@@ -202,14 +347,39 @@ async fn accept_loop(
                 }
             },
         };
+        let (tcp, peer) = match incoming {
+            Incoming::Tcp(s, a) => (s, a),
+            Incoming::Unix(s) => {
+                // Local callers have no network address: the allowlist does not apply.
+                let app = app.clone();
+                let svc = hyper::service::service_fn(
+                    move |req: hyper::Request<hyper::body::Incoming>| app.clone().oneshot(req),
+                );
+                let conn = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(s), svc);
+                let fut = graceful.watch(conn);
+                tokio::spawn(async move {
+                    if let Err(e) = fut.await {
+                        tracing::debug!("socket connection ended: {e}");
+                    }
+                });
+                continue;
+            }
+        };
         let _ = tcp.set_nodelay(true);
         let app = app.clone();
-        let svc =
+        // Each request of a connection carries its peer address and, over TLS, the client
+        // certificate the handshake verified.
+        let service = move |cert: Option<tls::ClientCert>| {
             hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
                 req.extensions_mut()
                     .insert(axum::extract::ConnectInfo(peer));
+                if let Some(c) = &cert {
+                    req.extensions_mut().insert(c.clone());
+                }
                 app.clone().oneshot(req)
-            });
+            })
+        };
         let builder = hyper::server::conn::http1::Builder::new();
         match &tls {
             Some(acceptor) => {
@@ -228,14 +398,20 @@ async fn accept_loop(
                                 return;
                             }
                         };
-                    let conn = builder.serve_connection(TokioIo::new(stream), svc);
+                    let cert = stream
+                        .get_ref()
+                        .1
+                        .peer_certificates()
+                        .and_then(|c| c.first())
+                        .map(|c| tls::ClientCert::from_der(c));
+                    let conn = builder.serve_connection(TokioIo::new(stream), service(cert));
                     if let Err(e) = watcher.watch(conn).await {
                         tracing::debug!(%peer, "connection ended: {e}");
                     }
                 });
             }
             None => {
-                let conn = builder.serve_connection(TokioIo::new(tcp), svc);
+                let conn = builder.serve_connection(TokioIo::new(tcp), service(None));
                 let fut = graceful.watch(conn);
                 tokio::spawn(async move {
                     if let Err(e) = fut.await {
@@ -246,6 +422,7 @@ async fn accept_loop(
         }
     }
     drop(listener);
+    drop(unix);
     tracing::info!("shutting down: no new connections; finishing requests and runs");
     if tokio::time::timeout(grace.max(Duration::from_secs(1)), graceful.shutdown())
         .await

@@ -35,12 +35,31 @@ use crate::kernel::Kernel;
 use crate::redact::Redactor;
 use crate::{PII_META, PROTECTED_META};
 
+/// One use of a key that protects data (decrypting actions are not uses: they are
+/// authorized per column).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct KeyUse {
+    /// Key name.
+    pub key: String,
+    /// The action (`encrypt`, `tokenize`, ...).
+    pub operation: &'static str,
+    /// Whether equal inputs give equal outputs.
+    pub deterministic: bool,
+}
+
 /// What the UDFs share: the keys (or why there are none) and built kernels.
+///
+/// Every kernel is built while the pipeline is planned (SQL functions take their key as a
+/// literal), and every key use is recorded then, so a run can authorize each use before any
+/// row is read. [`UdfEnv::seal`] ends planning: afterwards a kernel whose key use was not
+/// recorded cannot be built, so no key is used that was not authorized.
 pub struct UdfEnv {
     keys: std::result::Result<Arc<KeySet>, String>,
     detection: custos_detect::DetectorConfig,
     kernels: Mutex<HashMap<String, Arc<Kernel>>>,
     redactors: Mutex<HashMap<Vec<String>, Arc<Redactor>>>,
+    uses: Mutex<std::collections::BTreeSet<KeyUse>>,
+    sealed: std::sync::atomic::AtomicBool,
 }
 
 impl std::fmt::Debug for UdfEnv {
@@ -63,7 +82,22 @@ impl UdfEnv {
             detection,
             kernels: Mutex::new(HashMap::new()),
             redactors: Mutex::new(HashMap::new()),
+            uses: Mutex::new(std::collections::BTreeSet::new()),
+            sealed: std::sync::atomic::AtomicBool::new(false),
         })
+    }
+
+    /// The keys used to protect data by the kernels built so far, each once, in key order.
+    pub fn key_uses(&self) -> Vec<KeyUse> {
+        let uses = self.uses.lock().unwrap_or_else(|p| p.into_inner());
+        uses.iter().cloned().collect()
+    }
+
+    /// Ends planning: kernels for the recorded key uses can still be built (and those without
+    /// keys); one for any other use of a key fails.
+    pub fn seal(&self) {
+        self.sealed
+            .store(true, std::sync::atomic::Ordering::Release);
     }
 
     /// The keys, or why they are unavailable.
@@ -95,6 +129,24 @@ impl UdfEnv {
         let mut m = self.kernels.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(k) = m.get(&id) {
             return Ok(k.clone());
+        }
+        if !action.reveals() {
+            let sealed = self.sealed.load(std::sync::atomic::Ordering::Acquire);
+            let mut uses = self.uses.lock().unwrap_or_else(|p| p.into_inner());
+            for key in action.keys() {
+                let u = KeyUse {
+                    key: key.to_string(),
+                    operation: action.name(),
+                    deterministic: action.deterministic(),
+                };
+                if sealed && !uses.contains(&u) {
+                    return Err(crate::KernelError::Config(format!(
+                        "{} with key \"{key}\" was not planned, so its use was not authorized",
+                        action.name()
+                    )));
+                }
+                uses.insert(u);
+            }
         }
         let k = Arc::new(Kernel::new(action, column, self.keys(), |t| {
             self.redactor(t)

@@ -256,6 +256,41 @@ fn roles_and_grants_are_enforced_on_runs() {
     assert_eq!(code, 0, "{e}");
     // security_admin does not run pipelines.
     assert_eq!(p.run_as("sam", &["run", "protect.toml"]).0, 3);
+    // Tokenizing (deterministic: a codebook of emails) is a decision per key, in config and
+    // SQL alike: the engineer may, the analyst may not, before anything is read.
+    let (code, o, e) = p.run_as("admin", &["keys", "create", "tok", "--purpose", "hmac"]);
+    assert_eq!(code, 0, "{o}{e}");
+    let tokens = tagged("\"analytics\"")
+        .replace(
+            "{ action = \"encrypt\", key = \"pii-main\" }",
+            "{ action = \"tokenize\", key = \"tok\" }",
+        )
+        .replace("out/safe.parquet", "out/tokens.parquet");
+    p.write("tokens.toml", &tokens);
+    let sql = tokens
+        .replace(
+            "type = \"protect\"\ninputs = [\"raw\"]\ncolumns.email = { action = \"tokenize\", key = \"tok\" }",
+            "type = \"sql\"\ninputs = [\"raw\"]\nquery = \"SELECT id, tokenize(email, 'tok') AS email FROM raw\"",
+        )
+        .replace("out/tokens.parquet", "out/tokens-sql.parquet");
+    assert!(sql.contains("tokenize(email"), "{sql}");
+    p.write("tokens-sql.toml", &sql);
+    for file in ["tokens.toml", "tokens-sql.toml"] {
+        let (code, _, e) = p.run_as("ann", &["run", file]);
+        assert_eq!(code, 3, "{file}: {e}");
+        assert!(
+            e.contains("may not use_key on key:tok/protect/tokenize"),
+            "{e}"
+        );
+        let (code, _, e) = p.run_as("eve", &["run", file]);
+        assert_eq!(code, 0, "{file}: {e}");
+    }
+    assert!(
+        events(&p).iter().any(|e| e["event"]["action"] == "use_key"
+            && e["event"]["principal"] == "ann"
+            && e["event"]["outcome"] == "denied"),
+        "no use_key denial recorded"
+    );
 
     // data_engineer: runs, but decrypting PII needs a grant, in config and in SQL alike.
     for pipeline in ["reveal.toml", "reveal-sql.toml"] {
@@ -373,11 +408,24 @@ fn roles_and_grants_are_enforced_on_runs() {
             .any(|e| e["event"]["principal"] == "eve"
                 && e["event"]["policies"][0] == format!("grant:{grant_id}"))
     );
-    assert!(decided("decrypt_column", "denied").len() >= 4);
+    assert!(
+        decided("decrypt_column", "denied").len() >= 4,
+        "{} events: {:?}",
+        ev.len(),
+        ev.iter()
+            .map(|e| format!(
+                "{} {} {}",
+                e["event"]["principal"], e["event"]["action"], e["event"]["outcome"]
+            ))
+            .collect::<Vec<_>>()
+    );
     assert!(
         decided("run_pipeline", "succeeded")
             .iter()
-            .any(|e| e["event"]["run_id"].is_string() && e["event"]["rows"] == 2)
+            .any(|e| e["event"]["run_id"].is_string() && e["event"]["rows"] == 2),
+        "{} events: {:?}",
+        ev.len(),
+        decided("run_pipeline", "succeeded")
     );
 }
 
@@ -440,7 +488,8 @@ fn policies_are_validated_and_fail_closed() {
     // A valid custom policy set replaces the defaults.
     p.write(
         "policies/team.cedar",
-        "@id(\"everyone-runs\")\npermit (principal, action == Custos::Action::\"run_pipeline\", resource);\n",
+        "@id(\"everyone-runs\")\npermit (principal, action == Custos::Action::\"run_pipeline\", resource);\n\
+         @id(\"everyone-protects\")\npermit (principal, action == Custos::Action::\"use_key\", resource);\n",
     );
     assert_eq!(p.run(&["validate", "protect.toml"]).status.code(), Some(0));
     let (code, _, e) = p.run_as("tester", &["run", "protect.toml"]);

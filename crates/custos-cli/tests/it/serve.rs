@@ -148,7 +148,11 @@ fn serves_the_project_and_stops_on_sigterm() {
     let (code, o, e) = remote("admin", &["audit", "verify"]);
     assert_eq!(code, 0, "{o}{e}");
     assert!(o.starts_with("audit log ok:"), "{o}");
-    let (code, _, e) = remote("tester", &["keys", "list"]);
+    // Keys are the server's: listed through it, never initialised by a client.
+    let (code, o, e) = remote("tester", &["keys", "list"]);
+    assert_eq!(code, 0, "{e}");
+    assert!(o.contains("custos-audit") && !o.contains("wrapped"), "{o}");
+    let (code, _, e) = remote("tester", &["keys", "init"]);
     assert_eq!(code, 2, "{e}");
     assert!(e.contains("not available through a server"), "{e}");
     // `custos login` keeps the token for that server (mode 0600).

@@ -483,3 +483,91 @@ fn an_older_identity_store_gains_the_new_columns() {
     ids.add_user("new", "analyst", "old", 2).unwrap();
     assert_eq!(ids.user("new").unwrap().unwrap().created_by, "old");
 }
+
+fn key_use(key: &str, pipeline: &str, operation: &str, deterministic: bool) -> Resource {
+    Resource::KeyUse {
+        key: key.into(),
+        pipeline: pipeline.into(),
+        tags: vec!["analytics".into()],
+        operation: operation.into(),
+        deterministic,
+    }
+}
+
+#[test]
+fn deterministic_key_uses_need_the_role_or_a_grant() {
+    let analyst = user("ann", "analyst");
+    let ml = user("max", "ml_engineer");
+    let eng = user("eve", "data_engineer");
+    let admin = user("sam", "security_admin");
+    let random = key_use("pii-main", "p", "encrypt", false);
+    let tokens = key_use("tokens", "p", "tokenize", true);
+    let fpe = key_use("tokens", "p", "fpe", true);
+    // Random encryption gives no codebook: everyone who runs pipelines may use it.
+    for u in [&analyst, &ml, &eng] {
+        assert!(allowed(u, Action::UseKey, &random), "{}", u.role);
+    }
+    // Deterministic uses: data engineers only, by default.
+    assert!(allowed(&eng, Action::UseKey, &tokens));
+    for u in [&analyst, &ml, &admin] {
+        assert!(!allowed(u, Action::UseKey, &tokens), "{}", u.role);
+        assert!(!allowed(u, Action::UseKey, &fpe), "{}", u.role);
+    }
+    assert!(!allowed(&admin, Action::UseKey, &random));
+    // A grant on the key covers its uses in every pipeline, and no other key.
+    let g = grant(7, "ann", "use_key", "key:tokens", NOW + 60);
+    let e = engine();
+    let d = e.decide(
+        &analyst,
+        Action::UseKey,
+        &tokens,
+        std::slice::from_ref(&g),
+        NOW,
+    );
+    assert!(d.allowed && d.policies == ["grant:7"], "{d:?}");
+    assert!(
+        e.decide(
+            &analyst,
+            Action::UseKey,
+            &fpe,
+            std::slice::from_ref(&g),
+            NOW
+        )
+        .allowed
+    );
+    let other = key_use("other", "p", "tokenize", true);
+    assert!(
+        !e.decide(
+            &analyst,
+            Action::UseKey,
+            &other,
+            std::slice::from_ref(&g),
+            NOW
+        )
+        .allowed
+    );
+    // A grant on a pipeline covers the keys that pipeline uses.
+    let g = grant(8, "ann", "use_key", "pipeline:p", NOW + 60);
+    assert!(
+        e.decide(
+            &analyst,
+            Action::UseKey,
+            &tokens,
+            std::slice::from_ref(&g),
+            NOW
+        )
+        .allowed
+    );
+    let elsewhere = key_use("tokens", "q", "tokenize", true);
+    assert!(
+        !e.decide(
+            &analyst,
+            Action::UseKey,
+            &elsewhere,
+            std::slice::from_ref(&g),
+            NOW
+        )
+        .allowed
+    );
+    assert_eq!(tokens.spec(), "key:tokens/p/tokenize");
+}

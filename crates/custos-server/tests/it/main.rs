@@ -2,7 +2,9 @@
 //! audit), and the real server over TLS on loopback.
 #![allow(clippy::unwrap_used, missing_docs)]
 
+mod admin;
 mod api;
+mod oidc;
 mod tls;
 
 use std::net::SocketAddr;
@@ -105,6 +107,8 @@ pub struct Opts {
     pub secrets: Vec<String>,
     pub allow: Vec<&'static str>,
     pub runs: usize,
+    pub mfa: bool,
+    pub oidc: Option<custos_app::oidc::OidcProvider>,
 }
 
 impl Default for Opts {
@@ -113,6 +117,8 @@ impl Default for Opts {
             secrets: vec!["env:PG_*".into()],
             allow: Vec::new(),
             runs: 2,
+            mfa: true,
+            oidc: None,
         }
     }
 }
@@ -126,6 +132,8 @@ pub async fn open(env: &Env, o: Opts) -> Arc<Project> {
             allow: o.allow.iter().map(|c| Cidr::parse(c).unwrap()).collect(),
             max_concurrent_runs: o.runs,
             principal: "server".into(),
+            mfa_required: o.mfa,
+            oidc: o.oidc,
         },
     )
     .await

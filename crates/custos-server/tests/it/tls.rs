@@ -30,7 +30,7 @@ fn pki() -> Pki {
 }
 
 async fn start(env: &Env, pki: &Pki, min: &str) -> Server {
-    let tls = custos_server::tls::server_config(&pki.cert_pem, &pki.key_pem, min).unwrap();
+    let tls = custos_server::tls::server_config(&pki.cert_pem, &pki.key_pem, min, None).unwrap();
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let project = open(env, Opts::default()).await;
     Server::serve(listener, Some(tls), project, Duration::from_secs(5)).unwrap()
@@ -157,10 +157,11 @@ async fn key_errors_never_quote_the_key() {
     let bad_key = mine
         .key_pem
         .replace("PRIVATE KEY-----\n", "PRIVATE KEY-----\nCANARYKEY");
-    let e = custos_server::tls::server_config(&mine.cert_pem, &bad_key, "1.2").unwrap_err();
+    let e = custos_server::tls::server_config(&mine.cert_pem, &bad_key, "1.2", None).unwrap_err();
     assert!(!e.to_string().contains("CANARY"), "{e}");
     let other = pki();
-    let e = custos_server::tls::server_config(&mine.cert_pem, &other.key_pem, "1.2").unwrap_err();
+    let e =
+        custos_server::tls::server_config(&mine.cert_pem, &other.key_pem, "1.2", None).unwrap_err();
     assert!(e.to_string().contains("do not fit"), "{e}");
 }
 
@@ -202,4 +203,148 @@ async fn whoami(project: &Arc<custos_app::Project>, token: &str) -> custos_app::
         .authenticate(custos_app::Credential::api_token(token), None)
         .await
         .unwrap()
+}
+
+/// A client CA and a certificate it issues to `cn`.
+struct ClientPki {
+    ca_pem: String,
+    ca: rcgen::Issuer<'static, rcgen::KeyPair>,
+}
+
+fn client_ca() -> ClientPki {
+    let key = rcgen::KeyPair::generate().unwrap();
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "custos test client CA");
+    let cert = params.self_signed(&key).unwrap();
+    ClientPki {
+        ca_pem: cert.pem(),
+        ca: rcgen::Issuer::new(params, key),
+    }
+}
+
+/// A client certificate for `cn` signed by `ca`: (chain, key) for rustls.
+fn client_cert(
+    ca: &ClientPki,
+    cn: &str,
+) -> (
+    Vec<CertificateDer<'static>>,
+    rustls_pki_types::PrivateKeyDer<'static>,
+) {
+    let key = rcgen::KeyPair::generate().unwrap();
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, cn);
+    params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
+    let cert = params.signed_by(&key, &ca.ca).unwrap();
+    let der = rustls_pki_types::PrivateKeyDer::try_from(key.serialize_der()).unwrap();
+    (vec![cert.der().clone()], der)
+}
+
+fn mtls_client(
+    pki: &Pki,
+    cert: Option<(
+        Vec<CertificateDer<'static>>,
+        rustls_pki_types::PrivateKeyDer<'static>,
+    )>,
+) -> tokio_rustls::TlsConnector {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(pki.cert_der.clone()).unwrap();
+    let b = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::aws_lc_rs::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots);
+    let cfg = match cert {
+        Some((chain, key)) => b.with_client_auth_cert(chain, key).unwrap(),
+        None => b.with_no_client_auth(),
+    };
+    tokio_rustls::TlsConnector::from(Arc::new(cfg))
+}
+
+async fn start_mtls(env: &Env, pki: &Pki, ca: &ClientPki, required: bool) -> Server {
+    let tls = custos_server::tls::server_config(
+        &pki.cert_pem,
+        &pki.key_pem,
+        "1.2",
+        Some(custos_server::tls::ClientVerification {
+            ca_pem: &ca.ca_pem,
+            crl_pem: None,
+            required,
+        }),
+    )
+    .unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let project = open(env, Opts::default()).await;
+    Server::serve(listener, Some(tls), project, Duration::from_secs(5)).unwrap()
+}
+
+#[tokio::test]
+async fn client_certificates_sign_in_the_user_they_name() {
+    let env = setup();
+    let pki = pki();
+    let ca = client_ca();
+    let server = start_mtls(&env, &pki, &ca, false).await;
+    // A certificate of the trusted CA signs in the user of its common name.
+    let c = mtls_client(&pki, Some(client_cert(&ca, "eng")));
+    let r = https_get(&c, &server, "/v1/whoami", None).await.unwrap();
+    assert!(
+        r.starts_with("HTTP/1.1 200") && r.contains("\"eng\"") && r.contains("client_certificate"),
+        "{r}"
+    );
+    // A bearer token on the same connection is the identity that counts.
+    let r = https_get(&c, &server, "/v1/whoami", Some(&env.ana))
+        .await
+        .unwrap();
+    assert!(r.contains("\"ana\"") && r.contains("api_token"), "{r}");
+    // A certificate naming no user is refused, and the refusal is audited.
+    let c = mtls_client(&pki, Some(client_cert(&ca, "mallory")));
+    let r = https_get(&c, &server, "/v1/whoami", None).await.unwrap();
+    assert!(r.starts_with("HTTP/1.1 401"), "{r}");
+    // A certificate from another CA fails the handshake.
+    let rogue = client_ca();
+    let c = mtls_client(&pki, Some(client_cert(&rogue, "admin")));
+    assert!(https_get(&c, &server, "/v1/whoami", None).await.is_err());
+    // Optional: without a certificate the token still works.
+    let c = mtls_client(&pki, None);
+    let r = https_get(&c, &server, "/v1/whoami", Some(&env.eng))
+        .await
+        .unwrap();
+    assert!(r.starts_with("HTTP/1.1 200"), "{r}");
+    let project = server.project().clone();
+    let admin = whoami(&project, &env.admin).await;
+    let records = project
+        .audit_query(&admin, custos_app::AuditFilter::default())
+        .await
+        .unwrap();
+    assert!(
+        records
+            .iter()
+            .any(|r| r.event.error_code.as_deref() == Some("invalid_certificate")),
+        "{records:?}"
+    );
+    server.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn required_client_certificates_refuse_connections_without_one() {
+    let env = setup();
+    let pki = pki();
+    let ca = client_ca();
+    let server = start_mtls(&env, &pki, &ca, true).await;
+    let c = mtls_client(&pki, None);
+    // The handshake (or the first read, in TLS 1.3) fails: no HTTP answer.
+    let r = https_get(&c, &server, "/v1/whoami", Some(&env.eng)).await;
+    assert!(
+        r.as_ref().map_or(true, |s| !s.starts_with("HTTP/")),
+        "{r:?}"
+    );
+    let c = mtls_client(&pki, Some(client_cert(&ca, "ana")));
+    let r = https_get(&c, &server, "/v1/whoami", None).await.unwrap();
+    assert!(r.contains("\"ana\""), "{r}");
+    server.shutdown().await.unwrap();
 }

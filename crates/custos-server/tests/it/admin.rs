@@ -1,0 +1,590 @@
+//! Administration through the API: second-factor enrolment and step-up, users, tokens and
+//! grants, stored policies and retention, the sealed identity store, per-key use decisions,
+//! and the Unix socket.
+
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode, header};
+use custos_app::{Confinement, Project, ProjectOptions};
+use serde_json::{Value, json};
+use tower::ServiceExt;
+
+use crate::*;
+
+/// One request with an optional one-time code.
+async fn call_otp(
+    app: &axum::Router,
+    method: &str,
+    path: &str,
+    token: &str,
+    otp: Option<&str>,
+    body: Option<Value>,
+) -> (StatusCode, Value) {
+    let mut req = Request::builder()
+        .method(method)
+        .uri(path)
+        .header(header::AUTHORIZATION, format!("Bearer {token}"));
+    if let Some(c) = otp {
+        req = req.header("x-custos-otp", c);
+    }
+    let mut req = match body {
+        Some(b) => req
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(Body::from(b.to_string()))
+            .unwrap(),
+        None => req.body(Body::empty()).unwrap(),
+    };
+    let addr: std::net::SocketAddr = "127.0.0.1:40000".parse().unwrap();
+    req.extensions_mut()
+        .insert(axum::extract::ConnectInfo(addr));
+    let resp = app.clone().oneshot(req).await.unwrap();
+    let status = resp.status();
+    let bytes = axum::body::to_bytes(resp.into_body(), 1 << 24)
+        .await
+        .unwrap();
+    let v = serde_json::from_slice(&bytes)
+        .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()));
+    (status, v)
+}
+
+fn now_s() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+fn code(secret: &str, at: u64) -> String {
+    custos_policy::mfa::totp_code(secret, 6, at).unwrap()
+}
+
+/// Enrols `token`'s user and confirms with the current code; returns the secret and the
+/// code the confirmation used.
+async fn enrol(app: &axum::Router, token: &str) -> (String, String) {
+    let (s, v) = call_otp(app, "POST", "/v1/mfa/enroll", token, None, None).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let secret = v["secret"].as_str().unwrap().to_string();
+    assert!(
+        v["otpauth_uri"]
+            .as_str()
+            .unwrap()
+            .starts_with("otpauth://totp/")
+    );
+    let first = code(&secret, now_s());
+    let (s, v) = call_otp(
+        app,
+        "POST",
+        "/v1/mfa/confirm",
+        token,
+        None,
+        Some(json!({"code": first})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    (secret, first)
+}
+
+fn error_codes(v: &Value) -> Vec<String> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["error_code"].as_str().map(str::to_string))
+        .collect()
+}
+
+#[tokio::test]
+async fn privileged_actions_need_a_fresh_second_factor() {
+    let env = setup();
+    let project = open(&env, Opts::default()).await;
+    let app = app(&project);
+    // Listing users is user administration: refused without a second factor.
+    let (s, v) = call_otp(&app, "GET", "/v1/users", &env.admin, None, None).await;
+    assert_eq!(s, StatusCode::FORBIDDEN, "{v}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("second factor"),
+        "{v}"
+    );
+    // A code without an enrolment is refused too.
+    let (s, _) = call_otp(&app, "GET", "/v1/users", &env.admin, Some("123456"), None).await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    // Reading the audit log is not privileged.
+    let (s, _) = call_otp(&app, "GET", "/v1/audit", &env.admin, None, None).await;
+    assert_eq!(s, StatusCode::OK);
+
+    let (secret, used) = enrol(&app, &env.admin).await;
+    let (s, v) = call_otp(&app, "GET", "/v1/mfa", &env.admin, None, None).await;
+    assert_eq!((s, &v["confirmed"]), (StatusCode::OK, &json!(true)), "{v}");
+    // A second enrolment over a confirmed one is refused (an admin must reset it).
+    let (s, _) = call_otp(&app, "POST", "/v1/mfa/enroll", &env.admin, None, None).await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+    // The confirming code was used: it cannot be used again.
+    let (s, v) = call_otp(&app, "GET", "/v1/users", &env.admin, Some(&used), None).await;
+    assert_eq!(s, StatusCode::FORBIDDEN, "{v}");
+    // The next step's code works once.
+    let next = code(&secret, now_s() + 30);
+    let (s, v) = call_otp(&app, "GET", "/v1/users", &env.admin, Some(&next), None).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v.as_array().unwrap().len(), 3);
+    let (s, _) = call_otp(&app, "GET", "/v1/users", &env.admin, Some(&next), None).await;
+    assert_eq!(s, StatusCode::FORBIDDEN, "a replayed code is refused");
+    // A stale code (three steps old) is refused.
+    let stale = code(&secret, now_s() - 90);
+    let (s, _) = call_otp(&app, "GET", "/v1/users", &env.admin, Some(&stale), None).await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    let (s, v) = call_otp(
+        &app,
+        "GET",
+        "/v1/audit?action=manage_users&outcome=denied",
+        &env.admin,
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let codes = error_codes(&v);
+    for c in ["mfa_required", "mfa_invalid", "mfa_replayed"] {
+        assert!(codes.iter().any(|x| x == c), "{c} not in {codes:?}");
+    }
+    // Guessing codes locks the second factor.
+    for _ in 0..6 {
+        call_otp(&app, "GET", "/v1/users", &env.admin, Some("000001"), None).await;
+    }
+    let good = code(&secret, now_s() + 60);
+    let (s, v) = call_otp(&app, "GET", "/v1/users", &env.admin, Some(&good), None).await;
+    assert_eq!(s, StatusCode::FORBIDDEN, "{v}");
+    assert!(
+        v["error"]["message"].as_str().unwrap().contains("locked"),
+        "{v}"
+    );
+    // The TOTP secret is not in the identity store's file.
+    project.shutdown(Duration::from_secs(5)).await.unwrap();
+    let db = std::fs::read(env.state.join("identity.db")).unwrap();
+    assert!(
+        !db.windows(secret.len()).any(|w| w == secret.as_bytes()),
+        "the TOTP secret is stored in the clear"
+    );
+}
+
+#[tokio::test]
+async fn users_tokens_and_grants_through_the_api() {
+    let env = setup();
+    let project = open(
+        &env,
+        Opts {
+            mfa: false,
+            ..Opts::default()
+        },
+    )
+    .await;
+    let app = app(&project);
+    let (s, v) = call(
+        &app,
+        "POST",
+        "/v1/users",
+        Some(&env.admin),
+        Some(json!({"name": "dana", "role": "data_engineer"})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    let dana = v["token"].as_str().unwrap().to_string();
+    assert_eq!(v["user"]["created_by"], "admin");
+    let (s, v) = call(&app, "GET", "/v1/whoami", Some(&dana), None).await;
+    assert_eq!((s, &v["user"]["name"]), (StatusCode::OK, &json!("dana")));
+    // Analysts administer nothing.
+    let (s, _) = call(&app, "GET", "/v1/users", Some(&env.ana), None).await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    // A second admin, who replaces the token the first one handed over.
+    let (s, v) = call(
+        &app,
+        "POST",
+        "/v1/users",
+        Some(&env.admin),
+        Some(json!({"name": "sec", "role": "security_admin"})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    let first = v["token"].as_str().unwrap().to_string();
+    let (s, v) = call(&app, "POST", "/v1/token", Some(&first), None).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let sec = v["token"].as_str().unwrap().to_string();
+    let (s, _) = call(&app, "GET", "/v1/whoami", Some(&first), None).await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED, "the old token stops at once");
+    // The admin who created dana may not approve her grant; sec may.
+    let grant = json!({"user": "dana", "action": "decrypt_column", "resource": "pipeline:p", "until": "+1h", "reason": "INC-7"});
+    let (s, v) = call(
+        &app,
+        "POST",
+        "/v1/grants",
+        Some(&env.admin),
+        Some(grant.clone()),
+    )
+    .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("second person")
+    );
+    let (s, v) = call(&app, "POST", "/v1/grants", Some(&sec), Some(grant)).await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    let id = v["id"].as_i64().unwrap();
+    assert_eq!(v["granted_by"], "sec");
+    let (s, v) = call(&app, "GET", "/v1/grants", Some(&sec), None).await;
+    assert_eq!((s, v.as_array().unwrap().len()), (StatusCode::OK, 1));
+    let (s, v) = call(
+        &app,
+        "DELETE",
+        &format!("/v1/grants/{id}"),
+        Some(&sec),
+        None,
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["revoked_by"], "sec");
+    let (s, v) = call(&app, "GET", "/v1/grants?all=true", Some(&sec), None).await;
+    assert_eq!((s, v.as_array().unwrap().len()), (StatusCode::OK, 1));
+    // Bad input is named.
+    let (s, v) = call(
+        &app,
+        "POST",
+        "/v1/grants",
+        Some(&sec),
+        Some(json!({"user": "dana", "action": "fly", "resource": "*", "until": "+1h", "reason": "x"})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(
+        v["error"]["message"].as_str().unwrap().contains("fly"),
+        "{v}"
+    );
+    let (s, v) = call(
+        &app,
+        "POST",
+        "/v1/users",
+        Some(&sec),
+        Some(json!({"name": "x", "role": "pilot", "extra": 1})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+    // Disabling signs dana out at once; nobody disables themselves.
+    let (s, _) = call(&app, "POST", "/v1/users/dana/disable", Some(&sec), None).await;
+    assert_eq!(s, StatusCode::OK);
+    let (s, _) = call(&app, "GET", "/v1/whoami", Some(&dana), None).await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    let (s, _) = call(&app, "POST", "/v1/users/sec/disable", Some(&sec), None).await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+    let (s, _) = call(&app, "DELETE", "/v1/users/dana", Some(&sec), None).await;
+    assert_eq!(s, StatusCode::NO_CONTENT);
+    // Every change is in the audit log, and no token is.
+    let (s, v) = call(&app, "GET", "/v1/audit?limit=1000", Some(&sec), None).await;
+    assert_eq!(s, StatusCode::OK);
+    let actions: Vec<&str> = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["outcome"] == "succeeded")
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    for a in [
+        "user_add",
+        "token_rotate",
+        "grant_add",
+        "grant_revoke",
+        "user_disable",
+        "user_remove",
+    ] {
+        assert!(actions.contains(&a), "{a} not in {actions:?}");
+    }
+    let text = v.to_string();
+    for t in [&dana, &sec, &first] {
+        assert!(!text.contains(&t[t.len() - 16..]));
+    }
+}
+
+#[tokio::test]
+async fn policies_and_retention_change_only_through_audited_actions() {
+    let env = setup();
+    let opts = || Opts {
+        mfa: false,
+        ..Opts::default()
+    };
+    let project = open(&env, opts()).await;
+    let app = app(&project);
+    let (s, v) = call(&app, "GET", "/v1/policies", Some(&env.admin), None).await;
+    assert_eq!((s, &v), (StatusCode::OK, &Value::Null));
+    // Engineers change no policies.
+    let (s, _) = call(
+        &app,
+        "PUT",
+        "/v1/policies",
+        Some(&env.eng),
+        Some(json!({"text": custos_policy::DEFAULT_POLICIES, "reason": "x"})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    // Invalid Cedar changes nothing.
+    let (s, v) = call(
+        &app,
+        "PUT",
+        "/v1/policies",
+        Some(&env.admin),
+        Some(json!({"text": "permit (principal, action, resource) when { resource.nope };", "reason": "x"})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+    // Policies without the engineers' pipeline permissions: registering is then denied.
+    let text =
+        custos_policy::DEFAULT_POLICIES.replace("    Custos::Action::\"register_pipeline\"\n", "");
+    let text = text.replace(
+        "    Custos::Action::\"validate_pipeline\",\n",
+        "    Custos::Action::\"validate_pipeline\"\n",
+    );
+    assert_ne!(text, custos_policy::DEFAULT_POLICIES);
+    let (s, v) = call(
+        &app,
+        "PUT",
+        "/v1/policies",
+        Some(&env.admin),
+        Some(json!({"text": text, "reason": "CHG-1: registrations by security only"})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["version"], 1);
+    assert_eq!(v["set_by"], "admin");
+    let reg = json!({"config": pipeline("p1", &[])});
+    let (s, v) = call(
+        &app,
+        "POST",
+        "/v1/pipelines",
+        Some(&env.eng),
+        Some(reg.clone()),
+    )
+    .await;
+    assert_eq!(s, StatusCode::FORBIDDEN, "{v}");
+    let (s, _) = call(
+        &app,
+        "PUT",
+        "/v1/settings/audit-retention",
+        Some(&env.admin),
+        Some(json!({"retention": "soon"})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+    let (s, _) = call(
+        &app,
+        "PUT",
+        "/v1/settings/audit-retention",
+        Some(&env.admin),
+        Some(json!({"retention": "7y"})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::NO_CONTENT);
+    project.shutdown(Duration::from_secs(5)).await.unwrap();
+    drop(app);
+    drop(project);
+    // A policy file dropped into the project changes nothing: the stored version stays in
+    // force after a restart.
+    let dir = env.state.parent().unwrap().join("policies");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("permit-all.cedar"),
+        "@id(\"all\")\npermit (principal, action, resource);\n",
+    )
+    .unwrap();
+    let project = open(&env, opts()).await;
+    let app = crate::app(&project);
+    let (s, v) = call(&app, "POST", "/v1/pipelines", Some(&env.eng), Some(reg)).await;
+    assert_eq!(s, StatusCode::FORBIDDEN, "{v}");
+    let (s, v) = call(
+        &app,
+        "GET",
+        "/v1/audit?action=policies_set",
+        Some(&env.admin),
+        None,
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK);
+    let outcomes: Vec<&str> = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["outcome"].as_str().unwrap())
+        .collect();
+    assert_eq!(outcomes, ["failed", "succeeded"]);
+    let (s, v) = call(
+        &app,
+        "GET",
+        "/v1/audit?action=setting_set",
+        Some(&env.admin),
+        None,
+    )
+    .await;
+    assert_eq!((s, v.as_array().unwrap().len()), (StatusCode::OK, 1), "{v}");
+    project.shutdown(Duration::from_secs(5)).await.unwrap();
+}
+
+#[tokio::test]
+async fn an_identity_store_changed_outside_the_server_is_refused() {
+    let env = setup();
+    let project = open(&env, Opts::default()).await;
+    project.shutdown(Duration::from_secs(5)).await.unwrap();
+    drop(project);
+    // Someone with file access but without the keystore promotes the analyst.
+    let db = rusqlite::Connection::open(env.state.join("identity.db")).unwrap();
+    db.execute(
+        "UPDATE users SET role = 'security_admin' WHERE name = 'ana'",
+        [],
+    )
+    .unwrap();
+    drop(db);
+    let e = Project::open(
+        &env.state,
+        ProjectOptions {
+            passphrase: Some(custos_keys::Passphrase::new(PASSPHRASE.into())),
+            confinement: Confinement::new(std::slice::from_ref(&env.data), &[]).unwrap(),
+            allow: Vec::new(),
+            max_concurrent_runs: 1,
+            principal: "server".into(),
+            mfa_required: true,
+            oidc: None,
+        },
+    )
+    .await
+    .unwrap_err();
+    let msg = e.to_string();
+    assert!(
+        msg.contains("changed outside custos") && msg.contains("ana"),
+        "{msg}"
+    );
+    // Opening without the keystore is refused too, rather than trusting unverified rows.
+    let e = custos_policy::Identities::open(&env.state).unwrap_err();
+    assert!(matches!(e, custos_policy::PolicyError::Sealed), "{e}");
+}
+
+/// A pipeline tokenizing the product column with key `tok`.
+fn tokenizing(name: &str, tags: &[&str]) -> String {
+    pipeline(name, tags).replace(
+        "[sinks.out]\ntype = \"parquet\"\ninputs = [\"big\"]",
+        "[transforms.safe]\ntype = \"protect\"\ninputs = [\"big\"]\ncolumns = { product = { action = \"tokenize\", key = \"tok\" } }\n\n[sinks.out]\ntype = \"parquet\"\ninputs = [\"safe\"]",
+    )
+}
+
+#[tokio::test]
+async fn deterministic_key_uses_are_decided_per_key() {
+    let env = setup();
+    {
+        let path = custos_keys::keystore_path(&env.state);
+        let mut ks =
+            custos_keys::Keystore::open(&path, &custos_keys::Passphrase::new(PASSPHRASE.into()))
+                .unwrap();
+        ks.create("tok", custos_keys::Purpose::Hmac).await.unwrap();
+    }
+    let project = open(&env, Opts::default()).await;
+    let app = app(&project);
+    let cfg = tokenizing("tokens", &["analytics"]);
+    assert!(cfg.contains("tokenize"), "{cfg}");
+    let (s, v) = call(
+        &app,
+        "POST",
+        "/v1/pipelines",
+        Some(&env.eng),
+        Some(json!({"config": cfg})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    // The engineer may tokenize with any key.
+    let (s, job) = call(
+        &app,
+        "POST",
+        "/v1/pipelines/tokens/runs",
+        Some(&env.eng),
+        None,
+    )
+    .await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{job}");
+    let done = wait_job(&app, &env.eng, job["id"].as_str().unwrap()).await;
+    assert_eq!(done["status"], "succeeded", "{done}");
+    // The analyst may run the pipeline, but not tokenize with the key: a codebook of products
+    // (or SSNs) would be one run away.
+    let (s, job) = call(
+        &app,
+        "POST",
+        "/v1/pipelines/tokens/runs",
+        Some(&env.ana),
+        None,
+    )
+    .await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{job}");
+    let done = wait_job(&app, &env.ana, job["id"].as_str().unwrap()).await;
+    assert_eq!(done["status"], "failed", "{done}");
+    let err = done["error"].as_str().unwrap_or_default().to_string()
+        + done["summary"]["error"].as_str().unwrap_or_default();
+    assert!(err.contains("use_key") && err.contains("key:tok"), "{done}");
+    let (s, v) = call(
+        &app,
+        "GET",
+        "/v1/audit?action=use_key",
+        Some(&env.admin),
+        None,
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK);
+    let rows: Vec<(String, String, String)> = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["principal"].as_str().unwrap().to_string(),
+                e["resource"].as_str().unwrap().to_string(),
+                e["outcome"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert!(
+        rows.contains(&(
+            "eng".into(),
+            "key:tok/tokens/tokenize".into(),
+            "allowed".into()
+        )),
+        "{rows:?}"
+    );
+    assert!(
+        rows.contains(&(
+            "ana".into(),
+            "key:tok/tokens/tokenize".into(),
+            "denied".into()
+        )),
+        "{rows:?}"
+    );
+    project.shutdown(Duration::from_secs(5)).await.unwrap();
+}
+
+#[tokio::test]
+async fn the_unix_socket_serves_local_clients() {
+    let env = setup();
+    let project = open(&env, Opts::default()).await;
+    let sock = env.state.parent().unwrap().join("custos.sock");
+    let listener = tokio::net::UnixListener::bind(&sock).unwrap();
+    let server = custos_server::Server::serve_on(
+        None,
+        Some(listener),
+        None,
+        project,
+        Duration::from_secs(5),
+    )
+    .unwrap();
+    let url = format!("unix://{}", sock.display());
+    let c = custos_server::client::Client::new(&url, None, &env.eng).unwrap();
+    let v = c.call("GET", "/v1/whoami", None).await.unwrap();
+    assert_eq!(v["user"]["name"], "eng");
+    let c = custos_server::client::Client::new(&url, None, "cst_000000000000_nope").unwrap();
+    let e = c.call("GET", "/v1/whoami", None).await.unwrap_err();
+    assert_eq!(e.exit_code(), 3, "{e}");
+    server.shutdown().await.unwrap();
+}
