@@ -41,7 +41,7 @@ pub struct KeyInfo {
 pub struct VersionInfo {
     /// Version number.
     pub version: u32,
-    /// `active`, `decrypt_only`, `disabled` or `destroyed`.
+    /// `active`, `decrypt-only`, `disabled` or `destroyed`.
     pub state: String,
     /// When it was created.
     pub created_at: String,

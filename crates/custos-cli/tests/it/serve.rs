@@ -148,6 +148,47 @@ fn serves_the_project_and_stops_on_sigterm() {
     let (code, o, e) = remote("admin", &["audit", "verify"]);
     assert_eq!(code, 0, "{o}{e}");
     assert!(o.starts_with("audit log ok:"), "{o}");
+    // Privileged commands need a second factor: enrol, confirm, then send CUSTOS_OTP.
+    let (code, _, e) = remote("admin", &["users", "list"]);
+    assert_eq!(code, 3, "{e}");
+    assert!(e.contains("second factor"), "{e}");
+    let (code, o, e) = remote("admin", &["mfa", "enroll"]);
+    assert_eq!(code, 0, "{e}");
+    let secret = o
+        .lines()
+        .find_map(|l| l.strip_prefix("secret: "))
+        .expect("the secret is shown once")
+        .to_string();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let code_at = |t: u64| custos_policy::mfa::totp_code(&secret, 6, t).unwrap();
+    let (code, o, e) = remote("admin", &["mfa", "confirm", &code_at(now)]);
+    assert_eq!(code, 0, "{o}{e}");
+    let with_otp = |otp: &str, args: &[&str]| {
+        let out = p
+            .custos_as("admin")
+            .env("CUSTOS_SERVER", &server)
+            .env("CUSTOS_OTP", otp)
+            .env("XDG_CONFIG_HOME", p.path().join("home"))
+            .args(args)
+            .output()
+            .unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).to_string(),
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        )
+    };
+    let next = code_at(now + 30);
+    let (code, o, e) = with_otp(&next, &["users", "list"]);
+    assert_eq!(code, 0, "{e}");
+    assert!(o.contains("tester") && o.contains("security_admin"), "{o}");
+    // The same code twice: refused.
+    let (code, _, e) = with_otp(&next, &["users", "list"]);
+    assert_eq!(code, 3, "{e}");
+    assert!(e.contains("already used"), "{e}");
     // Keys are the server's: listed through it, never initialised by a client.
     let (code, o, e) = remote("tester", &["keys", "list"]);
     assert_eq!(code, 0, "{e}");

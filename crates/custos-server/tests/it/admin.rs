@@ -588,3 +588,143 @@ async fn the_unix_socket_serves_local_clients() {
     assert_eq!(e.exit_code(), 3, "{e}");
     server.shutdown().await.unwrap();
 }
+
+#[tokio::test]
+async fn keys_through_the_api() {
+    let env = setup();
+    let project = open(
+        &env,
+        Opts {
+            mfa: false,
+            ..Opts::default()
+        },
+    )
+    .await;
+    let app = app(&project);
+    // The server's own keys are listed, never their material.
+    let (s, v) = call(&app, "GET", "/v1/keys", Some(&env.eng), None).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let names: Vec<&str> = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["name"].as_str().unwrap())
+        .collect();
+    assert!(
+        names.contains(&"custos-audit") && names.contains(&"custos-identity"),
+        "{names:?}"
+    );
+    assert!(!v.to_string().contains("wrapped"), "{v}");
+    // Engineers create and rotate keys; analysts do not.
+    let (s, v) = call(
+        &app,
+        "POST",
+        "/v1/keys",
+        Some(&env.eng),
+        Some(json!({"name": "pii-main", "purpose": "aead"})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    assert_eq!(v["primary"], 1);
+    let (s, _) = call(
+        &app,
+        "POST",
+        "/v1/keys",
+        Some(&env.ana),
+        Some(json!({"name": "mine", "purpose": "hmac"})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    for (body, what) in [
+        (json!({"name": "pii-main", "purpose": "aead"}), "exists"),
+        (json!({"name": "x", "purpose": "signing"}), "purpose"),
+        (json!({"name": "Bad Name", "purpose": "aead"}), "name"),
+    ] {
+        let (s, v) = call(&app, "POST", "/v1/keys", Some(&env.eng), Some(body)).await;
+        assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{what}: {v}");
+    }
+    let (s, v) = call(
+        &app,
+        "POST",
+        "/v1/keys/pii-main/rotate",
+        Some(&env.eng),
+        None,
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["primary"], 2);
+    // The keystore the next run gets is the rotated one.
+    assert_eq!(
+        project
+            .keystore()
+            .unwrap()
+            .key("pii-main")
+            .unwrap()
+            .primary()
+            .unwrap()
+            .version,
+        2
+    );
+    // The server's own keys cannot be rotated, even by an admin.
+    let (s, v) = call(
+        &app,
+        "POST",
+        "/v1/keys/custos-identity/rotate",
+        Some(&env.admin),
+        None,
+    )
+    .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+    // Destroying needs a grant (and the name repeated).
+    let (s, _) = call(
+        &app,
+        "DELETE",
+        "/v1/keys/pii-main/versions/1?confirm=pii-main",
+        Some(&env.admin),
+        None,
+    )
+    .await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    let (s, _) = call(
+        &app,
+        "DELETE",
+        "/v1/keys/pii-main/versions/1?confirm=other",
+        Some(&env.admin),
+        None,
+    )
+    .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+    let (s, v) = call(
+        &app,
+        "POST",
+        "/v1/keys/pii-main/versions/1/disable",
+        Some(&env.eng),
+        None,
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["versions"][0]["state"], "disabled");
+    let (s, v) = call(&app, "GET", "/v1/keys/missing", Some(&env.eng), None).await;
+    assert_eq!(s, StatusCode::NOT_FOUND, "{v}");
+    // Every change's outcome is audited.
+    let (s, v) = call(
+        &app,
+        "GET",
+        "/v1/audit?principal=eng&outcome=succeeded",
+        Some(&env.admin),
+        None,
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK);
+    let actions: Vec<&str> = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    assert!(
+        actions.contains(&"manage_keys") && actions.contains(&"rotate_key"),
+        "{actions:?}"
+    );
+    project.shutdown(Duration::from_secs(5)).await.unwrap();
+}

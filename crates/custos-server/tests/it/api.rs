@@ -535,3 +535,78 @@ async fn audit_verifies_and_shutdown_seals_it() {
         .await
         .unwrap();
 }
+
+#[tokio::test]
+async fn job_events_stream_progress_until_the_end() {
+    let env = setup();
+    write_orders(&env.data.join("in/orders.csv"), 300_000);
+    let project = open(&env, Opts::default()).await;
+    let app = app(&project);
+    let (s, v) = call(
+        &app,
+        "POST",
+        "/v1/pipelines",
+        Some(&env.eng),
+        Some(json!({"config": pipeline("events", &[])})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    let (s, job) = call(
+        &app,
+        "POST",
+        "/v1/pipelines/events/runs",
+        Some(&env.eng),
+        None,
+    )
+    .await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{job}");
+    let id = job["id"].as_str().unwrap();
+    // The stream ends when the job does: reading it whole returns after the end event.
+    let (s, h, body) = call_from(
+        &app,
+        "127.0.0.1",
+        "GET",
+        &format!("/v1/jobs/{id}/events"),
+        Some(&env.eng),
+        None,
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(h["content-type"], "text/event-stream");
+    let text = body.as_str().unwrap().to_string();
+    let events: Vec<(&str, Value)> = text
+        .split("\n\n")
+        .filter(|e| !e.trim().is_empty() && !e.starts_with(':'))
+        .map(|e| {
+            let kind = e
+                .lines()
+                .find_map(|l| l.strip_prefix("event: "))
+                .unwrap_or_default();
+            let data = e
+                .lines()
+                .find_map(|l| l.strip_prefix("data: "))
+                .map(|d| serde_json::from_str(d).unwrap())
+                .unwrap_or(Value::Null);
+            (kind, data)
+        })
+        .collect();
+    let (last_kind, last) = events.last().unwrap();
+    assert_eq!(*last_kind, "end", "{text}");
+    assert_eq!(last["status"], "succeeded", "{last}");
+    assert_eq!(last["summary"]["rows_written"], 300_000);
+    assert!(
+        events[..events.len() - 1]
+            .iter()
+            .all(|(k, _)| *k == "progress"),
+        "{text}"
+    );
+    // Progress only grows.
+    let read: Vec<u64> = events
+        .iter()
+        .map(|(_, d)| d["progress"]["rows_read"].as_u64().unwrap_or(0))
+        .collect();
+    assert!(read.windows(2).all(|w| w[0] <= w[1]), "{read:?}");
+    // Another user's view of the job is the same; an unknown job is 404.
+    let (s, _) = call(&app, "GET", "/v1/jobs/nope/events", Some(&env.eng), None).await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+}
