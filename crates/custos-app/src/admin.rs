@@ -64,8 +64,10 @@ impl IssuedToken {
 #[serde(deny_unknown_fields)]
 pub struct NewUser {
     /// Unique name.
+    #[schemars(extend("pattern" = "^[A-Za-z0-9._@-]{1,64}$"))]
     pub name: String,
     /// Role.
+    #[schemars(extend("enum" = ["analyst", "data_engineer", "ml_engineer", "security_admin"]))]
     pub role: String,
 }
 
@@ -74,12 +76,20 @@ pub struct NewUser {
 #[serde(deny_unknown_fields)]
 pub struct NewGrant {
     /// Grantee.
+    #[schemars(extend("pattern" = "^[A-Za-z0-9._@-]{1,64}$"))]
     pub user: String,
     /// Action name.
+    #[schemars(extend("enum" = [
+        "run_pipeline", "validate_pipeline", "register_pipeline", "read_dataset",
+        "decrypt_column", "reidentify", "manage_keys", "rotate_key", "destroy_key",
+        "set_key_min_version", "use_key", "manage_users", "manage_policies", "read_audit",
+        "export_subject", "erase_subject", "rectify_subject"
+    ]))]
     pub action: String,
     /// Resource pattern (`key:NAME`, `pipeline:NAME`, ...).
     pub resource: String,
     /// Expiry: RFC 3339 or `+8h`.
+    #[schemars(extend("pattern" = "^(\\+[1-9][0-9]{0,6}[mhd]|[0-9]{4}-[0-9]{2}-[0-9]{2}T.+)$"))]
     pub until: String,
     /// Why.
     pub reason: String,
@@ -373,8 +383,28 @@ impl Project {
         if p.reason.trim().is_empty() {
             return Err(AppError::Invalid("a reason is required".into()));
         }
+        let now_s = now_ns() / 1_000_000_000;
+        let grants = crate::auth::lock(&self.ids)
+            .active_grants(who.name(), now_s)
+            .map_err(store_error)?;
         let engine = PolicyEngine::from_text(&p.text, "submitted policies")
-            .map_err(|e| AppError::Invalid(e.to_string()));
+            .map_err(|e| AppError::Invalid(e.to_string()))
+            .and_then(|e| {
+                // A policy set that takes `manage_policies` away from whoever installs it could
+                // leave nobody able to change it again (or to manage users): refused.
+                let keeps = |a: Action, r: &Resource| {
+                    e.decide(&who.user, a, r, &grants, now_s).allowed
+                };
+                if !keeps(Action::ManagePolicies, &Resource::PolicyStore)
+                    || !keeps(Action::ManageUsers, &Resource::Directory)
+                {
+                    return Err(AppError::Invalid(format!(
+                        "these policies would take manage_policies or manage_users away from \"{}\", who installs them: nobody might be able to undo them; keep a permit for your role",
+                        who.name()
+                    )));
+                }
+                Ok(e)
+            });
         let engine = match engine {
             Ok(e) => e,
             Err(e) => {

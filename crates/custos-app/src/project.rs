@@ -88,6 +88,7 @@ pub struct RegisterRequest {
     pub tags: Option<Vec<String>>,
     /// `public`, `internal`, `confidential` or `restricted` (default `confidential`).
     #[serde(default)]
+    #[schemars(extend("enum" = ["public", "internal", "confidential", "restricted"]))]
     pub classification: Option<String>,
 }
 

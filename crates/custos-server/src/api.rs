@@ -488,6 +488,7 @@ pub(crate) async fn mfa_enroll(
 #[serde(deny_unknown_fields)]
 pub(crate) struct Code {
     /// The authenticator app's current 6-digit code.
+    #[schemars(extend("pattern" = "^[0-9]{6}$"))]
     code: String,
 }
 
@@ -517,6 +518,7 @@ pub(crate) async fn set_policies(
 #[serde(deny_unknown_fields)]
 pub(crate) struct Retention {
     /// How long records are kept: `90d`, `12w`, `6m`, `7y`.
+    #[schemars(extend("pattern" = "^[1-9][0-9]{0,5}[dwmy]$"))]
     retention: String,
 }
 
@@ -539,8 +541,10 @@ pub(crate) async fn keys(State(s): State<AppState>, Authed(p): Authed) -> ApiRes
 #[serde(deny_unknown_fields)]
 pub(crate) struct NewKey {
     /// Name (lowercase letters, digits, '-' and '_').
+    #[schemars(extend("pattern" = "^[a-z][a-z0-9_-]{0,63}$"))]
     name: String,
     /// `aead` (AES-256-GCM), `daead` (AES-SIV), `fpe` (FF1) or `hmac` (tokens).
+    #[schemars(extend("enum" = ["aead", "daead", "fpe", "hmac"]))]
     purpose: String,
 }
 

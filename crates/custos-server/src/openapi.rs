@@ -600,5 +600,24 @@ mod tests {
         }
         let text = doc.to_string();
         assert!(!text.contains("$defs"), "unhoisted definitions");
+        // The enums written on the request types are the code's own lists.
+        let user = &doc["paths"]["/v1/users"]["post"]["requestBody"]["content"]["application/json"]
+            ["schema"];
+        assert_eq!(
+            user["properties"]["role"]["enum"],
+            json!(custos_policy::ROLES)
+        );
+        let actions: Vec<&str> = custos_policy::Action::ALL
+            .iter()
+            .map(|a| a.name())
+            .collect();
+        assert_eq!(body["properties"]["action"]["enum"], json!(actions));
+        let reg = &doc["paths"]["/v1/pipelines"]["post"]["requestBody"]["content"]["application/json"]
+            ["schema"];
+        assert_eq!(
+            reg["properties"]["classification"]["enum"],
+            json!(custos_app::CLASSIFICATIONS),
+            "{reg}"
+        );
     }
 }

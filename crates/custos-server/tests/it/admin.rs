@@ -337,6 +337,23 @@ async fn policies_and_retention_change_only_through_audited_actions() {
     )
     .await;
     assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+    // Policies that lock their installer out are refused.
+    let (s, v) = call(
+        &app,
+        "PUT",
+        "/v1/policies",
+        Some(&env.admin),
+        Some(json!({"text": "@id(\"runs\")\npermit (principal, action == Custos::Action::\"run_pipeline\", resource);\n", "reason": "oops"})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("manage_policies"),
+        "{v}"
+    );
     // Policies without the engineers' pipeline permissions: registering is then denied.
     let text =
         custos_policy::DEFAULT_POLICIES.replace("    Custos::Action::\"register_pipeline\"\n", "");
@@ -415,7 +432,7 @@ async fn policies_and_retention_change_only_through_audited_actions() {
         .iter()
         .map(|e| e["outcome"].as_str().unwrap())
         .collect();
-    assert_eq!(outcomes, ["failed", "succeeded"]);
+    assert_eq!(outcomes, ["failed", "failed", "succeeded"]);
     let (s, v) = call(
         &app,
         "GET",
