@@ -543,4 +543,47 @@ mod tests {
         .unwrap();
         assert_eq!(c.tls.unwrap().client_auth, ClientAuth::Required);
     }
+
+    #[test]
+    fn oidc_settings_are_checked_and_named() {
+        let base = format!(
+            "[server]\nlisten = \"0.0.0.0:1\"\n{TLS}[auth.oidc]\nissuer = \"https://idp\"\naudience = [\"custos\"]\nroles = [{{ claim_value = \"g\", role = \"analyst\" }}]\n"
+        );
+        let e = parse(&base).unwrap_err();
+        assert!(e.contains("jwks_url") && e.contains("jwks"), "{e}");
+        let c = parse(&format!("{base}jwks_url = \"https://idp/certs\"\n")).unwrap();
+        let o = c
+            .auth
+            .oidc_settings(Path::new("/etc/custos"))
+            .unwrap()
+            .unwrap();
+        assert_eq!(o.jwks, JwksLocation::Url("https://idp/certs".into()));
+        assert_eq!(o.step_up_max_age_secs, 900);
+        let c = parse(&format!("{base}jwks = \"${{file:jwks.json}}\"\n")).unwrap();
+        let o = c
+            .auth
+            .oidc_settings(Path::new("/etc/custos"))
+            .unwrap()
+            .unwrap();
+        assert_eq!(o.jwks, JwksLocation::File("/etc/custos/jwks.json".into()));
+        for (extra, key) in [
+            ("jwks_url = \"http://idp/certs\"\n", "jwks_url"),
+            (
+                "jwks_url = \"https://idp/c\"\nalgorithms = [\"HS256\"]\n",
+                "algorithms",
+            ),
+            ("jwks_url = \"https://idp/c\"\nissuerr = \"x\"\n", "issuerr"),
+            (
+                "jwks_url = \"https://idp/c\"\njwks_ca = \"/ca.pem\"\n",
+                "jwks_ca",
+            ),
+            (
+                "jwks_url = \"https://idp/c\"\nstep_up_max_age_secs = -1\n",
+                "step_up_max_age_secs",
+            ),
+        ] {
+            let e = parse(&format!("{base}{extra}")).unwrap_err();
+            assert!(e.contains(key), "{key}: {e}");
+        }
+    }
 }
