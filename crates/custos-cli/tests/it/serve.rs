@@ -104,20 +104,22 @@ fn serves_the_project_and_stops_on_sigterm() {
 
     // The CLI as a client: same commands, same output and exit codes.
     let server = format!("http://{addr}");
-    let remote = |user: &str, args: &[&str]| {
-        let out = p
-            .custos_as(user)
-            .env("CUSTOS_SERVER", &server)
-            .env("XDG_CONFIG_HOME", p.path().join("home"))
-            .args(args)
-            .output()
-            .unwrap();
+    // A command as `user` against the server, with a one-time code when given.
+    let remote_otp = |user: &str, otp: Option<&str>, args: &[&str]| {
+        let mut cmd = p.custos_as(user);
+        cmd.env("CUSTOS_SERVER", &server)
+            .env("XDG_CONFIG_HOME", p.path().join("home"));
+        if let Some(c) = otp {
+            cmd.env("CUSTOS_OTP", c);
+        }
+        let out = cmd.args(args).output().unwrap();
         (
             out.status.code().unwrap_or(-1),
             String::from_utf8_lossy(&out.stdout).to_string(),
             String::from_utf8_lossy(&out.stderr).to_string(),
         )
     };
+    let remote = |user: &str, args: &[&str]| remote_otp(user, None, args);
     let (code, o, e) = remote(
         "tester",
         &[
@@ -166,21 +168,7 @@ fn serves_the_project_and_stops_on_sigterm() {
     let code_at = |t: u64| custos_policy::mfa::totp_code(&secret, 6, t).unwrap();
     let (code, o, e) = remote("admin", &["mfa", "confirm", &code_at(now)]);
     assert_eq!(code, 0, "{o}{e}");
-    let with_otp = |otp: &str, args: &[&str]| {
-        let out = p
-            .custos_as("admin")
-            .env("CUSTOS_SERVER", &server)
-            .env("CUSTOS_OTP", otp)
-            .env("XDG_CONFIG_HOME", p.path().join("home"))
-            .args(args)
-            .output()
-            .unwrap();
-        (
-            out.status.code().unwrap_or(-1),
-            String::from_utf8_lossy(&out.stdout).to_string(),
-            String::from_utf8_lossy(&out.stderr).to_string(),
-        )
-    };
+    let with_otp = |otp: &str, args: &[&str]| remote_otp("admin", Some(otp), args);
     let next = code_at(now + 30);
     let (code, o, e) = with_otp(&next, &["users", "list"]);
     assert_eq!(code, 0, "{e}");
