@@ -153,12 +153,36 @@ pub fn router(state: AppState) -> Router {
     }
     app.route("/v1/openapi.json", get(openapi))
         .fallback(not_found)
+        .layer(middleware::from_fn(catch_panics))
         .layer(middleware::from_fn_with_state(state.clone(), observe))
         .with_state(state)
 }
 
 async fn openapi() -> Response {
     Json(crate::openapi::document()).into_response()
+}
+
+/// A handler that panics answers 500 with the usual error body (and is logged with its route,
+/// never the panic's text, which could quote a value) instead of dropping the connection.
+async fn catch_panics(req: Request, next: Next) -> Response {
+    use futures::FutureExt;
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_string(), |m| m.as_str().to_string());
+    match std::panic::AssertUnwindSafe(next.run(req))
+        .catch_unwind()
+        .await
+    {
+        Ok(r) => r,
+        Err(_) => {
+            tracing::error!(route = %route, "a request handler panicked");
+            ApiError(AppError::Internal(
+                "the server failed while handling the request".into(),
+            ))
+            .into_response()
+        }
+    }
 }
 
 /// Request ids, one JSON log line per request, and metrics.
@@ -635,4 +659,40 @@ pub(crate) async fn destroy_version(
     }
     let change = KeyChange::Destroy(version);
     Ok(Json(s.project.change_key(&p, &name, &change).await?).into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tower::ServiceExt;
+
+    #[tokio::test]
+    async fn a_panicking_handler_answers_500_and_the_server_goes_on() {
+        let app: Router = Router::new()
+            .route(
+                "/boom",
+                get(|| async {
+                    if std::hint::black_box(true) {
+                        panic!("CANARY-in-a-panic");
+                    }
+                    "unreachable"
+                }),
+            )
+            .route("/ok", get(|| async { "ok" }))
+            .layer(middleware::from_fn(catch_panics));
+        let req = |p: &str| {
+            Request::builder()
+                .uri(p)
+                .body(axum::body::Body::empty())
+                .unwrap()
+        };
+        let r = app.clone().oneshot(req("/boom")).await.unwrap();
+        assert_eq!(r.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        let body = axum::body::to_bytes(r.into_body(), 1 << 16).await.unwrap();
+        let text = String::from_utf8_lossy(&body);
+        assert!(text.contains("\"code\":\"internal\""), "{text}");
+        assert!(!text.contains("CANARY"), "{text}");
+        let r = app.oneshot(req("/ok")).await.unwrap();
+        assert_eq!(r.status(), StatusCode::OK);
+    }
 }
