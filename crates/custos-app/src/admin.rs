@@ -383,51 +383,29 @@ impl Project {
         if p.reason.trim().is_empty() {
             return Err(AppError::Invalid("a reason is required".into()));
         }
-        let now_s = now_ns() / 1_000_000_000;
-        let grants = crate::auth::lock(&self.ids)
-            .active_grants(who.name(), now_s)
-            .map_err(store_error)?;
-        let engine = PolicyEngine::from_text(&p.text, "submitted policies")
-            .map_err(|e| AppError::Invalid(e.to_string()))
-            .and_then(|e| {
+        let by = who.name().to_string();
+        let (stored, engine) = self
+            .change(who, AuditAction::PoliciesSet, "policies", |ids| {
+                let engine = PolicyEngine::from_text(&p.text, "submitted policies")?;
                 // A policy set that takes `manage_policies` away from whoever installs it could
                 // leave nobody able to change it again (or to manage users): refused.
+                let now_s = now_ns() / 1_000_000_000;
+                let grants = ids.active_grants(&by, now_s)?;
                 let keeps = |a: Action, r: &Resource| {
-                    e.decide(&who.user, a, r, &grants, now_s).allowed
+                    engine.decide(&who.user, a, r, &grants, now_s).allowed
                 };
                 if !keeps(Action::ManagePolicies, &Resource::PolicyStore)
                     || !keeps(Action::ManageUsers, &Resource::Directory)
                 {
-                    return Err(AppError::Invalid(format!(
-                        "these policies would take manage_policies or manage_users away from \"{}\", who installs them: nobody might be able to undo them; keep a permit for your role",
-                        who.name()
+                    return Err(PolicyError::Invalid(format!(
+                        "these policies would take manage_policies or manage_users away from \"{by}\", who installs them: nobody might be able to undo them; keep a permit for your role"
                     )));
                 }
-                Ok(e)
-            });
-        let engine = match engine {
-            Ok(e) => e,
-            Err(e) => {
-                self.audit
-                    .record_durable(
-                        Record::new(
-                            who.name(),
-                            AuditAction::PoliciesSet,
-                            "policies",
-                            Outcome::Failed,
-                        )
-                        .code(ErrorCode::Invalid),
-                    )
-                    .await?;
-                return Err(e);
-            }
-        };
-        let by = who.name().to_string();
-        let stored = self
-            .change(who, AuditAction::PoliciesSet, "policies", |ids| {
                 ids.set_policies(&p.text, &by, &p.reason, now_ns())?;
-                ids.policies()?
-                    .ok_or_else(|| PolicyError::Store("the stored policies vanished".into()))
+                let stored = ids
+                    .policies()?
+                    .ok_or_else(|| PolicyError::Store("the stored policies vanished".into()))?;
+                Ok((stored, engine))
             })
             .await?;
         self.authorizer.set_policies(engine);

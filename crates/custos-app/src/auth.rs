@@ -34,7 +34,7 @@ const FAILURE_WINDOW: Duration = Duration::from_secs(900);
 const MAX_LOCKOUT: Duration = Duration::from_secs(900);
 /// Most principals and addresses with recent failures kept at once: when full, entries that
 /// are not locked out are dropped first, so a flood of new names cannot exhaust memory.
-pub(crate) const FAILURE_ENTRIES_MAX: usize = 100_000;
+const FAILURE_ENTRIES_MAX: usize = 100_000;
 
 /// A credential, as presented.
 pub enum Credential {
@@ -251,20 +251,20 @@ struct Cached {
 
 /// Recent failures of one principal or address, and its lockout.
 #[derive(Default)]
-pub(crate) struct Failures {
+struct Failures {
     count: u32,
     first: Option<Instant>,
     locked_until: Option<Instant>,
 }
 
 impl Failures {
-    pub(crate) fn locked(&self, now: Instant) -> Option<Duration> {
+    fn locked(&self, now: Instant) -> Option<Duration> {
         self.locked_until
             .filter(|t| *t > now)
             .map(|t| t.duration_since(now))
     }
 
-    pub(crate) fn fail(&mut self, now: Instant) {
+    fn fail(&mut self, now: Instant) {
         if self
             .first
             .is_none_or(|f| now.duration_since(f) > FAILURE_WINDOW)
@@ -282,12 +282,51 @@ impl Failures {
     }
 }
 
+/// Recent failures by principal or address, with their lockouts; bounded at
+/// [`FAILURE_ENTRIES_MAX`] entries. Shared by sign-in and the second factor.
+#[derive(Default)]
+pub(crate) struct FailureTable(Mutex<HashMap<String, Failures>>);
+
+impl FailureTable {
+    /// The longest lockout still running for any of `keys`.
+    pub(crate) fn locked(&self, keys: &[String], now: Instant) -> Option<Duration> {
+        let f = lock(&self.0);
+        keys.iter()
+            .filter_map(|k| f.get(k).and_then(|x| x.locked(now)))
+            .max()
+    }
+
+    /// Counts a failure against each of `keys`. When the table is full, entries not locked
+    /// out are dropped, and if it is still full (a flood of lockouts) the older half of the
+    /// rest goes too.
+    pub(crate) fn fail(&self, keys: &[String], now: Instant) {
+        let mut f = lock(&self.0);
+        if f.len() >= FAILURE_ENTRIES_MAX {
+            f.retain(|_, x| x.locked(now).is_some());
+            if f.len() >= FAILURE_ENTRIES_MAX {
+                let mut until: Vec<Instant> = f.values().filter_map(|x| x.locked_until).collect();
+                until.sort_unstable();
+                let cut = until[until.len() / 2];
+                f.retain(|_, x| x.locked_until.is_some_and(|t| t > cut));
+            }
+        }
+        for k in keys {
+            f.entry(k.clone()).or_default().fail(now);
+        }
+    }
+
+    /// Forgets `key`'s failures (after a success).
+    pub(crate) fn clear(&self, key: &str) {
+        lock(&self.0).remove(key);
+    }
+}
+
 /// Signs callers in. One per project; shared by every request.
 pub struct Authenticator {
     ids: Arc<Mutex<Identities>>,
     audit: AuditHandle,
     cache: Mutex<HashMap<[u8; 32], Cached>>,
-    failures: Mutex<HashMap<String, Failures>>,
+    failures: FailureTable,
     allow: Vec<Cidr>,
     oidc: Option<Arc<OidcProvider>>,
 }
@@ -319,7 +358,7 @@ impl Authenticator {
             ids,
             audit,
             cache: Mutex::new(HashMap::new()),
-            failures: Mutex::new(HashMap::new()),
+            failures: FailureTable::default(),
             allow,
             oidc,
         }
@@ -381,13 +420,7 @@ impl Authenticator {
             .chain(address.map(|a| format!("ip:{a}")))
             .collect();
         let now = Instant::now();
-        let locked = {
-            let f = lock(&self.failures);
-            keys.iter()
-                .filter_map(|k| f.get(k).and_then(|x| x.locked(now)))
-                .max()
-        };
-        if let Some(wait) = locked {
+        if let Some(wait) = self.failures.locked(&keys, now) {
             return Err(self.refuse(
                 &subject,
                 address,
@@ -445,8 +478,7 @@ impl Authenticator {
                         verified: Instant::now(),
                     },
                 );
-                let mut f = lock(&self.failures);
-                f.remove(&subject);
+                self.failures.clear(&subject);
                 Ok(Principal {
                     user,
                     method: AuthMethod::ApiToken,
@@ -455,7 +487,7 @@ impl Authenticator {
                 })
             }
             Err(PolicyError::Authentication) => {
-                self.count_failure(&keys, now);
+                self.failures.fail(&keys, now);
                 Err(self.refuse(
                     &subject,
                     address,
@@ -464,25 +496,6 @@ impl Authenticator {
                 ))
             }
             Err(e) => Err(AppError::internal("identity store", e)),
-        }
-    }
-
-    /// Counts a failed sign-in against each of `keys` (the credential's subject and the
-    /// address). The map is bounded: when full, entries not locked out are dropped, and if
-    /// it is still full (a flood of lockouts) the oldest half of the rest goes too.
-    fn count_failure(&self, keys: &[String], now: Instant) {
-        let mut f = lock(&self.failures);
-        if f.len() >= FAILURE_ENTRIES_MAX {
-            f.retain(|_, x| x.locked(now).is_some());
-            if f.len() >= FAILURE_ENTRIES_MAX {
-                let mut until: Vec<Instant> = f.values().filter_map(|x| x.locked_until).collect();
-                until.sort_unstable();
-                let cut = until[until.len() / 2];
-                f.retain(|_, x| x.locked_until.is_some_and(|t| t > cut));
-            }
-        }
-        for k in keys {
-            f.entry(k.clone()).or_default().fail(now);
         }
     }
 
@@ -498,7 +511,7 @@ impl Authenticator {
         now: Instant,
     ) -> Result<Principal> {
         let Some(provider) = &self.oidc else {
-            self.count_failure(keys, now);
+            self.failures.fail(keys, now);
             return Err(self.refuse(
                 subject,
                 address,
@@ -510,7 +523,7 @@ impl Authenticator {
         let id = match provider.verify(jwt, now_s).await {
             Ok(id) => id,
             Err(e) => {
-                self.count_failure(keys, now);
+                self.failures.fail(keys, now);
                 return Err(self.refuse(
                     subject,
                     address,
@@ -573,11 +586,11 @@ impl Authenticator {
         };
         match user {
             Some(u) if u.active => {
-                lock(&self.failures).remove(subject);
+                self.failures.clear(subject);
                 Ok(u)
             }
             _ => {
-                self.count_failure(keys, now);
+                self.failures.fail(keys, now);
                 Err(self.refuse(
                     subject,
                     address,
@@ -651,6 +664,26 @@ mod tests {
         }
         assert_eq!(f.locked(t), Some(MAX_LOCKOUT));
         assert!(f.locked(t + MAX_LOCKOUT).is_none());
+    }
+
+    #[test]
+    fn the_failure_table_stays_bounded_and_keeps_lockouts() {
+        let t = FailureTable::default();
+        let now = Instant::now();
+        let locked = ["token:locked".to_string()];
+        for _ in 0..FAILURES_BEFORE_LOCKOUT {
+            t.fail(&locked, now);
+        }
+        for i in 0..FAILURE_ENTRIES_MAX - 1 {
+            t.fail(&[format!("ip:{i}")], now);
+        }
+        // Full (the lockout and the rest): the next failure drops the entries that are not
+        // locked out, never a lockout.
+        t.fail(&["ip:new".to_string()], now);
+        assert_eq!(lock(&t.0).len(), 2);
+        assert!(t.locked(&locked, now).is_some());
+        t.clear("token:locked");
+        assert!(t.locked(&locked, now).is_none());
     }
 
     #[test]

@@ -1,14 +1,13 @@
 //! Decisions: the project's Cedar policies, asked on behalf of a signed-in [`Principal`], with
 //! every decision recorded durably before the caller acts on it.
 
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Instant;
 
 use custos_policy::{Action, Decision, Identities, PolicyEngine, PolicyError, Resource, User};
 
 use crate::audit::{AuditAction, AuditHandle, ErrorCode, Outcome, Record, now_ns};
-use crate::auth::{FAILURE_ENTRIES_MAX, FactorState, Failures, Principal, lock};
+use crate::auth::{FactorState, FailureTable, Principal, lock};
 use crate::error::{AppError, Result};
 
 /// Why `user` was denied `action` on `spec`, for the user: the failing evaluation, the
@@ -32,6 +31,41 @@ pub fn denial_message(user: &User, action: Action, spec: &str, decision: &Decisi
     )
 }
 
+/// The pipeline a run's own decisions are about: the resources of the columns it decrypts and
+/// of the keys it protects data with. Shared by the server's runs and the CLI's local ones, so
+/// both ask the policies the same questions.
+#[derive(Debug, Clone)]
+pub struct RunScope {
+    /// The pipeline's name.
+    pub pipeline: String,
+    /// The tags the policies see.
+    pub tags: Vec<String>,
+}
+
+impl RunScope {
+    /// A column the run decrypts, treated as personal data (what else is encrypted).
+    pub fn decrypted_column(&self, column: &str) -> Resource {
+        Resource::Column {
+            pipeline: self.pipeline.clone(),
+            tags: self.tags.clone(),
+            name: column.to_string(),
+            pii: true,
+            protection: "encrypt".into(),
+        }
+    }
+
+    /// One use of `key` by `operation` in the run.
+    pub fn key_use(&self, key: &str, operation: &str, deterministic: bool) -> Resource {
+        Resource::KeyUse {
+            key: key.to_string(),
+            pipeline: self.pipeline.clone(),
+            tags: self.tags.clone(),
+            operation: operation.to_string(),
+            deterministic,
+        }
+    }
+}
+
 /// Asks the policies and records the answer. One per project.
 ///
 /// Where the project requires MFA, an allowed action that [`Action::needs_step_up`] also
@@ -43,7 +77,7 @@ pub struct Authorizer {
     ids: Arc<Mutex<Identities>>,
     audit: AuditHandle,
     mfa_required: bool,
-    mfa_failures: Mutex<HashMap<String, Failures>>,
+    mfa_failures: FailureTable,
 }
 
 impl std::fmt::Debug for Authorizer {
@@ -66,7 +100,7 @@ impl Authorizer {
             ids,
             audit,
             mfa_required,
-            mfa_failures: Mutex::new(HashMap::new()),
+            mfa_failures: FailureTable::default(),
         }
     }
 
@@ -99,11 +133,8 @@ impl Authorizer {
             FactorState::Code(c) => c.clone(),
         };
         let now = Instant::now();
-        let key = format!("mfa:{}", who.name());
-        if let Some(wait) = lock(&self.mfa_failures)
-            .get(&key)
-            .and_then(|f| f.locked(now))
-        {
+        let key = [format!("mfa:{}", who.name())];
+        if let Some(wait) = self.mfa_failures.locked(&key, now) {
             let m = format!(
                 "second factor locked after repeated wrong codes; try again in {} s",
                 wait.as_secs().max(1)
@@ -114,7 +145,7 @@ impl Authorizer {
         let checked = lock(&self.ids).mfa_verify(who.name(), &code, now_ns() / 1_000_000_000);
         let refused = match checked {
             Ok(()) => {
-                lock(&self.mfa_failures).remove(&key);
+                self.mfa_failures.clear(&key[0]);
                 *state = FactorState::Verified;
                 return Ok(());
             }
@@ -133,11 +164,7 @@ impl Authorizer {
             Err(e) => (ErrorCode::Error, format!("checking the second factor: {e}")),
         };
         if refused.0 != ErrorCode::Error {
-            let mut f = lock(&self.mfa_failures);
-            if f.len() >= FAILURE_ENTRIES_MAX {
-                f.retain(|_, x| x.locked(now).is_some());
-            }
-            f.entry(key).or_default().fail(now);
+            self.mfa_failures.fail(&key, now);
         }
         *state = FactorState::Refused(refused.0, refused.1.clone());
         Err(refused)

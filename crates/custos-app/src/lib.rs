@@ -27,7 +27,7 @@ pub mod settings;
 
 pub use admin::{IssuedToken, NewGrant, NewPolicies, NewUser};
 pub use auth::{AuthMethod, Authenticator, Cidr, Credential, Principal, SecondFactor};
-pub use authz::Authorizer;
+pub use authz::{Authorizer, RunScope};
 pub use confine::Confinement;
 pub use error::{AppError, Result};
 pub use jobs::{Job, JobInfo, JobStatus, ProgressInfo};

@@ -17,7 +17,7 @@ use tokio::sync::Semaphore;
 
 use crate::audit::{AuditAction, AuditHandle, ErrorCode, Outcome, Record, WriterOptions, now_ns};
 use crate::auth::{Authenticator, Cidr, Principal};
-use crate::authz::Authorizer;
+use crate::authz::{Authorizer, RunScope};
 use crate::confine::Confinement;
 use crate::error::{AppError, Result};
 use crate::jobs::{Job, JobInfo, JobStatus, Jobs};
@@ -668,8 +668,10 @@ impl Project {
             authorizer: Arc::new(DecryptAuthorizer {
                 authorizer: self.authorizer.clone(),
                 who: who.clone(),
-                pipeline: pipeline.name.clone(),
-                tags: pipeline.policy_tags(),
+                scope: RunScope {
+                    pipeline: pipeline.name.clone(),
+                    tags: pipeline.policy_tags(),
+                },
             }),
             cancel: job.cancel.clone(),
             keystore: self.keystore(),
@@ -947,26 +949,24 @@ async fn futures_wait(jobs: &[Arc<Job>]) {
 struct DecryptAuthorizer {
     authorizer: Arc<Authorizer>,
     who: Principal,
-    pipeline: String,
-    tags: Vec<String>,
+    scope: RunScope,
+}
+
+impl DecryptAuthorizer {
+    async fn decide(&self, action: Action, resource: &Resource) -> std::result::Result<(), String> {
+        self.authorizer
+            .authorize(&self.who, action, resource)
+            .await
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    }
 }
 
 #[async_trait::async_trait]
 impl RunAuthorizer for DecryptAuthorizer {
     async fn decrypt_column(&self, column: &str) -> std::result::Result<(), String> {
-        // Decrypted columns are treated as personal data: what else is encrypted.
-        let column = Resource::Column {
-            pipeline: self.pipeline.clone(),
-            tags: self.tags.clone(),
-            name: column.to_string(),
-            pii: true,
-            protection: "encrypt".into(),
-        };
-        self.authorizer
-            .authorize(&self.who, Action::DecryptColumn, &column)
+        self.decide(Action::DecryptColumn, &self.scope.decrypted_column(column))
             .await
-            .map(|_| ())
-            .map_err(|e| e.to_string())
     }
 
     async fn use_key(
@@ -975,17 +975,10 @@ impl RunAuthorizer for DecryptAuthorizer {
         operation: &str,
         deterministic: bool,
     ) -> std::result::Result<(), String> {
-        let r = Resource::KeyUse {
-            key: key.to_string(),
-            pipeline: self.pipeline.clone(),
-            tags: self.tags.clone(),
-            operation: operation.to_string(),
-            deterministic,
-        };
-        self.authorizer
-            .authorize(&self.who, Action::UseKey, &r)
-            .await
-            .map(|_| ())
-            .map_err(|e| e.to_string())
+        self.decide(
+            Action::UseKey,
+            &self.scope.key_use(key, operation, deterministic),
+        )
+        .await
     }
 }

@@ -592,8 +592,10 @@ fn run(state: &Path, args: &RunArgs) -> Result<u8> {
             let guard = Arc::new(SessionDecrypt {
                 session: session.clone(),
                 denied: denied.clone(),
-                pipeline: pipeline.name.clone(),
-                tags: pipeline.tags.clone(),
+                scope: custos_app::RunScope {
+                    pipeline: pipeline.name.clone(),
+                    tags: pipeline.tags.clone(),
+                },
             });
             // One unlock of the keystore serves the engine's data keys and the audit
             // checkpoint.
@@ -623,31 +625,28 @@ fn run(state: &Path, args: &RunArgs) -> Result<u8> {
 struct SessionDecrypt {
     session: Arc<Mutex<Session>>,
     denied: Arc<AtomicBool>,
-    pipeline: String,
-    tags: Vec<String>,
+    scope: custos_app::RunScope,
 }
 
-#[async_trait::async_trait]
-impl RunAuthorizer for SessionDecrypt {
-    async fn decrypt_column(&self, column: &str) -> std::result::Result<(), String> {
+impl SessionDecrypt {
+    fn decide(&self, action: Action, resource: &Resource) -> std::result::Result<(), String> {
         let mut s = self
             .session
             .lock()
             .map_err(|_| "the audit session was poisoned by a panic".to_string())?;
-        // Decrypted columns are treated as personal data: what else is encrypted.
-        let column = Resource::Column {
-            pipeline: self.pipeline.clone(),
-            tags: self.tags.clone(),
-            name: column.to_string(),
-            pii: true,
-            protection: "encrypt".into(),
-        };
-        s.authorize_within(Action::DecryptColumn, &column)
+        s.authorize_within(action, resource)
             .map(|_| ())
             .map_err(|e| {
                 self.denied.store(true, Ordering::Relaxed);
                 e.to_string()
             })
+    }
+}
+
+#[async_trait::async_trait]
+impl RunAuthorizer for SessionDecrypt {
+    async fn decrypt_column(&self, column: &str) -> std::result::Result<(), String> {
+        self.decide(Action::DecryptColumn, &self.scope.decrypted_column(column))
     }
 
     async fn use_key(
@@ -656,23 +655,10 @@ impl RunAuthorizer for SessionDecrypt {
         operation: &str,
         deterministic: bool,
     ) -> std::result::Result<(), String> {
-        let mut s = self
-            .session
-            .lock()
-            .map_err(|_| "the audit session was poisoned by a panic".to_string())?;
-        let r = Resource::KeyUse {
-            key: key.to_string(),
-            pipeline: self.pipeline.clone(),
-            tags: self.tags.clone(),
-            operation: operation.to_string(),
-            deterministic,
-        };
-        s.authorize_within(Action::UseKey, &r)
-            .map(|_| ())
-            .map_err(|e| {
-                self.denied.store(true, Ordering::Relaxed);
-                e.to_string()
-            })
+        self.decide(
+            Action::UseKey,
+            &self.scope.key_use(key, operation, deterministic),
+        )
     }
 }
 
