@@ -51,7 +51,7 @@ pub struct IssuedToken {
 }
 
 impl IssuedToken {
-    fn new(user: User, token: &Token) -> Self {
+    pub(crate) fn new(user: User, token: &Token) -> Self {
         Self {
             user,
             token: token.expose().to_string(),

@@ -265,6 +265,12 @@ enum Msg {
     },
     Close(oneshot::Sender<Result<()>>),
     Retention(Option<i64>),
+    SetKey(Box<SigningKey>),
+    Checkpoint(oneshot::Sender<Result<custos_audit::Checkpoint>>),
+    Prove(
+        Box<custos_audit::Checkpoint>,
+        oneshot::Sender<Result<std::result::Result<(u64, u64), String>>>,
+    ),
 }
 
 /// A sender of audit records to the project's writer. Cheap to clone.
@@ -273,7 +279,7 @@ pub struct AuditHandle {
     tx: mpsc::Sender<Msg>,
     dir: PathBuf,
     host: String,
-    verifying_key: Option<VerifyingKey>,
+    verifying_key: std::sync::Arc<std::sync::RwLock<Option<VerifyingKey>>>,
 }
 
 impl std::fmt::Debug for AuditHandle {
@@ -294,6 +300,9 @@ pub struct WriterOptions {
     pub retention_ns: Option<i64>,
     /// Who the writer acts for in retention records.
     pub principal: String,
+    /// Sign a checkpoint after a sync at most every [`CHECKPOINT_EVERY`] (a long-running
+    /// server); without it, only when asked and on close (one CLI command).
+    pub periodic_checkpoints: bool,
 }
 
 impl AuditHandle {
@@ -314,6 +323,7 @@ impl AuditHandle {
             principal: opts.principal,
             host: host.clone(),
             last_checkpoint: None,
+            periodic: opts.periodic_checkpoints,
         };
         std::thread::Builder::new()
             .name("custos-audit".into())
@@ -323,7 +333,7 @@ impl AuditHandle {
             tx,
             dir: dir.to_path_buf(),
             host,
-            verifying_key,
+            verifying_key: std::sync::Arc::new(std::sync::RwLock::new(verifying_key)),
         };
         if let Some(r) = recovered {
             tracing::warn!(
@@ -346,8 +356,41 @@ impl AuditHandle {
     }
 
     /// The checkpoint verification key, when the writer signs checkpoints.
-    pub fn verifying_key(&self) -> Option<&VerifyingKey> {
-        self.verifying_key.as_ref()
+    pub fn verifying_key(&self) -> Option<VerifyingKey> {
+        *self
+            .verifying_key
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Gives the writer a checkpoint key (one created after the log was opened, by the
+    /// command that set up the keystore).
+    pub fn set_key(&self, key: SigningKey) -> Result<()> {
+        *self
+            .verifying_key
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(key.verifying_key());
+        self.send(Msg::SetKey(Box::new(key)))
+    }
+
+    /// Syncs and signs a checkpoint of the log as it is now, and returns it.
+    pub async fn checkpoint(&self) -> Result<custos_audit::Checkpoint> {
+        let (done, wait) = oneshot::channel();
+        self.send(Msg::Checkpoint(done))?;
+        wait.await
+            .map_err(|_| AppError::Internal("the audit writer has stopped".into()))?
+    }
+
+    /// Checks that the log `old` describes is a prefix of the log now (RFC 6962 consistency
+    /// proof): the two sizes, or why not.
+    pub async fn prove(
+        &self,
+        old: &custos_audit::Checkpoint,
+    ) -> Result<std::result::Result<(u64, u64), String>> {
+        let (done, wait) = oneshot::channel();
+        self.send(Msg::Prove(Box::new(old.clone()), done))?;
+        wait.await
+            .map_err(|_| AppError::Internal("the audit writer has stopped".into()))?
     }
 
     fn stamp(&self, r: Record) -> Event {
@@ -432,6 +475,7 @@ struct Writer {
     principal: String,
     host: String,
     last_checkpoint: Option<Instant>,
+    periodic: bool,
 }
 
 impl Writer {
@@ -446,6 +490,8 @@ impl Writer {
             let mut checkpoint = false;
             let mut close = None;
             let mut failed: Option<AppError> = None;
+            let mut signed = Vec::new();
+            let mut proofs = Vec::new();
             for m in batch {
                 match m {
                     Msg::Append(e, done) => {
@@ -469,6 +515,9 @@ impl Writer {
                     }
                     Msg::Close(done) => close = Some(done),
                     Msg::Retention(r) => self.retention_ns = r,
+                    Msg::SetKey(k) => self.key = Some(*k),
+                    Msg::Checkpoint(done) => signed.push(done),
+                    Msg::Prove(old, done) => proofs.push((old, done)),
                 }
             }
             let mut result = self
@@ -476,15 +525,22 @@ impl Writer {
                 .sync()
                 .map_err(|e| AppError::internal("syncing the audit log", e));
             if result.is_ok() && failed.is_none() {
-                let due = self
-                    .last_checkpoint
-                    .is_none_or(|t| t.elapsed() >= CHECKPOINT_EVERY);
+                let due = self.periodic
+                    && self
+                        .last_checkpoint
+                        .is_none_or(|t| t.elapsed() >= CHECKPOINT_EVERY);
                 if checkpoint || close.is_some() || due {
                     result = self.checkpoint(close.is_some());
                 }
             }
             for w in waiting {
                 let _ = w.send(result.clone());
+            }
+            for done in signed {
+                let _ = done.send(result.clone().and_then(|()| self.sign()));
+            }
+            for (old, done) in proofs {
+                let _ = done.send(result.clone().map(|()| self.prove(&old)));
             }
             if let Some(done) = close {
                 let _ = done.send(result);
@@ -520,5 +576,44 @@ impl Writer {
             .map_err(|e| AppError::internal("signing an audit checkpoint", e))?;
         self.last_checkpoint = Some(Instant::now());
         Ok(())
+    }
+
+    /// A checkpoint signed on request (to export): needs the key.
+    fn sign(&mut self) -> Result<custos_audit::Checkpoint> {
+        let Some(key) = &self.key else {
+            return Err(AppError::Invalid(
+                "signing a checkpoint needs the audit key: it is in the keystore (CUSTOS_KEYSTORE_PASSPHRASE)".into(),
+            ));
+        };
+        let cp = self
+            .log
+            .checkpoint(key, now_ns())
+            .map_err(|e| AppError::internal("signing an audit checkpoint", e))?;
+        self.last_checkpoint = Some(Instant::now());
+        Ok(cp)
+    }
+
+    fn prove(&self, old: &custos_audit::Checkpoint) -> std::result::Result<(u64, u64), String> {
+        let n = self.log.len();
+        if old.size > n {
+            return Err(format!(
+                "the checkpoint covers {} records but the log holds {n} (truncated)",
+                old.size
+            ));
+        }
+        let old_root: [u8; 32] = hex::decode(&old.root)
+            .ok()
+            .and_then(|b| b.try_into().ok())
+            .ok_or("the checkpoint's root is not a SHA-256 hash")?;
+        let proof = self
+            .log
+            .consistency_proof(old.size)
+            .map_err(|e| e.to_string())?;
+        let root = self.log.root();
+        if custos_audit::merkle::verify_consistency(old.size, n, &old_root, &root, &proof) {
+            Ok((old.size, n))
+        } else {
+            Err("the consistency proof fails: history before the checkpoint was rewritten".into())
+        }
     }
 }

@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use crate::audit::ErrorCode;
 use crate::auth::Principal;
 use crate::error::{AppError, Result};
-use crate::project::{AUDIT_KEY, IDENTITY_KEY, Project};
+use crate::project::{AUDIT_KEY, IDENTITY_KEY, Owner, Project};
 
 /// A key as listed: no material, not even wrapped.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -119,8 +119,99 @@ fn key_error(e: custos_keys::KeyError) -> AppError {
 
 impl Project {
     fn current_keystore(&self) -> Result<std::sync::Arc<Keystore>> {
-        self.keystore()
-            .ok_or_else(|| AppError::Invalid("the server runs without a keystore".into()))
+        self.keystore().ok_or_else(|| self.no_keystore())
+    }
+
+    /// Why there is no keystore to use.
+    pub(crate) fn no_keystore(&self) -> AppError {
+        if let Some(e) = &self.keystore_error {
+            return e.clone();
+        }
+        match self.owner {
+            Owner::Server => AppError::Invalid("the server runs without a keystore".into()),
+            Owner::Command if self.passphrase.is_none() => {
+                AppError::Invalid(custos_keys::KeyError::NoPassphrase.to_string())
+            }
+            Owner::Command => AppError::Invalid(format!(
+                "no keystore at {}: create one with `custos keys init`",
+                self.keystore_file.display()
+            )),
+        }
+    }
+
+    /// Creates an empty keystore at the project's keystore file with the command's passphrase
+    /// (`manage_keys` on `key:*`; CLI local mode), with the audit checkpoint key in it, which
+    /// signs this command's checkpoint already.
+    pub async fn init_keystore(
+        &self,
+        who: &Principal,
+        params: custos_keys::KdfParams,
+    ) -> Result<()> {
+        let resource = Resource::Key { name: "*".into() };
+        self.authorizer
+            .authorize(who, Action::ManageKeys, &resource)
+            .await?;
+        let result = async {
+            if self.owner == Owner::Server {
+                return Err(AppError::Invalid(
+                    "a server's keystore is created before it starts (custos keys init)".into(),
+                ));
+            }
+            let pass = self.passphrase.as_ref().ok_or_else(|| self.no_keystore())?;
+            let ks = Keystore::init(&self.keystore_file, pass, params).map_err(|e| match e {
+                custos_keys::KeyError::Io { .. } => AppError::internal("creating the keystore", e),
+                other => AppError::Invalid(other.to_string()),
+            })?;
+            self.adopt_keystore(ks).await
+        }
+        .await;
+        self.authorizer
+            .outcome(
+                who.name(),
+                Action::ManageKeys,
+                &resource.spec(),
+                result
+                    .as_ref()
+                    .map(|_| ())
+                    .map_err(|e| (ErrorCode::Invalid, e.code().to_string())),
+                None,
+            )
+            .await?;
+        result
+    }
+
+    /// Reopens the keystore file after this command created or changed it outside the
+    /// project's operations (the example keys of `custos init`; CLI local mode).
+    pub async fn reload_keystore(&self) -> Result<()> {
+        let pass = self.passphrase.as_ref().ok_or_else(|| self.no_keystore())?;
+        let reopened = match self.keystore() {
+            Some(ks) => ks.reload(),
+            None => Keystore::open(&self.keystore_file, pass),
+        };
+        let ks = reopened.map_err(|e| {
+            AppError::Internal(format!(
+                "the keystore {} does not open: {e}",
+                self.keystore_file.display()
+            ))
+        })?;
+        self.adopt_keystore(ks).await
+    }
+
+    /// Puts a keystore this command created or changed in place; in local mode the audit
+    /// checkpoint key is created in it when missing and handed to the audit writer.
+    pub(crate) async fn adopt_keystore(&self, mut ks: Keystore) -> Result<()> {
+        if self.owner == Owner::Command && ks.key(AUDIT_KEY).is_err() {
+            ks.create(AUDIT_KEY, Purpose::Signing)
+                .await
+                .map_err(|e| AppError::internal(&format!("creating the key \"{AUDIT_KEY}\""), e))?;
+        }
+        if self.audit.verifying_key().is_none()
+            && let Some(key) = crate::project::audit_signing_key(&ks).await?
+        {
+            self.audit.set_key(key)?;
+        }
+        self.replace_keystore(ks);
+        Ok(())
     }
 
     /// Every key (`manage_keys` on `key:*`).
@@ -189,14 +280,23 @@ impl Project {
                 "key \"{name}\" belongs to the server (audit checkpoints, the identity store's seal); it cannot be rotated, disabled or destroyed"
             )));
         }
-        let pass = self
-            .passphrase
-            .as_ref()
-            .ok_or_else(|| AppError::Invalid("the server runs without a keystore".into()))?;
+        let pass = self.passphrase.as_ref().ok_or_else(|| self.no_keystore())?;
         let _one_at_a_time = self.key_changes.lock().await;
-        let path = custos_keys::keystore_path(self.state_dir());
-        let mut ks = Keystore::open(&path, pass)
-            .map_err(|e| AppError::internal("reopening the keystore", e))?;
+        if !self.keystore_file.is_file() {
+            return Err(self.no_keystore());
+        }
+        // The open keystore rereads the file with the key it holds (one Argon2id
+        // derivation per process, not per change); without one, the passphrase opens it.
+        let reopened = match self.keystore() {
+            Some(ks) => ks.reload(),
+            None => Keystore::open(&self.keystore_file, pass),
+        };
+        let mut ks = reopened.map_err(|e| {
+            AppError::Internal(format!(
+                "the keystore {} does not open: {e}",
+                self.keystore_file.display()
+            ))
+        })?;
         match change {
             KeyChange::Create(purpose) => {
                 let p = Purpose::parse(purpose)
@@ -230,7 +330,7 @@ impl Project {
             }
         }
         let info = ks.key(name).map(KeyInfo::from).map_err(key_error)?;
-        self.replace_keystore(ks);
+        self.adopt_keystore(ks).await?;
         Ok(info)
     }
 }

@@ -20,9 +20,11 @@ pub mod confine;
 pub mod error;
 pub mod jobs;
 pub mod keys;
+pub mod local;
 pub mod oidc;
 pub mod project;
 pub mod registry;
+pub mod scan;
 pub mod settings;
 
 pub use admin::{IssuedToken, NewGrant, NewPolicies, NewUser};
@@ -32,6 +34,8 @@ pub use confine::Confinement;
 pub use error::{AppError, Result};
 pub use jobs::{Job, JobInfo, JobStatus, ProgressInfo};
 pub use project::{
-    AuditEntry, AuditFilter, AuditVerification, Project, ProjectOptions, RegisterRequest,
+    AuditEntry, AuditFilter, AuditVerification, ExportedCheckpoint, LocalOptions, Project,
+    ProjectOptions, RegisterRequest,
 };
 pub use registry::{CLASSIFICATIONS, RegisteredPipeline};
+pub use scan::ScanRequest;

@@ -11,7 +11,7 @@ use std::time::Duration;
 use custos_config::Loaded;
 use custos_engine::{RunAuthorizer, RunOptions, RunOutcome, RunStatus, StateStore};
 use custos_policy::{Action, Identities, PolicyEngine, Resource};
-use ed25519_dalek::SigningKey;
+use ed25519_dalek::{SigningKey, VerifyingKey};
 use serde::{Deserialize, Serialize};
 use tokio::sync::Semaphore;
 
@@ -117,7 +117,7 @@ pub struct AuditFilter {
 }
 
 /// One audit record as returned by queries.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct AuditEntry {
     /// Position in the log.
     pub position: u64,
@@ -127,7 +127,7 @@ pub struct AuditEntry {
 }
 
 /// The result of verifying the audit log.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct AuditVerification {
     /// Positions in the log (present plus removed by retention).
     pub records: u64,
@@ -139,6 +139,17 @@ pub struct AuditVerification {
     pub root: String,
 }
 
+/// A signed checkpoint as exported: the statement and the key that verifies it.
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ExportedCheckpoint {
+    /// The signed statement: size, Merkle root, time.
+    #[schemars(with = "serde_json::Value")]
+    pub checkpoint: custos_audit::Checkpoint,
+    /// The Ed25519 public key, hex.
+    pub public_key: String,
+}
+
 /// An open project.
 pub struct Project {
     state_dir: PathBuf,
@@ -146,13 +157,20 @@ pub struct Project {
     authenticator: Arc<Authenticator>,
     pub(crate) authorizer: Arc<Authorizer>,
     pub(crate) audit: AuditHandle,
-    registry: Mutex<Registry>,
+    /// Opened on first use (a CLI command rarely needs it).
+    registry: Mutex<Option<Registry>>,
     keystore: std::sync::RwLock<Option<Arc<custos_keys::Keystore>>>,
+    /// The keystore file.
+    pub(crate) keystore_file: PathBuf,
+    /// Why the keystore did not open, when a command's passphrase did not open it.
+    pub(crate) keystore_error: Option<AppError>,
     /// The server's own passphrase, to reopen the keystore for key changes.
     pub(crate) passphrase: Option<custos_keys::Passphrase>,
+    /// A server, or one CLI command in local mode.
+    pub(crate) owner: Owner,
     /// Serializes key changes.
     pub(crate) key_changes: tokio::sync::Mutex<()>,
-    confinement: Confinement,
+    pub(crate) confinement: Confinement,
     jobs: Jobs,
     permits: Arc<Semaphore>,
     closing: AtomicBool,
@@ -201,29 +219,43 @@ pub fn lock_state_dir(state_dir: &Path, exclusive: bool) -> Result<std::fs::File
     Ok(file)
 }
 
-/// Opens the keystore and returns it with the audit key (the audit and identity keys are
-/// created when missing) and whether the identity key was created now.
-async fn open_keystore(
-    state_dir: &Path,
-    pass: &custos_keys::Passphrase,
-) -> Result<Option<(Arc<custos_keys::Keystore>, SigningKey, bool)>> {
-    let path = custos_keys::keystore_path(state_dir);
-    if !path.is_file() {
-        return Ok(None);
+/// Who has a project open.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Owner {
+    /// `custos serve`: the sole owner, holding the keys and state for every user.
+    Server,
+    /// One CLI command in local mode (one trust domain: whoever runs it holds the
+    /// passphrase and the state directory).
+    Command,
+}
+
+/// How a CLI command opens a project in local mode.
+#[derive(Default)]
+pub struct LocalOptions {
+    /// Unlocks the keystore (from the command's environment); without it the command runs
+    /// without keys and its audit records get no signed checkpoint.
+    pub passphrase: Option<custos_keys::Passphrase>,
+    /// The keystore file [default: `$CUSTOS_KEYSTORE`, else `keystore.ck` in the state
+    /// directory].
+    pub keystore_file: Option<PathBuf>,
+}
+
+impl std::fmt::Debug for LocalOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LocalOptions")
+            .field(
+                "passphrase",
+                &self.passphrase.as_ref().map(|_| "[redacted]"),
+            )
+            .field("keystore_file", &self.keystore_file)
+            .finish()
     }
-    let mut ks = custos_keys::Keystore::open(&path, pass).map_err(|e| {
-        AppError::Invalid(format!(
-            "the keystore {} does not open: {e}",
-            path.display()
-        ))
-    })?;
-    let identity_created = ks.key(IDENTITY_KEY).is_err();
-    for name in [AUDIT_KEY, IDENTITY_KEY] {
-        if ks.key(name).is_err() {
-            ks.create(name, custos_keys::Purpose::Signing)
-                .await
-                .map_err(|e| AppError::internal(&format!("creating the key \"{name}\""), e))?;
-        }
+}
+
+/// The audit checkpoint key of an open keystore, when it has one.
+pub(crate) async fn audit_signing_key(ks: &custos_keys::Keystore) -> Result<Option<SigningKey>> {
+    if ks.key(AUDIT_KEY).is_err() {
+        return Ok(None);
     }
     let (_, _, seed) = ks
         .encryption_key(AUDIT_KEY, custos_keys::Purpose::Signing)
@@ -233,11 +265,40 @@ async fn open_keystore(
         .expose()
         .try_into()
         .map_err(|_| AppError::Internal(format!("audit key \"{AUDIT_KEY}\" has the wrong size")))?;
-    Ok(Some((
-        Arc::new(ks),
-        SigningKey::from_bytes(&seed),
-        identity_created,
-    )))
+    Ok(Some(SigningKey::from_bytes(&seed)))
+}
+
+/// An open keystore, its audit key, and whether the identity key was created now.
+type OpenedKeystore = (Arc<custos_keys::Keystore>, Option<SigningKey>, bool);
+
+/// Opens the keystore at `path` (`None` when there is no such file) and returns it with its
+/// audit key. With `create`, the audit and identity keys are created when missing.
+async fn open_keystore(
+    path: &Path,
+    pass: &custos_keys::Passphrase,
+    create: bool,
+) -> Result<Option<OpenedKeystore>> {
+    if !path.is_file() {
+        return Ok(None);
+    }
+    let mut ks = custos_keys::Keystore::open(path, pass).map_err(|e| {
+        AppError::Invalid(format!(
+            "the keystore {} does not open: {e}",
+            path.display()
+        ))
+    })?;
+    let identity_created = create && ks.key(IDENTITY_KEY).is_err();
+    if create {
+        for name in [AUDIT_KEY, IDENTITY_KEY] {
+            if ks.key(name).is_err() {
+                ks.create(name, custos_keys::Purpose::Signing)
+                    .await
+                    .map_err(|e| AppError::internal(&format!("creating the key \"{name}\""), e))?;
+            }
+        }
+    }
+    let key = audit_signing_key(&ks).await?;
+    Ok(Some((Arc::new(ks), key, identity_created)))
 }
 
 /// Name of the key in the keystore whose seed seals the identity store.
@@ -296,31 +357,90 @@ impl Project {
     /// lock, opens the identity store, the policies (`policies/` beside the state directory),
     /// the keystore and the audit log, and records the start.
     pub async fn open(state_dir: &Path, opts: ProjectOptions) -> Result<Arc<Self>> {
-        custos_engine::create_private_dir(state_dir)
-            .map_err(|e| AppError::internal("creating the state directory", e))?;
-        let lock_file = lock_state_dir(state_dir, true)?;
+        let keystore_file = custos_keys::keystore_path(state_dir);
+        Self::open_as(state_dir, opts, Owner::Server, keystore_file).await
+    }
+
+    /// Opens the project of `state_dir` for one CLI command in local mode: a shared lock (no
+    /// server may own the project meanwhile), the policies of `$CUSTOS_POLICY_DIR` or
+    /// `policies/` (stored ones win), the keystore when the passphrase opens it, and an audit
+    /// writer that signs a checkpoint when the command closes the project.
+    pub async fn open_local(state_dir: &Path, opts: LocalOptions) -> Result<Arc<Self>> {
+        let keystore_file = opts
+            .keystore_file
+            .unwrap_or_else(|| custos_keys::keystore_path(state_dir));
+        let options = ProjectOptions {
+            passphrase: opts.passphrase,
+            confinement: Confinement::default(),
+            allow: Vec::new(),
+            max_concurrent_runs: 1,
+            principal: "cli".into(),
+            mfa_required: false,
+            oidc: None,
+        };
+        Self::open_as(state_dir, options, Owner::Command, keystore_file).await
+    }
+
+    async fn open_as(
+        state_dir: &Path,
+        opts: ProjectOptions,
+        owner: Owner,
+        keystore_file: PathBuf,
+    ) -> Result<Arc<Self>> {
+        custos_engine::create_private_dir(state_dir).map_err(|e| {
+            AppError::internal(
+                &format!("creating the state directory {}", state_dir.display()),
+                e,
+            )
+        })?;
+        let lock_file = lock_state_dir(state_dir, owner == Owner::Server)?;
         let project = settings::load_project(state_dir)?;
+        let mut keystore_error = None;
         let (keystore, key, first_seal) = match &opts.passphrase {
-            Some(p) => match open_keystore(state_dir, p).await? {
-                Some((ks, key, created)) => (Some(ks), Some(key), created),
-                None => (None, None, false),
+            Some(p) => match open_keystore(&keystore_file, p, owner == Owner::Server).await {
+                Ok(Some((ks, key, created))) => (Some(ks), key, created),
+                Ok(None) => (None, None, false),
+                // A command that needs no keys still runs; one that does reports this.
+                Err(e) if owner == Owner::Command => {
+                    tracing::debug!("the keystore did not open: {e}");
+                    // Not the caller's usage: the environment's passphrase or file.
+                    keystore_error = Some(AppError::Internal(e.to_string()));
+                    (None, None, false)
+                }
+                Err(e) => return Err(e),
             },
             None => (None, None, false),
         };
-        // With the keystore, the identity store is sealed: every row carries a MAC under a
-        // key only this process holds, so editing identity.db outside the server is detected.
-        let ids = open_identities(state_dir, keystore.as_deref(), first_seal).await?;
+        // With the keystore's identity key, the identity store is sealed: every row carries a
+        // MAC under a key only the keystore's holder has, so editing identity.db outside
+        // custos is detected.
+        let ids = match open_identities(state_dir, keystore.as_deref(), first_seal).await {
+            Err(AppError::Invalid(_)) if owner == Owner::Command && keystore.is_none() => {
+                return Err(AppError::Invalid(format!(
+                    "the identity store was sealed by a custos server: set CUSTOS_KEYSTORE_PASSPHRASE (or CUSTOS_KEYSTORE_PASSPHRASE_FILE) to open it locally, or use the server (CUSTOS_SERVER){}",
+                    keystore_error
+                        .as_ref()
+                        .map(|e| format!("; {e}"))
+                        .unwrap_or_default()
+                )));
+            }
+            other => other?,
+        };
         // Stored policies (changed only through `manage_policies`) win over policy files.
         let policies = match ids.policies() {
             Ok(Some(p)) => {
                 PolicyEngine::from_text(&p.text, &format!("stored policies version {}", p.version))
                     .map_err(|e| e.to_string())
             }
-            Ok(None) => PolicyEngine::load(&settings::policy_dir(state_dir, false))
-                .map_err(|e| e.to_string()),
+            Ok(None) => {
+                PolicyEngine::load(&settings::policy_dir(state_dir, owner == Owner::Command))
+                    .map_err(|e| e.to_string())
+            }
             Err(e) => Err(format!("reading the stored policies: {e}")),
         };
-        if let Err(e) = &policies {
+        if let Err(e) = &policies
+            && owner == Owner::Server
+        {
             tracing::error!("the policies do not load; every request will be denied: {e}");
         }
         let retention_ns = match ids.setting(crate::admin::RETENTION_SETTING) {
@@ -336,6 +456,7 @@ impl Project {
                 key,
                 retention_ns,
                 principal: opts.principal.clone(),
+                periodic_checkpoints: owner == Owner::Server,
             },
         )?;
         let authenticator = Arc::new(Authenticator::new(
@@ -350,24 +471,28 @@ impl Project {
             audit.clone(),
             opts.mfa_required,
         ));
-        let registry = Registry::open(state_dir)?;
-        audit
-            .record_durable(Record::new(
-                &opts.principal,
-                AuditAction::ServerStart,
-                "project",
-                Outcome::Succeeded,
-            ))
-            .await?;
+        if owner == Owner::Server {
+            audit
+                .record_durable(Record::new(
+                    &opts.principal,
+                    AuditAction::ServerStart,
+                    "project",
+                    Outcome::Succeeded,
+                ))
+                .await?;
+        }
         Ok(Arc::new(Self {
             state_dir: state_dir.to_path_buf(),
             ids,
             authenticator,
             authorizer,
             audit,
-            registry: Mutex::new(registry),
+            registry: Mutex::new(None),
             keystore: std::sync::RwLock::new(keystore),
+            keystore_file,
+            keystore_error,
             passphrase: opts.passphrase,
+            owner,
             key_changes: tokio::sync::Mutex::new(()),
             confinement: opts.confinement,
             jobs: Jobs::default(),
@@ -375,6 +500,20 @@ impl Project {
             closing: AtomicBool::new(false),
             _lock: lock_file,
         }))
+    }
+
+    /// Runs `f` on the pipeline registry, opened on first use.
+    fn with_registry<T>(&self, f: impl FnOnce(&Registry) -> Result<T>) -> Result<T> {
+        let mut r = lock(&self.registry);
+        if r.is_none() {
+            *r = Some(Registry::open(&self.state_dir)?);
+        }
+        match r.as_ref() {
+            Some(reg) => f(reg),
+            None => Err(AppError::Internal(
+                "the pipeline registry did not open".into(),
+            )),
+        }
     }
 
     /// The state directory.
@@ -418,6 +557,11 @@ impl Project {
             .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(Arc::new(ks));
     }
 
+    /// The keystore file.
+    pub fn keystore_file(&self) -> &Path {
+        &self.keystore_file
+    }
+
     /// Whether the keystore is open (runs that use keys need it).
     pub fn has_keystore(&self) -> bool {
         self.keystore().is_some()
@@ -436,7 +580,7 @@ impl Project {
         self.audit.flush(false).await
     }
 
-    fn load_registered(&self, p: &RegisteredPipeline) -> Result<Loaded> {
+    pub(crate) fn load_registered(&self, p: &RegisteredPipeline) -> Result<Loaded> {
         // The server's rules first: they hold whatever else is wrong with the config.
         let loaded = custos_config::load_str(&p.virtual_path(), &p.config);
         let mut bad = self.confinement.check_secrets(&p.config);
@@ -518,15 +662,17 @@ impl Project {
                     "pipeline \"{name}\" is invalid:\n{diags}"
                 )));
             }
-            lock(&self.registry).register(
-                &name,
-                &req.config,
-                &base_dir,
-                &tags,
-                &classification,
-                who.name(),
-                now_ns(),
-            )
+            self.with_registry(|r| {
+                r.register(
+                    &name,
+                    &req.config,
+                    &base_dir,
+                    &tags,
+                    &classification,
+                    who.name(),
+                    now_ns(),
+                )
+            })
         }
         .await;
         let status = match &result {
@@ -547,13 +693,12 @@ impl Project {
 
     /// The registered pipelines (any signed-in user: configs hold no data or secrets).
     pub fn pipelines(&self, _who: &Principal) -> Result<Vec<RegisteredPipeline>> {
-        lock(&self.registry).list()
+        self.with_registry(Registry::list)
     }
 
     /// One registered pipeline with its config text.
     pub fn pipeline(&self, _who: &Principal, name: &str) -> Result<RegisteredPipeline> {
-        lock(&self.registry)
-            .get(name)?
+        self.with_registry(|r| r.get(name))?
             .ok_or_else(|| AppError::NotFound(format!("no registered pipeline \"{name}\"")))
     }
 
@@ -563,8 +708,8 @@ impl Project {
         if self.is_closing() {
             return Err(AppError::Invalid("the server is shutting down".into()));
         }
-        let pipeline = lock(&self.registry)
-            .get(name)?
+        let pipeline = self
+            .with_registry(|r| r.get(name))?
             .ok_or_else(|| AppError::NotFound(format!("no registered pipeline \"{name}\"")))?;
         let resource = Resource::Pipeline {
             name: pipeline.name.clone(),
@@ -588,40 +733,7 @@ impl Project {
                 return Err(e);
             }
         };
-        let danger = &loaded.config.danger;
-        if !danger.allow_plaintext.is_empty() {
-            self.audit
-                .record_durable(
-                    Record::new(
-                        who.name(),
-                        AuditAction::DangerAllowPlaintext,
-                        resource.spec(),
-                        Outcome::Allowed,
-                    )
-                    .detail(format!(
-                        "[danger] allow_plaintext = {:?}",
-                        danger.allow_plaintext
-                    )),
-                )
-                .await?;
-        }
-        let insecure = insecure_connections(&loaded.config);
-        if danger.allow_insecure_db && !insecure.is_empty() {
-            self.audit
-                .record_durable(
-                    Record::new(
-                        who.name(),
-                        AuditAction::DangerAllowInsecureDb,
-                        resource.spec(),
-                        Outcome::Allowed,
-                    )
-                    .detail(format!(
-                        "[danger] allow_insecure_db = true: {}",
-                        insecure.join(", ")
-                    )),
-                )
-                .await?;
-        }
+        self.record_dangers(who, &resource.spec(), &loaded).await?;
         let job = Job::new(&pipeline.name, pipeline.version, who.name());
         self.jobs.insert(job.clone());
         let info = job.info();
@@ -709,24 +821,8 @@ impl Project {
                     RunStatus::Failed => JobStatus::Failed,
                     RunStatus::Cancelled => JobStatus::Cancelled,
                 };
-                let result = match (summary.status, summary.failure) {
-                    (RunStatus::Succeeded, _) => Ok(()),
-                    (RunStatus::Cancelled, _) => Err((ErrorCode::Cancelled, "cancelled".into())),
-                    (_, Some(custos_engine::RunFailure::Denied)) => {
-                        Err((ErrorCode::Denied, "denied".into()))
-                    }
-                    (_, f) => Err((
-                        ErrorCode::RunFailed,
-                        f.map_or("error".into(), |f| {
-                            serde_json::to_value(f)
-                                .ok()
-                                .and_then(|v| v.as_str().map(str::to_string))
-                                .unwrap_or_default()
-                        }),
-                    )),
-                };
                 let run = (summary.run_id.clone(), summary.rows_written);
-                self.record_run_outcome(&who, &spec, result, Some((&run.0, run.1)))
+                self.record_run_outcome(&who, &spec, run_result(&summary), Some((&run.0, run.1)))
                     .await;
                 job.finish(status, summary.error.clone(), Some(summary));
             }
@@ -768,6 +864,104 @@ impl Project {
         }
     }
 
+    /// Records the `[danger]` switches a run of `loaded` uses, before it starts.
+    async fn record_dangers(&self, who: &Principal, spec: &str, loaded: &Loaded) -> Result<()> {
+        let danger = &loaded.config.danger;
+        if !danger.allow_plaintext.is_empty() {
+            self.audit
+                .record_durable(
+                    Record::new(
+                        who.name(),
+                        AuditAction::DangerAllowPlaintext,
+                        spec,
+                        Outcome::Allowed,
+                    )
+                    .detail(format!(
+                        "[danger] allow_plaintext = {:?}",
+                        danger.allow_plaintext
+                    )),
+                )
+                .await?;
+        }
+        let insecure = insecure_connections(&loaded.config);
+        if danger.allow_insecure_db && !insecure.is_empty() {
+            tracing::warn!(
+                components = ?insecure,
+                "DANGER: [danger] allow_insecure_db lets this run connect to PostgreSQL without a verified TLS connection"
+            );
+            self.audit
+                .record_durable(
+                    Record::new(
+                        who.name(),
+                        AuditAction::DangerAllowInsecureDb,
+                        spec,
+                        Outcome::Allowed,
+                    )
+                    .detail(format!(
+                        "[danger] allow_insecure_db = true: {}",
+                        insecure.join(", ")
+                    )),
+                )
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Runs a pipeline from the caller's own file, in this process (CLI local mode, one trust
+    /// domain: the policies see the name and tags the file gives). `run_pipeline` is decided
+    /// first, every decrypted column and key use during planning, and the outcome recorded
+    /// with the run's id. A server runs only registered pipelines ([`Project::start_run`]).
+    pub async fn run_local(
+        &self,
+        who: &Principal,
+        loaded: &Loaded,
+        progress: Arc<custos_engine::Progress>,
+        cancel: custos_engine::CancellationToken,
+    ) -> Result<RunOutcome> {
+        if self.owner == Owner::Server {
+            return Err(AppError::Invalid(
+                "a server runs registered pipelines only (register it, then run it by name)".into(),
+            ));
+        }
+        let pipeline = &loaded.config.pipeline;
+        let scope = RunScope {
+            pipeline: pipeline.name.clone(),
+            tags: pipeline.tags.clone(),
+        };
+        let resource = Resource::Pipeline {
+            name: scope.pipeline.clone(),
+            tags: scope.tags.clone(),
+        };
+        let spec = resource.spec();
+        self.authorizer
+            .authorize(who, Action::RunPipeline, &resource)
+            .await?;
+        self.record_dangers(who, &spec, loaded).await?;
+        let opts = RunOptions {
+            state_dir: self.state_dir.clone(),
+            authorizer: Arc::new(DecryptAuthorizer {
+                authorizer: self.authorizer.clone(),
+                who: who.clone(),
+                scope,
+            }),
+            cancel,
+            keystore: self.keystore(),
+        };
+        let outcome = custos_engine::run(loaded, &opts, progress).await;
+        let (result, run) = match &outcome {
+            Ok(RunOutcome::Ran(summary)) => (
+                run_result(summary),
+                Some((summary.run_id.as_str(), summary.rows_written)),
+            ),
+            Ok(RunOutcome::Invalid(_)) => (Err((ErrorCode::Invalid, "invalid".into())), None),
+            Err(_) => (Err((ErrorCode::Error, "error".into())), None),
+        };
+        self.authorizer
+            .outcome(who.name(), Action::RunPipeline, &spec, result, run)
+            .await?;
+        outcome.map_err(|e| AppError::RunFailed(custos_engine::redact_values(&e.to_string())))
+    }
+
     /// One job (any signed-in user: jobs hold counts and hashes, never data).
     pub fn job(&self, _who: &Principal, id: &str) -> Result<Arc<Job>> {
         self.jobs
@@ -789,7 +983,7 @@ impl Project {
     /// one is aborted and rolled back.
     pub async fn cancel_job(&self, who: &Principal, id: &str) -> Result<JobInfo> {
         let job = self.job(who, id)?;
-        let pipeline = lock(&self.registry).get(job.pipeline())?;
+        let pipeline = self.with_registry(|r| r.get(job.pipeline()))?;
         let tags = pipeline.map(|p| p.policy_tags()).unwrap_or_default();
         self.authorizer
             .authorize(
@@ -824,14 +1018,25 @@ impl Project {
             .ok_or_else(|| AppError::NotFound(format!("no run with id \"{id}\"")))
     }
 
-    /// Verifies the audit log against its signed checkpoints (`read_audit`).
+    /// Verifies the audit log against its signed checkpoints (`read_audit`), with the
+    /// project's audit key.
     pub async fn audit_verify(&self, who: &Principal) -> Result<AuditVerification> {
+        self.audit_verify_with(who, None).await
+    }
+
+    /// [`Project::audit_verify`] with the checkpoint key given (kept apart from the keystore),
+    /// or else the project's.
+    pub async fn audit_verify_with(
+        &self,
+        who: &Principal,
+        key: Option<VerifyingKey>,
+    ) -> Result<AuditVerification> {
         self.authorizer
             .authorize(who, Action::ReadAudit, &Resource::AuditLog)
             .await?;
-        let key = *self.audit.verifying_key().ok_or_else(|| {
-            AppError::Invalid("no audit key: the server runs without a keystore".into())
-        })?;
+        let key = key
+            .or_else(|| self.audit.verifying_key())
+            .ok_or_else(|| self.no_audit_key())?;
         self.audit.flush(true).await?;
         let dir = self.audit.dir().to_path_buf();
         let report = tokio::task::spawn_blocking(move || custos_audit::verify(&dir, &key))
@@ -845,13 +1050,102 @@ impl Project {
             .outcome(who.name(), Action::ReadAudit, "audit", outcome, None)
             .await?;
         let r = report
-            .map_err(|e| AppError::RunFailed(format!("audit log verification failed: {e}")))?;
+            .map_err(|e| AppError::RunFailed(format!("audit log verification FAILED: {e}")))?;
         Ok(AuditVerification {
             records: r.records,
             first: r.first,
             checkpoints: r.checkpoints,
             root: r.root,
         })
+    }
+
+    fn no_audit_key(&self) -> AppError {
+        AppError::Invalid(match self.owner {
+            Owner::Server => "no audit key: the server runs without a keystore".into(),
+            Owner::Command => "the audit checkpoint key is in the keystore: set CUSTOS_KEYSTORE_PASSPHRASE (or CUSTOS_KEYSTORE_PASSPHRASE_FILE), or pass --public-key".into(),
+        })
+    }
+
+    /// Signs a checkpoint of the log as it is now (`read_audit`), to keep elsewhere and
+    /// later prove the log only grew ([`Project::prove_checkpoint`]).
+    pub async fn export_checkpoint(&self, who: &Principal) -> Result<ExportedCheckpoint> {
+        self.authorizer
+            .authorize(who, Action::ReadAudit, &Resource::AuditLog)
+            .await?;
+        let key = self
+            .audit
+            .verifying_key()
+            .ok_or_else(|| self.no_audit_key())?;
+        let result = self.audit.checkpoint().await;
+        self.authorizer
+            .outcome(
+                who.name(),
+                Action::ReadAudit,
+                "audit",
+                result
+                    .as_ref()
+                    .map(|_| ())
+                    .map_err(|e| (ErrorCode::Error, e.code().to_string())),
+                None,
+            )
+            .await?;
+        Ok(ExportedCheckpoint {
+            checkpoint: result?,
+            public_key: hex::encode(key.to_bytes()),
+        })
+    }
+
+    /// Proves that the log an exported checkpoint describes is a prefix of the log now
+    /// (`read_audit`): its signature must verify under its key, which must be the project's
+    /// audit key when the project has one. Returns the two sizes, or
+    /// [`AppError::RunFailed`] naming why the log is not consistent with it.
+    pub async fn prove_checkpoint(
+        &self,
+        who: &Principal,
+        old: &ExportedCheckpoint,
+    ) -> Result<(u64, u64)> {
+        self.authorizer
+            .authorize(who, Action::ReadAudit, &Resource::AuditLog)
+            .await?;
+        let result = async {
+            let key: [u8; 32] = hex::decode(&old.public_key)
+                .ok()
+                .and_then(|b| b.try_into().ok())
+                .ok_or_else(|| AppError::Invalid("public_key: expected 64 hex digits".into()))?;
+            let key = VerifyingKey::from_bytes(&key)
+                .map_err(|_| AppError::Invalid("public_key: not a valid Ed25519 key".into()))?;
+            if let Some(ours) = self.audit.verifying_key()
+                && ours != key
+            {
+                return Err(AppError::RunFailed(
+                    "the checkpoint was signed by another key than this project's audit key".into(),
+                ));
+            }
+            if !old.checkpoint.verify_signature(&key) {
+                return Err(AppError::RunFailed(
+                    "the checkpoint signature does not verify".into(),
+                ));
+            }
+            self.audit.prove(&old.checkpoint).await?.map_err(|e| {
+                AppError::RunFailed(format!(
+                    "the audit log is NOT consistent with the checkpoint: {e}"
+                ))
+            })
+        }
+        .await;
+        self.authorizer
+            .outcome(
+                who.name(),
+                Action::ReadAudit,
+                "audit",
+                result
+                    .as_ref()
+                    .map(|_| ())
+                    .map_err(|e| (ErrorCode::Error, e.code().to_string())),
+                None,
+            )
+            .await?;
+        result
     }
 
     /// The newest audit records matching `filter` (`read_audit`), oldest first.
@@ -944,8 +1238,26 @@ async fn futures_wait(jobs: &[Arc<Job>]) {
     }
 }
 
-/// The decrypt and key-use decisions of one server run: asked for the run's principal, on the
-/// registered pipeline's tags.
+/// How a run that ran came out, for its audit record.
+fn run_result(summary: &custos_engine::RunSummary) -> std::result::Result<(), (ErrorCode, String)> {
+    match (summary.status, summary.failure) {
+        (RunStatus::Succeeded, _) => Ok(()),
+        (RunStatus::Cancelled, _) => Err((ErrorCode::Cancelled, "cancelled".into())),
+        (_, Some(custos_engine::RunFailure::Denied)) => Err((ErrorCode::Denied, "denied".into())),
+        (_, f) => Err((
+            ErrorCode::RunFailed,
+            f.map_or("error".into(), |f| {
+                serde_json::to_value(f)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_string))
+                    .unwrap_or_default()
+            }),
+        )),
+    }
+}
+
+/// The decrypt and key-use decisions of one run: asked for the run's principal, on the
+/// pipeline's tags (registered ones on a server).
 struct DecryptAuthorizer {
     authorizer: Arc<Authorizer>,
     who: Principal,

@@ -2,11 +2,12 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use clap::Subcommand;
-use custos_policy::{Action, ROLES, Resource};
-
-use crate::access::{Session, audit_key, now_ns};
+use custos_app::{
+    AppError, AuditFilter, ExportedCheckpoint, NewGrant, NewUser, Principal, Project,
+};
+use custos_policy::ROLES;
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum UsersCommand {
@@ -198,7 +199,7 @@ pub(crate) fn grant_added(g: &custos_policy::Grant) -> String {
 }
 
 /// Writes a token to `path` (0600, refusing to overwrite) or prints it.
-pub(crate) fn hand_out(token: &custos_policy::Token, who: &str, path: Option<&Path>) -> Result<()> {
+pub(crate) fn hand_out(token: &str, who: &str, path: Option<&Path>) -> Result<()> {
     match path {
         Some(p) => {
             use std::io::Write as _;
@@ -212,13 +213,12 @@ pub(crate) fn hand_out(token: &custos_policy::Token, who: &str, path: Option<&Pa
             let mut f = o
                 .open(p)
                 .with_context(|| format!("creating the token file {}", p.display()))?;
-            writeln!(f, "{}", token.expose())
-                .with_context(|| format!("writing {}", p.display()))?;
+            writeln!(f, "{token}").with_context(|| format!("writing {}", p.display()))?;
             println!("token for \"{who}\" written to {} (mode 0600)", p.display());
         }
         None => {
             println!("token for \"{who}\" (shown once; store it in a secret manager):");
-            println!("{}", token.expose());
+            println!("{token}");
         }
     }
     Ok(())
@@ -234,96 +234,49 @@ fn s_to_rfc3339(s: i64) -> String {
         .unwrap_or_else(|| s.to_string())
 }
 
-pub(crate) fn users(session: &mut Session, cmd: &UsersCommand) -> Result<u8> {
-    let me = session.authorize(Action::ManageUsers, &Resource::Directory)?;
+pub(crate) async fn users(p: &Project, me: &Principal, cmd: &UsersCommand) -> Result<u8> {
     match cmd {
         UsersCommand::Add {
             name,
             role,
             token_file,
         } => {
-            let token = session.ids.add_user(name, role, &me.name, now_ns())?;
-            hand_out(&token, name, token_file.as_deref())?;
-            session.event(
-                "user_add",
-                &format!("user:{name}"),
-                "succeeded",
-                None,
-                None,
-                None,
-            )?;
+            let issued = p
+                .add_user(
+                    me,
+                    &NewUser {
+                        name: name.clone(),
+                        role: role.clone(),
+                    },
+                )
+                .await?;
+            hand_out(&issued.token, name, token_file.as_deref())?;
         }
-        UsersCommand::List { json } => {
-            print_users(&session.ids.users()?, *json)?;
-        }
+        UsersCommand::List { json } => print_users(&p.users(me).await?, *json)?,
         UsersCommand::Disable { name } | UsersCommand::Enable { name } => {
             let enable = matches!(cmd, UsersCommand::Enable { .. });
-            if !enable && *name == me.name {
-                bail!("you cannot disable yourself");
-            }
-            session.ids.set_active(name, enable)?;
-            let action = if enable {
-                "user_enable"
-            } else {
-                "user_disable"
-            };
-            session.event(
-                action,
-                &format!("user:{name}"),
-                "succeeded",
-                None,
-                None,
-                None,
-            )?;
+            p.set_user_active(me, name, enable).await?;
             println!(
                 "user \"{name}\" {}",
                 if enable { "enabled" } else { "disabled" }
             );
         }
         UsersCommand::Remove { name } => {
-            if *name == me.name {
-                bail!("you cannot remove yourself");
-            }
-            session.ids.remove_user(name, &me.name, now_ns())?;
-            session.event(
-                "user_remove",
-                &format!("user:{name}"),
-                "succeeded",
-                None,
-                None,
-                None,
-            )?;
+            p.remove_user(me, name).await?;
             println!("user \"{name}\" removed; its grants are revoked");
         }
     }
     Ok(0)
 }
 
-pub(crate) fn tokens(session: &mut Session, cmd: &TokensCommand) -> Result<u8> {
+pub(crate) async fn tokens(p: &Project, me: &Principal, cmd: &TokensCommand) -> Result<u8> {
     let TokensCommand::Rotate { user, token_file } = cmd;
-    let me = session.authenticate()?;
-    let whose = match user {
-        Some(u) if *u != me.name => {
-            session.authorize(Action::ManageUsers, &Resource::Directory)?;
-            u.clone()
-        }
-        _ => me.name.clone(),
-    };
-    let token = session.ids.rotate_token(&whose, &me.name, now_ns())?;
-    hand_out(&token, &whose, token_file.as_deref())?;
-    session.event(
-        "token_rotate",
-        &format!("user:{whose}"),
-        "succeeded",
-        None,
-        None,
-        None,
-    )?;
+    let issued = p.rotate_token(me, user.as_deref()).await?;
+    hand_out(&issued.token, &issued.user.name, token_file.as_deref())?;
     Ok(0)
 }
 
-pub(crate) fn grants(session: &mut Session, cmd: &GrantsCommand) -> Result<u8> {
-    let me = session.authorize(Action::ManageUsers, &Resource::Directory)?;
+pub(crate) async fn grants(p: &Project, me: &Principal, cmd: &GrantsCommand) -> Result<u8> {
     match cmd {
         GrantsCommand::Add {
             user,
@@ -332,182 +285,136 @@ pub(crate) fn grants(session: &mut Session, cmd: &GrantsCommand) -> Result<u8> {
             until,
             reason,
         } => {
-            let now = now_ns();
-            let until_s = custos_app::admin::parse_until(until, now / 1_000_000_000)?;
-            let id = session
-                .ids
-                .add_grant(user, action, resource, until_s, reason, &me.name, now)?;
-            session.event(
-                "grant_add",
-                &format!("grant:{id}"),
-                "succeeded",
-                None,
-                None,
-                None,
-            )?;
-            println!(
-                "{}",
-                grant_added(&custos_policy::Grant {
-                    id,
-                    user: user.clone(),
-                    action: action.clone(),
-                    resource: resource.clone(),
-                    until_s,
-                    reason: reason.clone(),
-                    granted_by: me.name.clone(),
-                    created_ns: now,
-                    revoked_ns: None,
-                    revoked_by: None,
-                })
-            );
+            let g = p
+                .add_grant(
+                    me,
+                    &NewGrant {
+                        user: user.clone(),
+                        action: action.clone(),
+                        resource: resource.clone(),
+                        until: until.clone(),
+                        reason: reason.clone(),
+                    },
+                )
+                .await?;
+            println!("{}", grant_added(&g));
         }
         GrantsCommand::List { all, json } => {
-            let now_s = now_ns() / 1_000_000_000;
-            let grants = session.ids.grants((!*all).then_some(now_s))?;
-            print_grants(&grants, now_s, *json)?;
+            let now_s = chrono::Utc::now().timestamp();
+            print_grants(&p.grants(me, *all).await?, now_s, *json)?;
         }
         GrantsCommand::Revoke { id } => {
-            session.ids.revoke_grant(*id, &me.name, now_ns())?;
-            session.event(
-                "grant_revoke",
-                &format!("grant:{id}"),
-                "succeeded",
-                None,
-                None,
-                None,
-            )?;
+            p.revoke_grant(me, *id).await?;
             println!("grant {id} revoked");
         }
     }
     Ok(0)
 }
 
-/// An exported checkpoint: the signed statement and the key that verifies it.
-#[derive(Debug, serde::Serialize, serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Exported {
-    checkpoint: custos_audit::Checkpoint,
-    public_key: String,
+fn public_key(hex_key: &str) -> Result<ed25519_dalek::VerifyingKey> {
+    let bytes: [u8; 32] = hex::decode(hex_key)
+        .ok()
+        .and_then(|b| b.try_into().ok())
+        .context("--public-key must be 64 hex digits")?;
+    ed25519_dalek::VerifyingKey::from_bytes(&bytes)
+        .map_err(|_| anyhow::anyhow!("--public-key is not a valid Ed25519 key"))
 }
 
-fn verifying_key(state_dir: &Path, hex_key: Option<&str>) -> Result<ed25519_dalek::VerifyingKey> {
-    if let Some(h) = hex_key {
-        let bytes: [u8; 32] = hex::decode(h)
-            .ok()
-            .and_then(|b| b.try_into().ok())
-            .context("--public-key must be 64 hex digits")?;
-        return ed25519_dalek::VerifyingKey::from_bytes(&bytes)
-            .map_err(|_| anyhow::anyhow!("--public-key is not a valid Ed25519 key"));
-    }
-    match audit_key(state_dir, false)? {
-        Some(k) => Ok(k.verifying_key()),
-        None => bail!(
-            "the audit checkpoint key is in the keystore: set CUSTOS_KEYSTORE_PASSPHRASE (or CUSTOS_KEYSTORE_PASSPHRASE_FILE), or pass --public-key"
-        ),
+/// Prints the result of verifying the audit log (local and server mode alike).
+pub(crate) fn print_verified(v: &custos_app::AuditVerification) {
+    println!(
+        "audit log ok: {} records, {} checkpoints, root {}",
+        v.records, v.checkpoints, v.root
+    );
+}
+
+/// Prints audit entries, oldest first (local and server mode alike).
+pub(crate) fn print_entries(entries: &[custos_app::AuditEntry], json: bool) {
+    for e in entries {
+        if json {
+            println!(
+                "{}",
+                serde_json::json!({"seq": e.position, "event": &e.event})
+            );
+        } else {
+            println!(
+                "{:>8}  {}  {:<12} {:<18} {:<28} {}{}",
+                e.position,
+                ns_to_rfc3339(e.event.time_ns),
+                e.event.principal,
+                e.event.action,
+                e.event.resource,
+                e.event.outcome,
+                e.event
+                    .error_code
+                    .as_deref()
+                    .map(|c| format!(" ({c})"))
+                    .unwrap_or_default()
+            );
+        }
     }
 }
 
-pub(crate) fn audit(session: &mut Session, state_dir: &Path, cmd: &AuditCommand) -> Result<u8> {
-    session.authorize(Action::ReadAudit, &Resource::AuditLog)?;
-    let dir = state_dir.join("audit");
+/// Writes an exported checkpoint to `out` or prints it (local and server mode alike).
+pub(crate) fn write_checkpoint(cp: &ExportedCheckpoint, out: Option<&Path>) -> Result<()> {
+    let text = serde_json::to_string_pretty(cp)?;
+    match out {
+        Some(p) => {
+            std::fs::write(p, format!("{text}\n"))
+                .with_context(|| format!("writing {}", p.display()))?;
+            println!("checkpoint written to {}", p.display());
+        }
+        None => println!("{text}"),
+    }
+    Ok(())
+}
+
+/// Reads a checkpoint written by `custos audit export-checkpoint`.
+pub(crate) fn read_checkpoint(path: &Path) -> Result<ExportedCheckpoint> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    serde_json::from_str(&text).map_err(|e| {
+        AppError::Invalid(format!(
+            "{}: not an exported checkpoint: {e}",
+            path.display()
+        ))
+        .into()
+    })
+}
+
+/// Prints the result of a consistency proof (local and server mode alike).
+pub(crate) fn print_consistent(old: u64, now: u64) {
+    println!(
+        "consistent: the log of {old} records in the checkpoint is a prefix of the current log of {now} records"
+    );
+}
+
+pub(crate) async fn audit(p: &Project, me: &Principal, cmd: &AuditCommand) -> Result<u8> {
     match cmd {
-        AuditCommand::Verify { public_key } => {
-            let key = verifying_key(state_dir, public_key.as_deref())?;
-            // The events of this command are in the log too: flush them first.
-            session.sync()?;
-            match custos_audit::verify(&dir, &key) {
-                Ok(r) => {
-                    println!(
-                        "audit log ok: {} records, {} checkpoints, root {}",
-                        r.records, r.checkpoints, r.root
-                    );
-                    Ok(0)
-                }
-                Err(e) => {
-                    eprintln!("custos: audit log verification FAILED: {e}");
-                    session.event(
-                        "audit_verify",
-                        "audit",
-                        "failed",
-                        Some("tampered"),
-                        None,
-                        None,
-                    )?;
-                    Ok(crate::EXIT_RUN_FAILED)
-                }
-            }
+        AuditCommand::Verify { public_key: key } => {
+            let key = key.as_deref().map(public_key).transpose()?;
+            print_verified(&p.audit_verify_with(me, key).await?);
         }
         AuditCommand::ExportCheckpoint { out } => {
-            let Some(key) = audit_key(state_dir, false)? else {
-                bail!("signing a checkpoint needs the audit key: set CUSTOS_KEYSTORE_PASSPHRASE");
-            };
-            let cp = session.checkpoint(&key)?;
-            let text = serde_json::to_string_pretty(&Exported {
-                checkpoint: cp,
-                public_key: hex::encode(key.verifying_key().to_bytes()),
-            })?;
-            match out {
-                Some(p) => {
-                    std::fs::write(p, format!("{text}\n"))
-                        .with_context(|| format!("writing {}", p.display()))?;
-                    println!("checkpoint written to {}", p.display());
-                }
-                None => println!("{text}"),
-            }
-            Ok(0)
+            write_checkpoint(&p.export_checkpoint(me).await?, out.as_deref())?;
         }
         AuditCommand::Prove { checkpoint } => {
-            let text = std::fs::read_to_string(checkpoint)
-                .with_context(|| format!("reading {}", checkpoint.display()))?;
-            let old: Exported = serde_json::from_str(&text)
-                .with_context(|| format!("{}: not an exported checkpoint", checkpoint.display()))?;
-            let key = verifying_key(state_dir, Some(&old.public_key))?;
-            if !old.checkpoint.verify_signature(&key) {
-                eprintln!(
-                    "custos: {}: the checkpoint signature does not verify",
-                    checkpoint.display()
-                );
-                return Ok(crate::EXIT_RUN_FAILED);
-            }
-            match session.prove(&old.checkpoint) {
-                Ok((m, n)) => {
-                    println!(
-                        "consistent: the log of {m} records in the checkpoint is a prefix of the current log of {n} records"
-                    );
-                    Ok(0)
-                }
-                Err(e) => {
-                    eprintln!(
-                        "custos: audit log is NOT consistent with {}: {e}",
-                        checkpoint.display()
-                    );
-                    Ok(crate::EXIT_RUN_FAILED)
-                }
-            }
+            let old = read_checkpoint(checkpoint)?;
+            let (m, n) = p.prove_checkpoint(me, &old).await?;
+            print_consistent(m, n);
         }
         AuditCommand::Tail { limit, json } => {
-            session.sync()?;
-            for (seq, event) in custos_audit::tail(&dir, *limit)? {
-                if *json {
-                    println!("{}", serde_json::json!({"seq": seq, "event": &event}));
-                } else {
-                    let e = (seq, event);
-                    println!(
-                        "{:>8}  {}  {:<12} {:<18} {:<28} {}{}",
-                        e.0,
-                        ns_to_rfc3339(e.1.time_ns),
-                        e.1.principal,
-                        e.1.action,
-                        e.1.resource,
-                        e.1.outcome,
-                        e.1.error_code
-                            .as_deref()
-                            .map(|c| format!(" ({c})"))
-                            .unwrap_or_default()
-                    );
-                }
-            }
-            Ok(0)
+            let entries = p
+                .audit_query(
+                    me,
+                    AuditFilter {
+                        limit: Some(*limit),
+                        ..AuditFilter::default()
+                    },
+                )
+                .await?;
+            print_entries(&entries, *json);
         }
     }
+    Ok(0)
 }

@@ -103,12 +103,11 @@ const KEYS: &[(&str, custos_keys::Purpose)] = &[
     ("tokens", custos_keys::Purpose::Hmac),
 ];
 
-/// Creates the keystore (if absent), the example's keys and the audit checkpoint key (if
-/// absent) when a passphrase is given by reference. Returns the unlocked keystore, which the
-/// session reuses for the command's checkpoint (one Argon2id derivation, not two).
-fn keys(state: &Path) -> Result<Option<std::sync::Arc<custos_keys::Keystore>>> {
-    let Ok((pass, _)) = custos_keys::Passphrase::from_env() else {
-        return Ok(None);
+/// Creates the keystore (if absent) and the example's keys when a passphrase is given by
+/// reference; returns whether it did.
+async fn keys(state: &Path) -> Result<bool> {
+    let Some(pass) = crate::access::passphrase() else {
+        return Ok(false);
     };
     let path = custos_keys::keystore_path(state);
     let mut ks = if path.exists() {
@@ -116,16 +115,12 @@ fn keys(state: &Path) -> Result<Option<std::sync::Arc<custos_keys::Keystore>>> {
     } else {
         custos_keys::Keystore::init(&path, &pass, custos_keys::KdfParams::default())?
     };
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    let audit = (crate::access::AUDIT_KEY, custos_keys::Purpose::Signing);
-    for (name, purpose) in KEYS.iter().chain([&audit]) {
+    for (name, purpose) in KEYS {
         if ks.key(name).is_err() {
-            rt.block_on(ks.create(name, *purpose))?;
+            ks.create(name, *purpose).await?;
         }
     }
-    Ok(Some(std::sync::Arc::new(ks)))
+    Ok(true)
 }
 
 /// Creates the example project in `dir` (unless `no_example`), the default policies, and, in a
@@ -137,23 +132,47 @@ pub fn init(
     admin_token_file: Option<&Path>,
 ) -> Result<()> {
     let state = dir.join(".custos");
-    let mut session = crate::access::Session::open(&state)
-        .with_context(|| format!("creating the state directory {}", state.display()))?;
-    let first = !session.has_users()?;
+    crate::runtime()?.block_on(async {
+        let project = crate::access::open(&state, None)
+            .await
+            .with_context(|| format!("opening the state directory {}", state.display()))?;
+        let result = init_in(&project, dir, &state, force, no_example, admin_token_file).await;
+        crate::access::close(&project, result.map(|()| 0)).await
+    })?;
+    Ok(())
+}
+
+async fn init_in(
+    project: &custos_app::Project,
+    dir: &Path,
+    state: &Path,
+    force: bool,
+    no_example: bool,
+    admin_token_file: Option<&Path>,
+) -> Result<()> {
+    let first = !project.has_users()?;
     if !no_example {
         // A new project gets the example's keys; in one with users, creating keys needs a
         // signed-in user allowed to manage them.
         let may_create_keys = first
             || (std::env::var_os("CUSTOS_TOKEN").is_some()
                 || std::env::var_os("CUSTOS_TOKEN_FILE").is_some())
-                && session
-                    .authorize(
-                        custos_policy::Action::ManageKeys,
-                        &custos_policy::Resource::Key { name: "*".into() },
-                    )
-                    .is_ok();
-        let keystore = example(dir, force, &state, may_create_keys)?;
-        session.use_keystore(keystore);
+                && match crate::access::sign_in(project).await {
+                    Ok(who) => project
+                        .authorizer()
+                        .authorize(
+                            &who,
+                            custos_policy::Action::ManageKeys,
+                            &custos_policy::Resource::Key { name: "*".into() },
+                        )
+                        .await
+                        .is_ok(),
+                    Err(_) => false,
+                };
+        let made_keys = example(dir, force, state, may_create_keys).await?;
+        if made_keys {
+            project.reload_keystore().await?;
+        }
     }
     let policies = dir.join("policies");
     if !policies.exists() {
@@ -164,32 +183,24 @@ pub fn init(
             .with_context(|| format!("writing {}", p.display()))?;
         println!("  policies/default.cedar  who may do what (Cedar); default deny");
     }
-    if first {
-        let token = session
-            .ids
-            // Whoever runs init is the first admin: the token is their own.
-            .add_user("admin", "security_admin", "admin", crate::access::now_ns())?;
-        session.event("user_add", "user:admin", "succeeded", None, None, None)?;
-        println!();
-        println!("created the first user \"admin\" (role security_admin).");
-        crate::admin::hand_out(&token, "admin", admin_token_file)?;
-        println!("use it with CUSTOS_TOKEN (or CUSTOS_TOKEN_FILE) to add users:");
-        println!("  custos users add NAME --role data_engineer");
-    } else {
-        println!("users exist already: manage them with `custos users` (no admin created)");
+    // Whoever runs init is the first admin: the token is their own.
+    match project.bootstrap_admin("admin").await? {
+        Some(issued) => {
+            println!();
+            println!("created the first user \"admin\" (role security_admin).");
+            crate::admin::hand_out(&issued.token, "admin", admin_token_file)?;
+            println!("use it with CUSTOS_TOKEN (or CUSTOS_TOKEN_FILE) to add users:");
+            println!("  custos users add NAME --role data_engineer");
+        }
+        None => {
+            println!("users exist already: manage them with `custos users` (no admin created)")
+        }
     }
-    session.allow_audit_key_creation();
-    session.finish(&Ok(0))?;
     Ok(())
 }
 
-/// Writes the example files and, in a new project, its keys; returns the keystore it unlocked.
-fn example(
-    dir: &Path,
-    force: bool,
-    state: &Path,
-    may_create_keys: bool,
-) -> Result<Option<std::sync::Arc<custos_keys::Keystore>>> {
+/// Writes the example files and, in a new project, its keys; returns whether it made keys.
+async fn example(dir: &Path, force: bool, state: &Path, may_create_keys: bool) -> Result<bool> {
     std::fs::create_dir_all(dir.join("data"))
         .with_context(|| format!("creating {}", dir.join("data").display()))?;
     let files = [
@@ -212,12 +223,7 @@ fn example(
     }
     custos_engine::StateStore::open(state)
         .with_context(|| format!("creating the state store in {}", state.display()))?;
-    let keystore = if may_create_keys {
-        keys(state).context("creating the example keys")?
-    } else {
-        None
-    };
-    let keys_ready = keystore.is_some();
+    let keys_ready = may_create_keys && keys(state).await.context("creating the example keys")?;
     let gitignore = dir.join(".gitignore");
     if !gitignore.exists() {
         std::fs::write(&gitignore, ".custos/\nout/\n")
@@ -244,5 +250,5 @@ fn example(
     println!("  custos validate pipeline.toml");
     println!("  custos run pipeline.toml");
     println!("  custos runs list");
-    Ok(keystore)
+    Ok(keys_ready)
 }

@@ -2,13 +2,13 @@
 //! states and dates; key material and the passphrase are never printed.
 
 use std::io::{BufRead, IsTerminal, Write};
-use std::path::PathBuf;
 
 use anyhow::{Result, bail};
 use clap::Subcommand;
 use comfy_table::{Cell, Table, presets::UTF8_FULL_CONDENSED};
-use custos_app::keys::KeyInfo;
-use custos_keys::{KdfParams, Keystore, Passphrase, Purpose};
+use custos_app::keys::{KeyChange, KeyInfo};
+use custos_app::{Principal, Project};
+use custos_keys::KdfParams;
 
 /// `custos keys` subcommands.
 #[derive(Debug, Subcommand)]
@@ -88,32 +88,6 @@ pub enum KeysCommand {
     },
 }
 
-impl KeysCommand {
-    /// The action and resource a command needs permission for.
-    pub(crate) fn access(&self) -> (custos_policy::Action, custos_policy::Resource) {
-        use custos_policy::{Action, Resource};
-        let key = |name: &str| Resource::Key {
-            name: name.to_string(),
-        };
-        match self {
-            KeysCommand::Init { .. } | KeysCommand::List { .. } => (Action::ManageKeys, key("*")),
-            KeysCommand::Create { name, .. }
-            | KeysCommand::Show { name, .. }
-            | KeysCommand::Disable { name, .. }
-            | KeysCommand::Enable { name, .. } => (Action::ManageKeys, key(name)),
-            // Older ciphertexts stop (or start again) decrypting: a grant, like destroying.
-            KeysCommand::SetMinVersion { name, .. } => (Action::SetKeyMinVersion, key(name)),
-            KeysCommand::Rotate { name } => (Action::RotateKey, key(name)),
-            KeysCommand::Destroy { name, .. } => (Action::DestroyKey, key(name)),
-        }
-    }
-
-    /// Whether the command creates a keystore or keys (and so may create the audit key).
-    pub(crate) fn sets_up(&self) -> bool {
-        matches!(self, KeysCommand::Init { .. } | KeysCommand::Create { .. })
-    }
-}
-
 /// Prints keys as a table or JSON (local and server mode alike).
 pub(crate) fn print_keys(keys: &[KeyInfo], json: bool, empty: &str) -> Result<()> {
     if json {
@@ -173,98 +147,74 @@ pub(crate) fn print_key(k: &KeyInfo, json: bool) -> Result<()> {
     Ok(())
 }
 
-fn passphrase() -> Result<Passphrase> {
-    let (p, warning) = Passphrase::from_env()?;
-    if let Some(w) = warning {
-        eprintln!("custos: warning: {w}");
-    }
-    Ok(p)
-}
-
-/// Runs a `custos keys` command against the keystore at `path`. The keystore it unlocked is
-/// left in `unlocked`, so the command's audit checkpoint needs no second unlock.
-pub fn run(
-    path: PathBuf,
-    cmd: &KeysCommand,
-    unlocked: &mut Option<std::sync::Arc<Keystore>>,
-) -> Result<u8> {
-    if let KeysCommand::Init {
-        kdf_memory_mib,
-        kdf_iterations,
-    } = cmd
-    {
-        return init(&path, *kdf_memory_mib, *kdf_iterations);
-    }
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    let mut ks = Keystore::open(&path, &passphrase()?)?;
+/// Runs a `custos keys` command on the project's keystore, as `me`.
+pub(crate) async fn run(p: &Project, me: &Principal, cmd: &KeysCommand) -> Result<u8> {
     match cmd {
-        KeysCommand::Rotate { name }
-        | KeysCommand::SetMinVersion { name, .. }
-        | KeysCommand::Disable { name, .. }
-        | KeysCommand::Destroy { name, .. }
-            if name == crate::access::AUDIT_KEY =>
-        {
-            bail!(
-                "key \"{name}\" signs the audit log's checkpoints; it cannot be rotated, disabled or destroyed (earlier checkpoints would stop verifying)"
+        KeysCommand::Init {
+            kdf_memory_mib,
+            kdf_iterations,
+        } => {
+            if *kdf_memory_mib < 8 || *kdf_iterations < 1 {
+                eprintln!(
+                    "custos: --kdf-memory-mib must be at least 8 and --kdf-iterations at least 1"
+                );
+                return Ok(crate::EXIT_INVALID);
+            }
+            let params = KdfParams {
+                memory_kib: kdf_memory_mib * 1024,
+                iterations: *kdf_iterations,
+                lanes: 1,
+            };
+            p.init_keystore(me, params).await?;
+            println!(
+                "created keystore {} (Argon2id {kdf_memory_mib} MiB, {kdf_iterations} iterations)",
+                p.keystore_file().display()
             );
         }
-        KeysCommand::Rotate { name }
-        | KeysCommand::SetMinVersion { name, .. }
-        | KeysCommand::Disable { name, .. }
-        | KeysCommand::Destroy { name, .. }
-            if name == custos_app::project::IDENTITY_KEY =>
-        {
-            bail!(
-                "key \"{name}\" seals the identity store; it cannot be rotated, disabled or destroyed (the store would no longer verify)"
-            );
-        }
-        _ => {}
-    }
-    match cmd {
-        KeysCommand::Init { .. } => return Ok(2), // handled above
         KeysCommand::Create { name, purpose } => {
-            let purpose =
-                Purpose::parse(purpose).ok_or_else(|| anyhow::anyhow!("unknown purpose"))?;
-            let k = rt.block_on(ks.create(name, purpose))?;
+            let k = p
+                .change_key(me, name, &KeyChange::Create(purpose.clone()))
+                .await?;
             println!(
                 "created key \"{}\" (id {}, {}), version 1 active",
-                k.name,
-                k.id,
-                k.purpose.name()
+                k.name, k.id, k.purpose
             );
         }
         KeysCommand::List { json } => {
-            let keys: Vec<KeyInfo> = ks.keys().iter().map(KeyInfo::from).collect();
-            print_keys(&keys, *json, &format!("no keys in {}", path.display()))?;
+            let keys = p.keys(me).await?;
+            print_keys(
+                &keys,
+                *json,
+                &format!("no keys in {}", p.keystore_file().display()),
+            )?;
         }
-        KeysCommand::Show { name, json } => {
-            print_key(&KeyInfo::from(ks.key(name)?), *json)?;
-        }
+        KeysCommand::Show { name, json } => print_key(&p.key(me, name).await?, *json)?,
         KeysCommand::Rotate { name } => {
-            let v = rt.block_on(ks.rotate(name))?;
+            let k = p.change_key(me, name, &KeyChange::Rotate).await?;
+            let v = k.primary.unwrap_or_default();
             println!("key \"{name}\": version {v} is now primary");
         }
         KeysCommand::SetMinVersion {
             name,
             key_version: version,
         } => {
-            ks.set_min_version(name, *version)?;
+            p.change_key(me, name, &KeyChange::SetMinVersion(*version))
+                .await?;
             println!("key \"{name}\": versions below {version} can no longer decrypt");
         }
         KeysCommand::Disable {
             name,
             key_version: version,
         } => {
-            ks.disable(name, *version)?;
+            p.change_key(me, name, &KeyChange::Disable(*version))
+                .await?;
             println!("key \"{name}\" version {version} disabled");
         }
         KeysCommand::Enable {
             name,
             key_version: version,
         } => {
-            ks.enable(name, *version)?;
+            p.change_key(me, name, &KeyChange::Enable(*version)).await?;
             println!("key \"{name}\" version {version} enabled (decrypt-only)");
         }
         KeysCommand::Destroy {
@@ -272,55 +222,34 @@ pub fn run(
             key_version: version,
             yes,
         } => {
-            let k = ks.key(name)?;
-            let state = k.version(*version)?.state;
-            if state == custos_keys::VersionState::Active {
-                bail!(
-                    "key \"{name}\" version {version} is the primary; rotate before disabling or destroying it"
-                );
+            if !yes && !confirm_destroy(name, *version)? {
+                return Ok(crate::EXIT_INVALID);
             }
-            if state == custos_keys::VersionState::Destroyed {
-                bail!("key \"{name}\" version {version} was destroyed");
-            }
-            if !yes {
-                if !std::io::stdin().is_terminal() {
-                    eprintln!(
-                        "custos: refusing to destroy key \"{name}\" version {version} without confirmation; pass --yes"
-                    );
-                    return Ok(2);
-                }
-                eprint!(
-                    "destroying key \"{name}\" version {version} makes everything it encrypted unreadable, for good.\ntype the key name to confirm: "
-                );
-                std::io::stderr().flush()?;
-                let mut line = String::new();
-                std::io::stdin().lock().read_line(&mut line)?;
-                if line.trim() != name {
-                    bail!("confirmation did not match; nothing was destroyed");
-                }
-            }
-            ks.destroy(name, *version)?;
+            p.change_key(me, name, &KeyChange::Destroy(*version))
+                .await?;
             println!("key \"{name}\" version {version} destroyed");
         }
     }
-    *unlocked = Some(std::sync::Arc::new(ks));
     Ok(0)
 }
 
-fn init(path: &std::path::Path, memory_mib: u32, iterations: u32) -> Result<u8> {
-    if memory_mib < 8 || iterations < 1 {
-        eprintln!("custos: --kdf-memory-mib must be at least 8 and --kdf-iterations at least 1");
-        return Ok(2);
+/// Asks on the terminal to type the key's name; `false` (after saying why) when there is no
+/// terminal to ask on.
+pub(crate) fn confirm_destroy(name: &str, version: u32) -> Result<bool> {
+    if !std::io::stdin().is_terminal() {
+        eprintln!(
+            "custos: refusing to destroy key \"{name}\" version {version} without confirmation; pass --yes"
+        );
+        return Ok(false);
     }
-    let params = KdfParams {
-        memory_kib: memory_mib * 1024,
-        iterations,
-        lanes: 1,
-    };
-    Keystore::init(path, &passphrase()?, params)?;
-    println!(
-        "created keystore {} (Argon2id {memory_mib} MiB, {iterations} iterations)",
-        path.display()
+    eprint!(
+        "destroying key \"{name}\" version {version} makes everything it encrypted unreadable, for good.\ntype the key name to confirm: "
     );
-    Ok(0)
+    std::io::stderr().flush()?;
+    let mut line = String::new();
+    std::io::stdin().lock().read_line(&mut line)?;
+    if line.trim() != name {
+        bail!("confirmation did not match; nothing was destroyed");
+    }
+    Ok(true)
 }

@@ -16,17 +16,16 @@ mod scan;
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
-use custos_engine::{
-    CancellationToken, Progress, RunAuthorizer, RunOptions, RunOutcome, RunStatus, StateStore,
-};
+use custos_app::AppError;
+use custos_engine::{CancellationToken, Progress, RunOutcome, RunStatus};
 use custos_policy::{Action, Resource};
 
-use crate::access::{Denied, Session};
+use crate::access::with_project;
 
 /// custos: a secure ETL engine for pipelines that carry personal data.
 ///
@@ -289,9 +288,14 @@ fn main() -> ExitCode {
     }
     match real_main(cli) {
         Ok(code) => ExitCode::from(code),
-        Err(e) if e.downcast_ref::<Denied>().is_some() => {
-            eprintln!("custos: {e}");
-            ExitCode::from(EXIT_DENIED)
+        Err(e) if access::app_error(&e).is_some() => {
+            let code = access::app_error(&e).map_or(EXIT_RUN_FAILED, AppError::exit_code);
+            if code == EXIT_DENIED {
+                eprintln!("custos: {e}");
+            } else {
+                eprintln!("custos: error: {e:#}");
+            }
+            ExitCode::from(code)
         }
         Err(e) => {
             eprintln!("custos: error: {e:#}");
@@ -311,19 +315,6 @@ pub(crate) fn runtime() -> Result<tokio::runtime::Runtime> {
         .enable_all()
         .build()
         .context("starting the async runtime")
-}
-
-/// Opens a session, runs `f` in it, and records the outcome (sync, checkpoint) whatever it is.
-fn with_session(state: &Path, f: impl FnOnce(&mut Session) -> Result<u8>) -> Result<u8> {
-    let mut session = Session::open(state)?;
-    let result = f(&mut session);
-    if let Err(e) = session.finish(&result) {
-        if result.is_ok() {
-            return Err(e);
-        }
-        tracing::error!("recording the command in the audit log: {e:#}");
-    }
-    result
 }
 
 fn real_main(cli: Cli) -> Result<u8> {
@@ -379,53 +370,44 @@ fn real_main(cli: Cli) -> Result<u8> {
             seed,
             json,
             suggest,
-        } => with_session(&state, |s| {
-            s.authorize(
-                Action::ReadDataset,
-                &Resource::Dataset {
-                    name: target.display().to_string(),
-                },
-            )?;
-            scan::run(target, *sample, *seed, *json, *suggest)
+        } => with_project(&state, None, |p, me| async move {
+            let scans = p.scan_local(&me, target, *sample, *seed).await?;
+            scan::print(&scans, *json, *suggest)?;
+            Ok(0)
         }),
-        Command::Detect { command } => with_session(&state, |s| {
+        Command::Detect { command } => with_project(&state, None, |p, me| async move {
             // A labelled corpus is personal data like any dataset.
-            s.authorize(
-                Action::ReadDataset,
-                &Resource::Dataset {
-                    name: command.dataset(),
-                },
-            )?;
-            detect::run(command)
+            let resource = Resource::Dataset {
+                name: command.dataset(),
+            };
+            p.authorized(&me, Action::ReadDataset, &resource, async {
+                detect::run(command).map_err(|e| AppError::Invalid(format!("{e:#}")))
+            })
+            .await
+            .map_err(Into::into)
         }),
         Command::Keys { keystore, command } => {
-            let path = keystore
-                .clone()
-                .unwrap_or_else(|| state.join("keystore.ck"));
-            with_session(&state, |s| {
-                let (action, resource) = command.access();
-                s.authorize(action, &resource)?;
-                if command.sets_up() {
-                    s.allow_audit_key_creation();
-                }
-                let mut unlocked = None;
-                let code = keys::run(path.clone(), command, &mut unlocked)?;
-                if path == custos_keys::keystore_path(&state) {
-                    s.use_keystore(unlocked);
-                }
-                Ok(code)
+            with_project(&state, keystore.clone(), |p, me| async move {
+                keys::run(&p, &me, command).await
             })
         }
-        Command::Users { command } => with_session(&state, |s| admin::users(s, command)),
-        Command::Tokens { command } => with_session(&state, |s| admin::tokens(s, command)),
-        Command::Grants { command } => with_session(&state, |s| admin::grants(s, command)),
-        Command::Audit { command } => with_session(&state, |s| admin::audit(s, &state, command)),
-        Command::Serve { config } => serve(config),
-        Command::Runs { command } => with_session(&state, |s| {
-            // Run records hold counts, paths and hashes, never data: any signed-in user.
-            s.authenticate()?;
-            runs(&state, command)
+        Command::Users { command } => with_project(&state, None, |p, me| async move {
+            admin::users(&p, &me, command).await
         }),
+        Command::Tokens { command } => with_project(&state, None, |p, me| async move {
+            admin::tokens(&p, &me, command).await
+        }),
+        Command::Grants { command } => with_project(&state, None, |p, me| async move {
+            admin::grants(&p, &me, command).await
+        }),
+        Command::Audit { command } => with_project(&state, None, |p, me| async move {
+            admin::audit(&p, &me, command).await
+        }),
+        Command::Serve { config } => serve(config),
+        Command::Runs { command } => {
+            // Run records hold counts, paths and hashes, never data: any signed-in user.
+            with_project(&state, None, |p, me| async move { runs(&p, &me, command) })
+        }
     }
 }
 
@@ -451,18 +433,17 @@ fn serve(config: &Path) -> Result<u8> {
     }
 }
 
-fn runs(dir: &Path, command: &RunsCommand) -> Result<u8> {
-    if !dir.join("state.db").is_file() {
+fn runs(p: &custos_app::Project, me: &custos_app::Principal, command: &RunsCommand) -> Result<u8> {
+    if !p.state_dir().join("state.db").is_file() {
         eprintln!(
             "custos: no runs recorded in {} (run a pipeline first, or pass --state-dir)",
-            dir.display()
+            p.state_dir().display()
         );
         return Ok(EXIT_INVALID);
     }
-    let store = StateStore::open(dir)?;
     match command {
         RunsCommand::List { limit, json } => {
-            let runs = store.list(*limit)?;
+            let runs = p.runs(me, *limit)?;
             if *json {
                 println!("{}", serde_json::to_string_pretty(&runs)?);
             } else {
@@ -470,20 +451,15 @@ fn runs(dir: &Path, command: &RunsCommand) -> Result<u8> {
             }
             Ok(0)
         }
-        RunsCommand::Show { id, json } => match store.get(id)? {
-            None => {
-                eprintln!("custos: no run with id \"{id}\"");
-                Ok(EXIT_INVALID)
+        RunsCommand::Show { id, json } => {
+            let r = p.run_record(me, id)?;
+            if *json {
+                println!("{}", serde_json::to_string_pretty(&r)?);
+            } else {
+                output::print_run(&r);
             }
-            Some(r) => {
-                if *json {
-                    println!("{}", serde_json::to_string_pretty(&r)?);
-                } else {
-                    output::print_run(&r);
-                }
-                Ok(0)
-            }
-        },
+            Ok(0)
+        }
     }
 }
 
@@ -545,176 +521,36 @@ fn run(state: &Path, args: &RunArgs) -> Result<u8> {
         Ok(l) => l,
         Err(code) => return Ok(code),
     };
-    let session = Arc::new(Mutex::new(Session::open(state)?));
-    let pipeline = &loaded.config.pipeline;
-    let authorized = lock(&session)?.authorize(
-        Action::RunPipeline,
-        &Resource::Pipeline {
-            name: pipeline.name.clone(),
-            tags: pipeline.tags.clone(),
-        },
-    );
-    let danger = &loaded.config.danger.allow_plaintext;
-    let authorized = match authorized {
-        Ok(_) if !danger.is_empty() => lock(&session)?
-            .event_detail(
-                "danger_allow_plaintext",
-                &format!("pipeline:{}", pipeline.name),
-                "allowed",
-                format!("[danger] allow_plaintext = {danger:?}"),
-            )
-            .map(|_| ()),
-        other => other.map(|_| ()),
-    };
-    // Unverified database connections this run will open, allowed by [danger].
-    let insecure = custos_app::project::insecure_connections(&loaded.config);
-    let authorized = match authorized {
-        Ok(()) if loaded.config.danger.allow_insecure_db && !insecure.is_empty() => {
-            tracing::warn!(
-                components = ?insecure,
-                "DANGER: [danger] allow_insecure_db lets this run connect to PostgreSQL without a verified TLS connection"
-            );
-            lock(&session)?
-                .event_detail(
-                    "danger_allow_insecure_db",
-                    &format!("pipeline:{}", pipeline.name),
-                    "allowed",
-                    format!("[danger] allow_insecure_db = true: {}", insecure.join(", ")),
-                )
-                .map(|_| ())
+    with_project(state, None, |p, me| async move {
+        // Ctrl-C cancels the run: every sink is aborted and nothing is committed.
+        let cancel = CancellationToken::new();
+        let on_signal = cancel.clone();
+        tokio::spawn(async move {
+            if tokio::signal::ctrl_c().await.is_ok() {
+                on_signal.cancel();
+            }
+        });
+        let progress = Arc::new(Progress::default());
+        let show_bar = !args.quiet && !args.json && std::io::stderr().is_terminal();
+        let bar = show_bar.then(|| output::progress_bar(progress.clone()));
+        let outcome = p.run_local(&me, &loaded, progress, cancel).await;
+        if let Some((pb, stop)) = bar {
+            stop.store(true, Ordering::Relaxed);
+            pb.finish_and_clear();
         }
-        other => other,
-    };
-    let (result, run) = match authorized {
-        Err(e) => (Err(e), None),
-        Ok(()) => {
-            let denied = Arc::new(AtomicBool::new(false));
-            let guard = Arc::new(SessionDecrypt {
-                session: session.clone(),
-                denied: denied.clone(),
-                scope: custos_app::RunScope {
-                    pipeline: pipeline.name.clone(),
-                    tags: pipeline.tags.clone(),
-                },
-            });
-            // One unlock of the keystore serves the engine's data keys and the audit
-            // checkpoint.
-            let keystore = access::open_keystore(state);
-            lock(&session)?.use_keystore(keystore.clone());
-            let (r, run) = execute_run(state, args, &loaded, guard, keystore);
-            let r = match r {
-                Ok(code) if code != 0 && denied.load(Ordering::Relaxed) => Ok(EXIT_DENIED),
-                other => other,
-            };
-            (r, run)
+        match outcome? {
+            RunOutcome::Invalid(diags) => {
+                eprint!("{diags}");
+                eprintln!(
+                    "{}: {} error(s); nothing was run",
+                    args.file.display(),
+                    diags.error_count()
+                );
+                Ok(EXIT_INVALID)
+            }
+            RunOutcome::Ran(summary) => report_summary(&summary, args),
         }
-    };
-    let mut s = lock(&session)?;
-    let (run_id, rows) = run.unzip();
-    if let Err(e) = s.finish_run(&result, run_id.as_deref(), rows) {
-        if result.is_ok() {
-            return Err(e);
-        }
-        tracing::error!("recording the run in the audit log: {e:#}");
-    }
-    result
-}
-
-/// Asks the command's session about each column a run decrypts and each key it protects data
-/// with (and records the decisions).
-struct SessionDecrypt {
-    session: Arc<Mutex<Session>>,
-    denied: Arc<AtomicBool>,
-    scope: custos_app::RunScope,
-}
-
-impl SessionDecrypt {
-    fn decide(&self, action: Action, resource: &Resource) -> std::result::Result<(), String> {
-        let mut s = self
-            .session
-            .lock()
-            .map_err(|_| "the audit session was poisoned by a panic".to_string())?;
-        s.authorize_within(action, resource)
-            .map(|_| ())
-            .map_err(|e| {
-                self.denied.store(true, Ordering::Relaxed);
-                e.to_string()
-            })
-    }
-}
-
-#[async_trait::async_trait]
-impl RunAuthorizer for SessionDecrypt {
-    async fn decrypt_column(&self, column: &str) -> std::result::Result<(), String> {
-        self.decide(Action::DecryptColumn, &self.scope.decrypted_column(column))
-    }
-
-    async fn use_key(
-        &self,
-        key: &str,
-        operation: &str,
-        deterministic: bool,
-    ) -> std::result::Result<(), String> {
-        self.decide(
-            Action::UseKey,
-            &self.scope.key_use(key, operation, deterministic),
-        )
-    }
-}
-
-fn lock(s: &Mutex<Session>) -> Result<std::sync::MutexGuard<'_, Session>> {
-    s.lock()
-        .map_err(|_| anyhow::anyhow!("the audit session was poisoned by a panic"))
-}
-
-/// Runs the pipeline; returns the exit code and, when it ran, the run id and rows written.
-fn execute_run(
-    state: &Path,
-    args: &RunArgs,
-    loaded: &custos_config::Loaded,
-    guard: Arc<SessionDecrypt>,
-    keystore: Option<Arc<custos_keys::Keystore>>,
-) -> (Result<u8>, Option<(String, u64)>) {
-    let opts = RunOptions {
-        state_dir: state.to_path_buf(),
-        authorizer: guard,
-        cancel: CancellationToken::new(),
-        keystore,
-    };
-    let rt = match runtime() {
-        Ok(rt) => rt,
-        Err(e) => return (Err(e), None),
-    };
-    // Ctrl-C cancels the run: every sink is aborted and nothing is committed.
-    let cancel = opts.cancel.clone();
-    rt.spawn(async move {
-        if tokio::signal::ctrl_c().await.is_ok() {
-            cancel.cancel();
-        }
-    });
-    let progress = Arc::new(Progress::default());
-    let show_bar = !args.quiet && !args.json && std::io::stderr().is_terminal();
-    let bar = show_bar.then(|| output::progress_bar(progress.clone()));
-    let outcome = rt.block_on(custos_engine::run(loaded, &opts, progress.clone()));
-    if let Some((pb, stop)) = bar {
-        stop.store(true, Ordering::Relaxed);
-        pb.finish_and_clear();
-    }
-    let summary = match outcome {
-        Err(e) => return (Err(e.into()), None),
-        Ok(RunOutcome::Invalid(diags)) => {
-            eprint!("{diags}");
-            eprintln!(
-                "{}: {} error(s); nothing was run",
-                args.file.display(),
-                diags.error_count()
-            );
-            return (Ok(EXIT_INVALID), None);
-        }
-        Ok(RunOutcome::Ran(summary)) => summary,
-    };
-    let run = Some((summary.run_id.clone(), summary.rows_written));
-    (report_summary(&summary, args), run)
+    })
 }
 
 /// Prints a run's summary (table, JSON or nothing, as asked) and returns the exit code: 0

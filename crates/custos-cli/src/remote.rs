@@ -499,63 +499,64 @@ async fn audit(c: &Client, command: &crate::admin::AuditCommand) -> Result<Optio
         AuditCommand::Verify { public_key: None } => {
             match c.call("POST", "/v1/audit/verify", None).await {
                 Ok(v) => {
-                    println!(
-                        "audit log ok: {} records, {} checkpoints, root {}",
-                        v["records"],
-                        v["checkpoints"],
-                        v["root"].as_str().unwrap_or("?")
-                    );
+                    crate::admin::print_verified(&serde_json::from_value(v)?);
                     Ok(Some(0))
                 }
-                Err(e @ ClientError::Api { status: 500, .. }) => {
-                    eprintln!("custos: audit log verification FAILED: {e}");
-                    Ok(Some(EXIT_RUN_FAILED))
+                Err(e) => Ok(Some(fail(&e))),
+            }
+        }
+        AuditCommand::Verify {
+            public_key: Some(_),
+        } => {
+            eprintln!(
+                "custos: error: a server verifies its log with its own audit key; --public-key is for local mode"
+            );
+            Ok(Some(crate::EXIT_INVALID))
+        }
+        AuditCommand::ExportCheckpoint { out } => {
+            match c.call("POST", "/v1/audit/checkpoint", None).await {
+                Ok(v) => {
+                    crate::admin::write_checkpoint(&serde_json::from_value(v)?, out.as_deref())?;
+                    Ok(Some(0))
+                }
+                Err(e) => Ok(Some(fail(&e))),
+            }
+        }
+        AuditCommand::Prove { checkpoint } => {
+            let old = crate::admin::read_checkpoint(checkpoint)?;
+            match c
+                .call(
+                    "POST",
+                    "/v1/audit/prove",
+                    Some(&serde_json::to_value(&old)?),
+                )
+                .await
+            {
+                Ok(v) => {
+                    crate::admin::print_consistent(
+                        v["old_size"].as_u64().unwrap_or(0),
+                        v["size"].as_u64().unwrap_or(0),
+                    );
+                    Ok(Some(0))
                 }
                 Err(e) => Ok(Some(fail(&e))),
             }
         }
         AuditCommand::Tail { limit, json } => {
-            let v = match c
+            match c
                 .call("GET", &format!("/v1/audit?limit={limit}"), None)
                 .await
             {
-                Ok(v) => v,
-                Err(e) => return Ok(Some(fail(&e))),
-            };
-            for e in v.as_array().into_iter().flatten() {
-                if *json {
-                    let mut event = e.clone();
-                    let seq = event
-                        .as_object_mut()
-                        .and_then(|o| o.remove("position"))
-                        .unwrap_or(Value::Null);
-                    println!("{}", json!({"seq": seq, "event": event}));
-                } else {
-                    let time = e["time_ns"]
-                        .as_i64()
-                        .map(|ns| {
-                            chrono::DateTime::from_timestamp_nanos(ns)
-                                .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
-                        })
-                        .unwrap_or_default();
-                    println!(
-                        "{:>8}  {}  {:<12} {:<18} {:<28} {}{}",
-                        e["position"],
-                        time,
-                        e["principal"].as_str().unwrap_or(""),
-                        e["action"].as_str().unwrap_or(""),
-                        e["resource"].as_str().unwrap_or(""),
-                        e["outcome"].as_str().unwrap_or(""),
-                        e["error_code"]
-                            .as_str()
-                            .map(|c| format!(" ({c})"))
-                            .unwrap_or_default()
+                Ok(v) => {
+                    crate::admin::print_entries(
+                        &serde_json::from_value::<Vec<custos_app::AuditEntry>>(v)?,
+                        *json,
                     );
+                    Ok(Some(0))
                 }
+                Err(e) => Ok(Some(fail(&e))),
             }
-            Ok(Some(0))
         }
-        _ => Ok(None),
     }
 }
 
@@ -566,9 +567,8 @@ async fn call(c: &Client, method: &str, path: &str, body: Option<&Value>) -> Res
 
 /// Writes a token handed out by the server like local mode does.
 fn hand_out(v: &Value, token_file: Option<&std::path::Path>) -> Result<()> {
-    let token = custos_policy::Token::from_issued(v["token"].as_str().unwrap_or_default());
     crate::admin::hand_out(
-        &token,
+        v["token"].as_str().unwrap_or_default(),
         v["user"]["name"].as_str().unwrap_or("?"),
         token_file,
     )

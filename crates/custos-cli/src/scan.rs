@@ -1,72 +1,20 @@
 //! `custos scan`: what personal data a file or a pipeline's sources hold, and how to protect it.
 
-use std::path::Path;
-
-use anyhow::{Result, bail};
+use anyhow::Result;
 use comfy_table::Table;
 use custos_engine::scan::SourceScan;
 
-/// A pipeline for one data file, so that scanning a file reuses the source readers.
-fn file_pipeline(file: &Path) -> Result<(String, String)> {
-    let abs = std::path::absolute(file)?;
-    let ext = file
-        .extension()
-        .and_then(|e| e.to_str())
-        .unwrap_or("")
-        .to_ascii_lowercase();
-    let kind = match ext.as_str() {
-        "csv" | "tsv" | "txt" => "csv",
-        "jsonl" | "ndjson" | "json" => "jsonl",
-        "parquet" | "pq" => "parquet",
-        _ => bail!(
-            "cannot tell the format of {} from its extension; name a .csv, .jsonl or .parquet file, or a pipeline .toml",
-            file.display()
-        ),
-    };
-    let stem = file.file_stem().and_then(|s| s.to_str()).unwrap_or("input");
-    let mut name: String = stem
-        .chars()
-        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
-        .collect();
-    if !name.starts_with(|c: char| c.is_ascii_alphabetic()) {
-        name.insert_str(0, "src_");
-    }
-    let path = abs.display().to_string();
-    let toml = format!(
-        "[pipeline]\nname = \"scan\"\n[sources.{name}]\ntype = \"{kind}\"\npath = {path:?}\n[sinks.unused]\ntype = \"csv\"\ninputs = [\"{name}\"]\npath = \"unused.csv\"\n"
-    );
-    Ok((name, toml))
-}
-
-/// Runs the scan and prints it; returns the exit code.
-pub fn run(target: &Path, sample: usize, seed: u64, json: bool, suggest: bool) -> Result<u8> {
-    let is_pipeline = target.extension().and_then(|e| e.to_str()) == Some("toml");
-    let loaded = if is_pipeline {
-        custos_config::load(target)?
-    } else {
-        let (_, toml) = file_pipeline(target)?;
-        custos_config::load_str(Path::new("scan.toml"), &toml)
-    };
-    if loaded.diagnostics.has_errors() {
-        eprint!("{}", loaded.diagnostics);
-        return Ok(2);
-    }
-    let rt = crate::runtime()?;
-    let scans = match rt.block_on(custos_engine::scan::scan(&loaded.config, sample, seed)) {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("custos: scan failed: {e}");
-            return Ok(1);
-        }
-    };
+/// Prints scans as JSON, a suggested `protect` transform, or a table (local and server mode
+/// alike).
+pub(crate) fn print(scans: &[SourceScan], json: bool, suggest: bool) -> Result<()> {
     if json {
         println!("{}", serde_json::to_string_pretty(&scans)?);
     } else if suggest {
-        print_suggestion(&scans);
+        print_suggestion(scans);
     } else {
-        print_table(&scans);
+        print_table(scans);
     }
-    Ok(0)
+    Ok(())
 }
 
 fn print_table(scans: &[SourceScan]) {

@@ -273,6 +273,36 @@ impl Keystore {
         })
     }
 
+    /// Reads the keystore file again with the key this one was unlocked with, without a new
+    /// Argon2id derivation: the keys as they are on disk now, to change on top of. Fails when
+    /// the file was replaced by one under another passphrase or salt.
+    pub fn reload(&self) -> Result<Self, KeyError> {
+        let shown = self.path.display().to_string();
+        let bytes = std::fs::read(&self.path).map_err(io(format!("reading keystore {shown}")))?;
+        if bytes.len() < HEADER_LEN + 28 || bytes[..HEADER_LEN] != self.header {
+            return Err(KeyError::Unlock { path: shown });
+        }
+        let plain = Zeroizing::new(
+            open(&self.file_key, &self.header, &bytes[HEADER_LEN..]).map_err(|_| {
+                KeyError::Unlock {
+                    path: shown.clone(),
+                }
+            })?,
+        );
+        let doc: Doc = serde_json::from_slice(&plain).map_err(|_| KeyError::Format {
+            path: shown.clone(),
+            reason: "keyring document is not valid".into(),
+        })?;
+        let kek = doc.local_kek.0.clone();
+        Ok(Self {
+            path: self.path.clone(),
+            file_key: self.file_key.clone(),
+            header: self.header,
+            doc,
+            provider: Box::new(LocalProvider::new(kek)),
+        })
+    }
+
     /// Writes the keystore atomically (temporary file, fsync, rename, directory fsync).
     pub fn save(&self) -> Result<(), KeyError> {
         use std::os::unix::fs::OpenOptionsExt;

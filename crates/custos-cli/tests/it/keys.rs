@@ -36,9 +36,10 @@ fn key_lifecycle_through_the_cli_never_prints_secrets() {
         &["init", "--kdf-memory-mib", "8", "--kdf-iterations", "1"],
         0,
     );
+    // A second init is refused as invalid, like creating a key that exists.
     run(
         &["init", "--kdf-memory-mib", "8", "--kdf-iterations", "1"],
-        1,
+        2,
     );
     run(&["create", "pii-main", "--purpose", "aead"], 0);
     run(&["create", "tokens", "--purpose", "hmac"], 0);
@@ -51,7 +52,7 @@ fn key_lifecycle_through_the_cli_never_prints_secrets() {
     run(&["disable", "pii-main", "1"], 0);
     run(&["enable", "pii-main", "1"], 0);
     run(&["set-min-version", "pii-main", "2"], 0);
-    run(&["destroy", "pii-main", "3"], 1); // the primary
+    run(&["destroy", "pii-main", "3", "--yes"], 2); // the primary
     run(&["destroy", "pii-main", "1"], 2); // no confirmation on a non-terminal
     run(&["destroy", "pii-main", "1", "--yes"], 0);
     let list = run(&["list", "--json"], 0);
@@ -82,7 +83,7 @@ fn key_lifecycle_through_the_cli_never_prints_secrets() {
         "{show}"
     );
     run(&["list"], 0);
-    run(&["show", "nope"], 1);
+    run(&["show", "nope"], 2); // not found, as from a server
 
     // Wrong passphrase: a clear error, and still no canary.
     let out = p

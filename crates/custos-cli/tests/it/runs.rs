@@ -13,10 +13,13 @@ fn init_creates_a_project_that_runs() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    // The keystore init unlocked for the keys also signs its audit checkpoint.
+    // The keystore init unlocked for the keys also signs its audit checkpoint (and verify
+    // signs one over the log as it is before checking).
+    let checkpoints = p.read(".custos/audit/checkpoints.jsonl");
+    assert_eq!(checkpoints.lines().count(), 1, "{checkpoints}");
     let (code, o, e) = p.run_as("admin", &["audit", "verify"]);
     assert_eq!(code, 0, "{o}{e}");
-    assert!(o.contains(" 1 checkpoints"), "{o}");
+    assert!(o.contains(" 2 checkpoints"), "{o}");
     let (code, o, e) = p.run_as("admin", &["keys", "list"]);
     assert_eq!(code, 0, "{o}{e}");
     assert!(o.contains("custos-audit") && o.contains("signing"), "{o}");
