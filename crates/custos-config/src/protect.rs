@@ -185,26 +185,6 @@ impl ColumnAction {
         )
     }
 
-    /// Whether equal inputs give equal outputs under a key (tokens, SIV, FPE, keyed date
-    /// shifts, redaction tokens): whoever may run such an action on inputs of their choosing
-    /// can build a codebook. Random encryption, and actions without a key, are not.
-    pub fn deterministic(&self) -> bool {
-        match self {
-            Self::EncryptDeterministic { .. }
-            | Self::DecryptDeterministic { .. }
-            | Self::Fpe { .. }
-            | Self::FpeDecrypt { .. }
-            | Self::Tokenize { .. }
-            | Self::DateShift { .. } => true,
-            Self::Redact { key, with, .. } => key.is_some() && with.as_deref() != Some("encrypt"),
-            Self::Encrypt { .. }
-            | Self::Decrypt { .. }
-            | Self::Mask { .. }
-            | Self::Generalize { .. }
-            | Self::Drop => false,
-        }
-    }
-
     /// Key names the action uses.
     pub fn keys(&self) -> Vec<&str> {
         match self {

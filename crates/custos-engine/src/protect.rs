@@ -9,8 +9,9 @@ use std::sync::atomic::Ordering;
 
 use custos_config::{ColumnAction, ColumnActions};
 use custos_connectors::quarantine::Quarantine;
+use custos_transforms::protection::{self, Generalize, Protection, RedactWith};
 use custos_transforms::udf::UdfEnv;
-use custos_transforms::{Kernel, PII_META, PROTECTED_META};
+use custos_transforms::{Kernel, MaskSpec, PII_META, PROTECTED_META};
 use datafusion::arrow::array::{ArrayRef, RecordBatch};
 use datafusion::arrow::datatypes::{Field, Schema, SchemaRef};
 use datafusion::error::{DataFusionError, Result};
@@ -62,6 +63,134 @@ fn missing(schema: &Schema, c: &str) -> String {
     m
 }
 
+/// The protection `action` describes. An option the kernels cannot take is reported as
+/// `(config key, message)`, the key under `path` (`columns.NAME`) naming the offending option.
+/// `drop` is no protection: the caller removes the column instead.
+pub(crate) fn protection(
+    action: &ColumnAction,
+    path: &str,
+) -> std::result::Result<Protection, (String, String)> {
+    let at = |option: &str| {
+        if option.is_empty() {
+            path.to_string()
+        } else {
+            format!("{path}.{option}")
+        }
+    };
+    let invalid =
+        |option: &'static str| move |e: custos_transforms::KernelError| (at(option), e.to_string());
+    Ok(match action {
+        ColumnAction::Encrypt { key } => Protection::Encrypt { key: key.clone() },
+        ColumnAction::Decrypt { key } => Protection::Decrypt { key: key.clone() },
+        ColumnAction::EncryptDeterministic { key } => {
+            Protection::EncryptDeterministic { key: key.clone() }
+        }
+        ColumnAction::DecryptDeterministic { key } => {
+            Protection::DecryptDeterministic { key: key.clone() }
+        }
+        ColumnAction::Fpe {
+            key,
+            format,
+            version,
+        } => Protection::Fpe {
+            key: key.clone(),
+            format: protection::fpe_format(format).map_err(invalid("format"))?,
+            version: *version,
+        },
+        ColumnAction::FpeDecrypt {
+            key,
+            format,
+            version,
+        } => Protection::FpeDecrypt {
+            key: key.clone(),
+            format: protection::fpe_format(format).map_err(invalid("format"))?,
+            version: *version,
+        },
+        ColumnAction::Tokenize {
+            key,
+            length,
+            encoding,
+        } => Protection::Tokenize {
+            key: key.clone(),
+            length: length.unwrap_or(protection::DEFAULT_TOKEN_LENGTH),
+            encoding: match encoding {
+                None => protection::TokenEncoding::Hex,
+                Some(e) => protection::token_encoding(e).map_err(invalid("encoding"))?,
+            },
+        },
+        ColumnAction::Mask {
+            keep_first,
+            keep_last,
+            char,
+            keep_separators,
+            email,
+            pattern,
+        } => {
+            let default = MaskSpec::default();
+            let mask = match char.as_deref().map(|c| {
+                let mut chars = c.chars();
+                (chars.next(), chars.next())
+            }) {
+                None => default.mask,
+                Some((Some(c), None)) => c,
+                Some(_) => return Err((at("char"), "must be one character".into())),
+            };
+            Protection::Mask(MaskSpec {
+                keep_first: *keep_first,
+                keep_last: *keep_last,
+                mask,
+                keep_separators: keep_separators.unwrap_or(default.keep_separators),
+                email: *email,
+                pattern: pattern.clone(),
+            })
+        }
+        ColumnAction::Redact { types, with, key } => Protection::Redact {
+            types: types.clone().unwrap_or_else(|| {
+                protection::DEFAULT_REDACT_TYPES
+                    .iter()
+                    .map(|t| t.to_string())
+                    .collect()
+            }),
+            with: match (with.as_deref(), key) {
+                (None | Some("label"), _) => RedactWith::Label,
+                (Some("token"), Some(k)) => RedactWith::Token { key: k.clone() },
+                (Some("encrypt"), Some(k)) => RedactWith::Encrypt { key: k.clone() },
+                (Some(w), _) => {
+                    // A known replacement lacks its key; anything else is unknown.
+                    let option = if matches!(w, "token" | "encrypt") {
+                        "key"
+                    } else {
+                        "with"
+                    };
+                    return Err((
+                        at(option),
+                        format!(
+                            "redact with \"{w}\" needs a valid `key` (label, token or encrypt)"
+                        ),
+                    ));
+                }
+            },
+        },
+        ColumnAction::Generalize {
+            to,
+            bucket,
+            zip_digits,
+        } => Protection::Generalize(match (to, bucket, zip_digits) {
+            (Some(to), None, None) => Generalize::level(to).map_err(invalid("to"))?,
+            (None, Some(b), None) => Generalize::bucket(*b).map_err(invalid("bucket"))?,
+            (None, None, Some(d)) => Generalize::ZipDigits(*d),
+            _ => return Err(invalid("")(Generalize::usage())),
+        }),
+        ColumnAction::DateShift { max_days, key, .. } => Protection::DateShift {
+            key: key.clone(),
+            max_days: protection::max_days(*max_days).map_err(invalid("max_days"))?,
+        },
+        ColumnAction::Drop => {
+            return Err((at(""), "drop removes the column; it has no kernel".into()));
+        }
+    })
+}
+
 impl ProtectOp {
     /// Builds the kernels against the input schema; errors are `(key, message)` pairs.
     pub fn compile(
@@ -101,7 +230,14 @@ impl ProtectOp {
                 },
                 _ => None,
             };
-            let kernel = match env.kernel(action, col) {
+            let protection = match protection(action, &key) {
+                Ok(p) => p,
+                Err(e) => {
+                    errors.push(e);
+                    continue;
+                }
+            };
+            let kernel = match env.kernel(&protection, col) {
                 Ok(k) => k,
                 Err(e) => {
                     errors.push((key, e.to_string()));
@@ -223,5 +359,333 @@ impl ConcurrentOp for ProtectOp {
             &self.stats.quarantined,
             p.rejected,
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::num::NonZeroU32;
+
+    use custos_config::ColumnAction as A;
+    use custos_transforms::protection::{FpeFormat, TokenEncoding};
+    use custos_transforms::{BucketWidth, Generalize, MaskSpec, Protection, RedactWith};
+
+    use super::protection;
+
+    fn ok(a: A) -> Protection {
+        match protection(&a, "columns.c") {
+            Ok(p) => p,
+            Err((k, m)) => panic!("{a:?}: {k}: {m}"),
+        }
+    }
+
+    fn err(a: A) -> (String, String) {
+        match protection(&a, "columns.c") {
+            Ok(p) => panic!("{a:?} converted to {p:?}"),
+            Err(e) => e,
+        }
+    }
+
+    fn k() -> String {
+        "k".into()
+    }
+
+    fn mask() -> A {
+        mask_with(None)
+    }
+
+    fn mask_with(char: Option<&str>) -> A {
+        A::Mask {
+            keep_first: 1,
+            keep_last: 2,
+            char: char.map(str::to_string),
+            keep_separators: None,
+            email: false,
+            pattern: None,
+        }
+    }
+
+    fn redact(with: Option<&str>, key: Option<&str>) -> A {
+        A::Redact {
+            types: None,
+            with: with.map(str::to_string),
+            key: key.map(str::to_string),
+        }
+    }
+
+    fn generalize(to: Option<&str>, bucket: Option<f64>, zip_digits: Option<usize>) -> A {
+        A::Generalize {
+            to: to.map(str::to_string),
+            bucket,
+            zip_digits,
+        }
+    }
+
+    #[test]
+    fn converts_every_action() {
+        assert_eq!(
+            ok(A::Encrypt { key: k() }),
+            Protection::Encrypt { key: k() }
+        );
+        assert_eq!(
+            ok(A::Decrypt { key: k() }),
+            Protection::Decrypt { key: k() }
+        );
+        assert_eq!(
+            ok(A::EncryptDeterministic { key: k() }),
+            Protection::EncryptDeterministic { key: k() }
+        );
+        assert_eq!(
+            ok(A::DecryptDeterministic { key: k() }),
+            Protection::DecryptDeterministic { key: k() }
+        );
+        assert_eq!(
+            ok(A::Fpe {
+                key: k(),
+                format: "ssn".into(),
+                version: None
+            }),
+            Protection::Fpe {
+                key: k(),
+                format: FpeFormat::Ssn,
+                version: None
+            }
+        );
+        assert_eq!(
+            ok(A::FpeDecrypt {
+                key: k(),
+                format: "card".into(),
+                version: Some(2)
+            }),
+            Protection::FpeDecrypt {
+                key: k(),
+                format: FpeFormat::Card,
+                version: Some(2)
+            }
+        );
+        assert_eq!(
+            ok(A::Tokenize {
+                key: k(),
+                length: None,
+                encoding: None
+            }),
+            Protection::Tokenize {
+                key: k(),
+                length: 16,
+                encoding: TokenEncoding::Hex
+            }
+        );
+        assert_eq!(
+            ok(A::Tokenize {
+                key: k(),
+                length: Some(8),
+                encoding: Some("base64url".into())
+            }),
+            Protection::Tokenize {
+                key: k(),
+                length: 8,
+                encoding: TokenEncoding::Base64Url
+            }
+        );
+        assert_eq!(
+            ok(mask()),
+            Protection::Mask(MaskSpec {
+                keep_first: 1,
+                keep_last: 2,
+                ..MaskSpec::default()
+            })
+        );
+        assert_eq!(
+            ok(A::Mask {
+                keep_first: 0,
+                keep_last: 0,
+                char: Some("#".into()),
+                keep_separators: Some(false),
+                email: true,
+                pattern: Some("##*".into()),
+            }),
+            Protection::Mask(MaskSpec {
+                keep_first: 0,
+                keep_last: 0,
+                mask: '#',
+                keep_separators: false,
+                email: true,
+                pattern: Some("##*".into()),
+            })
+        );
+        let defaults: Vec<String> = ["email", "phone", "ssn", "card", "iban", "ip"]
+            .iter()
+            .map(|t| t.to_string())
+            .collect();
+        assert_eq!(
+            ok(redact(None, None)),
+            Protection::Redact {
+                types: defaults.clone(),
+                with: RedactWith::Label
+            }
+        );
+        // `with = "label"` uses no key, even when one is named.
+        assert_eq!(
+            ok(redact(Some("label"), Some("k"))),
+            Protection::Redact {
+                types: defaults.clone(),
+                with: RedactWith::Label
+            }
+        );
+        assert_eq!(
+            ok(redact(Some("token"), Some("k"))),
+            Protection::Redact {
+                types: defaults.clone(),
+                with: RedactWith::Token { key: k() }
+            }
+        );
+        assert_eq!(
+            ok(A::Redact {
+                types: Some(vec!["email".into()]),
+                with: Some("encrypt".into()),
+                key: Some(k()),
+            }),
+            Protection::Redact {
+                types: vec!["email".into()],
+                with: RedactWith::Encrypt { key: k() }
+            }
+        );
+        assert_eq!(
+            ok(generalize(Some("year"), None, None)),
+            Protection::Generalize(Generalize::Year)
+        );
+        assert_eq!(
+            ok(generalize(Some("month"), None, None)),
+            Protection::Generalize(Generalize::Month)
+        );
+        assert_eq!(
+            ok(generalize(None, Some(10.0), None)),
+            Protection::Generalize(Generalize::Bucket(
+                BucketWidth::new(10.0).expect("positive")
+            ))
+        );
+        assert_eq!(
+            ok(generalize(None, None, Some(3))),
+            Protection::Generalize(Generalize::ZipDigits(3))
+        );
+        assert_eq!(
+            ok(A::DateShift {
+                max_days: 30,
+                subject: "id".into(),
+                key: k()
+            }),
+            Protection::DateShift {
+                key: k(),
+                max_days: NonZeroU32::new(30).expect("not zero")
+            }
+        );
+    }
+
+    #[test]
+    fn names_the_key_of_each_bad_option() {
+        let usage =
+            "generalize needs exactly one of to = \"month\"|\"year\", bucket (> 0) or zip_digits";
+        let cases: Vec<(A, &str, String)> = vec![
+            (
+                A::Fpe {
+                    key: k(),
+                    format: "roman".into(),
+                    version: None,
+                },
+                "columns.c.format",
+                "unknown FPE format \"roman\"; expected digits, alphanumeric, card or ssn".into(),
+            ),
+            (
+                A::FpeDecrypt {
+                    key: k(),
+                    format: "".into(),
+                    version: None,
+                },
+                "columns.c.format",
+                "unknown FPE format \"\"; expected digits, alphanumeric, card or ssn".into(),
+            ),
+            (
+                A::Tokenize {
+                    key: k(),
+                    length: None,
+                    encoding: Some("b64".into()),
+                },
+                "columns.c.encoding",
+                "unknown token encoding \"b64\"; expected hex or base64url".into(),
+            ),
+            (
+                mask_with(Some("")),
+                "columns.c.char",
+                "must be one character".into(),
+            ),
+            (
+                mask_with(Some("ab")),
+                "columns.c.char",
+                "must be one character".into(),
+            ),
+            (
+                redact(Some("token"), None),
+                "columns.c.key",
+                "redact with \"token\" needs a valid `key` (label, token or encrypt)".into(),
+            ),
+            (
+                redact(Some("encrypt"), None),
+                "columns.c.key",
+                "redact with \"encrypt\" needs a valid `key` (label, token or encrypt)".into(),
+            ),
+            (
+                redact(Some("hash"), Some("k")),
+                "columns.c.with",
+                "redact with \"hash\" needs a valid `key` (label, token or encrypt)".into(),
+            ),
+            (
+                generalize(Some("decade"), None, None),
+                "columns.c.to",
+                usage.into(),
+            ),
+            (
+                generalize(None, Some(0.0), None),
+                "columns.c.bucket",
+                usage.into(),
+            ),
+            (
+                generalize(None, Some(-5.0), None),
+                "columns.c.bucket",
+                usage.into(),
+            ),
+            (
+                generalize(None, Some(f64::INFINITY), None),
+                "columns.c.bucket",
+                usage.into(),
+            ),
+            (generalize(None, None, None), "columns.c", usage.into()),
+            (
+                generalize(Some("year"), Some(1.0), None),
+                "columns.c",
+                usage.into(),
+            ),
+            (
+                generalize(None, Some(1.0), Some(3)),
+                "columns.c",
+                usage.into(),
+            ),
+            (
+                A::DateShift {
+                    max_days: 0,
+                    subject: "id".into(),
+                    key: k(),
+                },
+                "columns.c.max_days",
+                "max_days must be at least 1".into(),
+            ),
+            (
+                A::Drop,
+                "columns.c",
+                "drop removes the column; it has no kernel".into(),
+            ),
+        ];
+        for (action, key, message) in cases {
+            assert_eq!(err(action), (key.to_string(), message));
+        }
     }
 }

@@ -4,7 +4,6 @@
 
 use std::sync::Arc;
 
-use custos_config::ColumnAction;
 use custos_crypto::aead::{self, AeadDecryptor, AeadEncryptor};
 use custos_crypto::fpe::{Format, FpeBatch, FpeCipher};
 use custos_crypto::siv::{self, SivCipher};
@@ -18,6 +17,7 @@ use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::DataType;
 
 use crate::mask::MaskSpec;
+use crate::protection::{Generalize, Protection, RedactWith};
 use crate::redact::Redactor;
 
 /// Why a kernel could not be built or run. Never holds a cell value or key material.
@@ -145,44 +145,44 @@ fn tokenizer(
 }
 
 impl Kernel {
-    /// Builds the kernel for `action` on `column`. `detector` builds the PII detector for
+    /// Builds the kernel for `protection` on `column`. `redactor` builds the PII detector for
     /// `redact` (shared between columns by the caller).
     pub fn new(
-        action: &ColumnAction,
+        protection: &Protection,
         column: &str,
         keys: Keys<'_>,
         redactor: impl FnOnce(&[String]) -> Result<Arc<Redactor>, KernelError>,
     ) -> Result<Self, KernelError> {
-        let name = action.name();
-        let op = match action {
-            ColumnAction::Encrypt { key } => {
+        let name = protection.name();
+        let op = match protection {
+            Protection::Encrypt { key } => {
                 let (id, version, key) = primary(keyset(keys, name)?, key, Purpose::Aead, name)?;
                 Op::Encrypt { id, version, key }
             }
-            ColumnAction::Decrypt { key } => {
+            Protection::Decrypt { key } => {
                 let ks = keyset(keys, name)?;
                 Op::Decrypt {
                     id: ks.id(key).map_err(KernelError::Config)?,
                     keys: ks.clone(),
                 }
             }
-            ColumnAction::EncryptDeterministic { key } => {
+            Protection::EncryptDeterministic { key } => {
                 let (id, version, key) = primary(keyset(keys, name)?, key, Purpose::Daead, name)?;
                 Op::Seal { id, version, key }
             }
-            ColumnAction::DecryptDeterministic { key } => {
+            Protection::DecryptDeterministic { key } => {
                 let ks = keyset(keys, name)?;
                 Op::Open {
                     id: ks.id(key).map_err(KernelError::Config)?,
                     keys: ks.clone(),
                 }
             }
-            ColumnAction::Fpe {
+            Protection::Fpe {
                 key,
                 format,
                 version,
             }
-            | ColumnAction::FpeDecrypt {
+            | Protection::FpeDecrypt {
                 key,
                 format,
                 version,
@@ -192,121 +192,58 @@ impl Kernel {
                     None => primary(ks, key, Purpose::Fpe, name)?.2,
                     Some(v) => ks.version(key, *v).map_err(KernelError::Config)?.1.clone(),
                 };
-                let format = Format::parse(format).ok_or_else(|| {
-                    KernelError::Config(format!(
-                        "unknown FPE format \"{format}\"; expected digits, alphanumeric, card or ssn"
-                    ))
-                })?;
                 Op::Fpe {
                     cipher: Box::new(
                         FpeCipher::new(&material)
                             .map_err(|e| KernelError::Config(e.to_string()))?,
                     ),
-                    format,
-                    decrypt: matches!(action, ColumnAction::FpeDecrypt { .. }),
+                    format: *format,
+                    decrypt: protection.reveals(),
                 }
             }
-            ColumnAction::Tokenize {
+            Protection::Tokenize {
                 key,
                 length,
                 encoding,
-            } => {
-                let encoding = match encoding.as_deref() {
-                    None | Some("hex") => Encoding::Hex,
-                    Some("base64url") => Encoding::Base64Url,
-                    Some(e) => {
-                        return Err(KernelError::Config(format!(
-                            "unknown token encoding \"{e}\"; expected hex or base64url"
-                        )));
-                    }
-                };
-                Op::Tokenize(tokenizer(
-                    keyset(keys, name)?,
-                    key,
-                    name,
-                    length.unwrap_or(16),
-                    encoding,
-                )?)
-            }
-            ColumnAction::Mask {
-                keep_first,
-                keep_last,
-                char,
-                keep_separators,
-                email,
-                pattern,
-            } => Op::Mask(MaskSpec {
-                keep_first: *keep_first,
-                keep_last: *keep_last,
-                mask: char
-                    .as_deref()
-                    .and_then(|c| c.chars().next())
-                    .unwrap_or('*'),
-                keep_separators: keep_separators.unwrap_or(true),
-                email: *email,
-                pattern: pattern.clone(),
-            }),
-            ColumnAction::Redact { types, with, key } => {
-                let types = types.clone().unwrap_or_else(|| {
-                    ["email", "phone", "ssn", "card", "iban", "ip"]
-                        .iter()
-                        .map(|s| s.to_string())
-                        .collect()
-                });
-                let mut r = redactor(&types)?;
-                let replacement = match (with.as_deref(), key) {
-                    (None | Some("label"), _) => Replacement::Label,
-                    (Some("token"), Some(k)) => Replacement::Token(Box::new(tokenizer(
+            } => Op::Tokenize(tokenizer(
+                keyset(keys, name)?,
+                key,
+                name,
+                *length,
+                *encoding,
+            )?),
+            Protection::Mask(spec) => Op::Mask(spec.clone()),
+            Protection::Redact { types, with } => {
+                let mut r = redactor(types)?;
+                let replacement = match with {
+                    RedactWith::Label => Replacement::Label,
+                    RedactWith::Token { key } => Replacement::Token(Box::new(tokenizer(
                         keyset(keys, name)?,
-                        k,
+                        key,
                         name,
                         8,
                         Encoding::Hex,
                     )?)),
-                    (Some("encrypt"), Some(k)) => {
+                    RedactWith::Encrypt { key } => {
                         let (id, version, key) =
-                            primary(keyset(keys, name)?, k, Purpose::Aead, name)?;
+                            primary(keyset(keys, name)?, key, Purpose::Aead, name)?;
                         Replacement::Encrypt { id, version, key }
-                    }
-                    (Some(w), _) => {
-                        return Err(KernelError::Config(format!(
-                            "redact with \"{w}\" needs a valid `key` (label, token or encrypt)"
-                        )));
                     }
                 };
                 Arc::make_mut(&mut r).set_replacement(replacement);
                 Op::Redact(r)
             }
-            ColumnAction::Generalize {
-                to,
-                bucket,
-                zip_digits,
-            } => match (to.as_deref(), bucket, zip_digits) {
-                (Some("year"), None, None) => Op::GeneralizeDate { year: true },
-                (Some("month"), None, None) => Op::GeneralizeDate { year: false },
-                (None, Some(b), None) if *b > 0.0 && b.is_finite() => Op::GeneralizeNumber(*b),
-                (None, None, Some(d)) => Op::GeneralizeZip(*d),
-                _ => {
-                    return Err(KernelError::Config(
-                        "generalize needs exactly one of to = \"month\"|\"year\", bucket (> 0) or zip_digits".into(),
-                    ));
-                }
+            Protection::Generalize(g) => match g {
+                Generalize::Year => Op::GeneralizeDate { year: true },
+                Generalize::Month => Op::GeneralizeDate { year: false },
+                Generalize::Bucket(b) => Op::GeneralizeNumber(b.get()),
+                Generalize::ZipDigits(d) => Op::GeneralizeZip(*d),
             },
-            ColumnAction::DateShift { max_days, key, .. } => {
-                if *max_days == 0 {
-                    return Err(KernelError::Config("max_days must be at least 1".into()));
-                }
-                Op::DateShift {
-                    mac: tokenizer(keyset(keys, name)?, key, name, 8, Encoding::Hex)?
-                        .derived("date_shift"),
-                    max_days: *max_days,
-                }
-            }
-            ColumnAction::Drop => {
-                return Err(KernelError::Config(
-                    "drop removes the column; it has no kernel".into(),
-                ));
-            }
+            Protection::DateShift { key, max_days } => Op::DateShift {
+                mac: tokenizer(keyset(keys, name)?, key, name, 8, Encoding::Hex)?
+                    .derived("date_shift"),
+                max_days: max_days.get(),
+            },
         };
         Ok(Self {
             op,

@@ -21,7 +21,6 @@ use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
 use std::sync::{Arc, Mutex};
 
-use custos_config::ColumnAction;
 use custos_keys::KeySet;
 use datafusion::arrow::datatypes::{DataType, Field, FieldRef};
 use datafusion::common::{ScalarValue, exec_err, plan_err};
@@ -32,6 +31,8 @@ use datafusion::logical_expr::{
 };
 
 use crate::kernel::Kernel;
+use crate::mask::MaskSpec;
+use crate::protection::{self, Generalize, Protection, RedactWith};
 use crate::redact::Redactor;
 use crate::{PII_META, PROTECTED_META};
 
@@ -119,36 +120,36 @@ impl UdfEnv {
         Ok(r)
     }
 
-    /// The kernel for `action` on `column`, built once.
+    /// The kernel for `protection` on `column`, built once.
     pub fn kernel(
         &self,
-        action: &ColumnAction,
+        protection: &Protection,
         column: &str,
     ) -> std::result::Result<Arc<Kernel>, crate::KernelError> {
-        let id = format!("{action:?}\u{0}{column}");
+        let id = format!("{protection:?}\u{0}{column}");
         let mut m = self.kernels.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(k) = m.get(&id) {
             return Ok(k.clone());
         }
-        if !action.reveals() {
+        if !protection.reveals()
+            && let Some(key) = protection.key()
+        {
             let sealed = self.sealed.load(std::sync::atomic::Ordering::Acquire);
             let mut uses = self.uses.lock().unwrap_or_else(|p| p.into_inner());
-            for key in action.keys() {
-                let u = KeyUse {
-                    key: key.to_string(),
-                    operation: action.name(),
-                    deterministic: action.deterministic(),
-                };
-                if sealed && !uses.contains(&u) {
-                    return Err(crate::KernelError::Config(format!(
-                        "{} with key \"{key}\" was not planned, so its use was not authorized",
-                        action.name()
-                    )));
-                }
-                uses.insert(u);
+            let u = KeyUse {
+                key: key.to_string(),
+                operation: protection.name(),
+                deterministic: protection.deterministic(),
+            };
+            if sealed && !uses.contains(&u) {
+                return Err(crate::KernelError::Config(format!(
+                    "{} with key \"{key}\" was not planned, so its use was not authorized",
+                    protection.name()
+                )));
             }
+            uses.insert(u);
         }
-        let k = Arc::new(Kernel::new(action, column, self.keys(), |t| {
+        let k = Arc::new(Kernel::new(protection, column, self.keys(), |t| {
             self.redactor(t)
         })?);
         m.insert(id, k.clone());
@@ -262,12 +263,12 @@ impl ProtectUdf {
         if self.fun == Fun::DateShift { 2 } else { 1 }
     }
 
-    /// The column action and binding a call describes, from its literal arguments.
-    fn action(
+    /// The protection and binding a call describes, from its literal arguments.
+    fn protection(
         &self,
         column: &str,
         lits: &[Option<&ScalarValue>],
-    ) -> Result<(ColumnAction, String)> {
+    ) -> Result<(Protection, String)> {
         let (req, opt, usage) = self.fun.arity();
         let first = self.first_literal();
         let n = lits.len().saturating_sub(first);
@@ -304,109 +305,102 @@ impl ProtectUdf {
                 DataFusionError::Plan(format!("{}: {what} must not be negative", self.name))
             })
         };
+        let invalid = |e: crate::KernelError| DataFusionError::Plan(format!("{}: {e}", self.name));
         Ok(match self.fun {
             Fun::Encrypt => (
-                ColumnAction::Encrypt {
+                Protection::Encrypt {
                     key: text(0, "key")?,
                 },
                 binding(1)?,
             ),
             Fun::Decrypt => (
-                ColumnAction::Decrypt {
+                Protection::Decrypt {
                     key: text(0, "key")?,
                 },
                 binding(1)?,
             ),
             Fun::EncryptDeterministic => (
-                ColumnAction::EncryptDeterministic {
+                Protection::EncryptDeterministic {
                     key: text(0, "key")?,
                 },
                 binding(1)?,
             ),
             Fun::DecryptDeterministic => (
-                ColumnAction::DecryptDeterministic {
+                Protection::DecryptDeterministic {
                     key: text(0, "key")?,
                 },
                 binding(1)?,
             ),
             Fun::Fpe => (
-                ColumnAction::Fpe {
+                Protection::Fpe {
                     key: text(0, "key")?,
-                    format: text(1, "format")?,
+                    format: protection::fpe_format(&text(1, "format")?).map_err(invalid)?,
                     version: None,
                 },
                 binding(2)?,
             ),
             Fun::FpeDecrypt => (
-                ColumnAction::FpeDecrypt {
+                Protection::FpeDecrypt {
                     key: text(0, "key")?,
-                    format: text(1, "format")?,
+                    format: protection::fpe_format(&text(1, "format")?).map_err(invalid)?,
                     version: None,
                 },
                 binding(2)?,
             ),
             Fun::Tokenize => (
-                ColumnAction::Tokenize {
+                Protection::Tokenize {
                     key: text(0, "key")?,
                     length: if n > 1 {
-                        Some(non_negative(int(1, "length")?, "length")?)
+                        non_negative(int(1, "length")?, "length")?
                     } else {
-                        None
+                        protection::DEFAULT_TOKEN_LENGTH
                     },
-                    encoding: None,
+                    encoding: protection::TokenEncoding::Hex,
                 },
                 column.to_string(),
             ),
             Fun::Mask => (
-                ColumnAction::Mask {
+                Protection::Mask(MaskSpec {
                     keep_first: non_negative(int(0, "keep_first")?, "keep_first")?,
                     keep_last: non_negative(int(1, "keep_last")?, "keep_last")?,
-                    char: None,
-                    keep_separators: None,
-                    email: false,
-                    pattern: None,
-                },
+                    ..MaskSpec::default()
+                }),
                 column.to_string(),
             ),
-            Fun::MaskEmail | Fun::MaskPattern => (
-                ColumnAction::Mask {
-                    keep_first: 0,
-                    keep_last: 0,
-                    char: None,
-                    keep_separators: None,
-                    email: self.fun == Fun::MaskEmail,
-                    pattern: if self.fun == Fun::MaskPattern {
-                        Some(text(0, "pattern")?)
-                    } else {
-                        None
-                    },
-                },
+            Fun::MaskEmail => (
+                Protection::Mask(MaskSpec {
+                    email: true,
+                    ..MaskSpec::default()
+                }),
+                column.to_string(),
+            ),
+            Fun::MaskPattern => (
+                Protection::Mask(MaskSpec {
+                    pattern: Some(text(0, "pattern")?),
+                    ..MaskSpec::default()
+                }),
                 column.to_string(),
             ),
             Fun::RedactPii => (
-                ColumnAction::Redact {
+                Protection::Redact {
                     types: if n > 0 {
-                        Some(
-                            text(0, "types")?
-                                .split(',')
-                                .map(|t| t.trim().to_string())
-                                .filter(|t| !t.is_empty())
-                                .collect(),
-                        )
+                        text(0, "types")?
+                            .split(',')
+                            .map(|t| t.trim().to_string())
+                            .filter(|t| !t.is_empty())
+                            .collect()
                     } else {
-                        None
+                        protection::DEFAULT_REDACT_TYPES
+                            .iter()
+                            .map(|t| t.to_string())
+                            .collect()
                     },
-                    with: None,
-                    key: None,
+                    with: RedactWith::Label,
                 },
                 column.to_string(),
             ),
             Fun::Generalize => (
-                ColumnAction::Generalize {
-                    to: Some(text(0, "level")?),
-                    bucket: None,
-                    zip_digits: None,
-                },
+                Protection::Generalize(Generalize::level(&text(0, "level")?).map_err(invalid)?),
                 column.to_string(),
             ),
             Fun::GeneralizeBucket => {
@@ -426,39 +420,37 @@ impl ProtectUdf {
                         ))
                     })?;
                 (
-                    ColumnAction::Generalize {
-                        to: None,
-                        bucket: Some(width),
-                        zip_digits: None,
-                    },
+                    Protection::Generalize(Generalize::bucket(width).map_err(invalid)?),
                     column.to_string(),
                 )
             }
             Fun::GeneralizeZip => (
-                ColumnAction::Generalize {
-                    to: None,
-                    bucket: None,
-                    zip_digits: Some(non_negative(int(0, "digits")?, "digits")?),
-                },
+                Protection::Generalize(Generalize::ZipDigits(non_negative(
+                    int(0, "digits")?,
+                    "digits",
+                )?)),
                 column.to_string(),
             ),
-            Fun::DateShift => (
-                ColumnAction::DateShift {
-                    key: text(0, "key")?,
-                    max_days: u32::try_from(int(1, "max_days")?).map_err(|_| {
-                        DataFusionError::Plan(format!("{}: max_days out of range", self.name))
-                    })?,
-                    subject: String::new(),
-                },
-                column.to_string(),
-            ),
+            Fun::DateShift => {
+                let key = text(0, "key")?;
+                let days = u32::try_from(int(1, "max_days")?).map_err(|_| {
+                    DataFusionError::Plan(format!("{}: max_days out of range", self.name))
+                })?;
+                (
+                    Protection::DateShift {
+                        key,
+                        max_days: protection::max_days(days).map_err(invalid)?,
+                    },
+                    column.to_string(),
+                )
+            }
         })
     }
 
     fn kernel(&self, column: &str, lits: &[Option<&ScalarValue>]) -> Result<Arc<Kernel>> {
-        let (action, binding) = self.action(column, lits)?;
+        let (protection, binding) = self.protection(column, lits)?;
         self.env
-            .kernel(&action, &binding)
+            .kernel(&protection, &binding)
             .map_err(|e| DataFusionError::Plan(format!("{}: {e}", self.name)))
     }
 }
@@ -556,4 +548,84 @@ pub fn all(env: &Arc<UdfEnv>) -> Vec<ScalarUDF> {
 /// The names of the protection UDFs.
 pub fn names() -> impl Iterator<Item = &'static str> {
     FUNS.iter().map(|(n, _)| *n)
+}
+
+#[cfg(test)]
+mod tests {
+    use datafusion::arrow::array::{Array, StringArray};
+    use datafusion::prelude::SessionContext;
+
+    use super::*;
+
+    fn session() -> SessionContext {
+        let env = UdfEnv::new(Err("no keystore".into()), Default::default());
+        let ctx = SessionContext::new();
+        for udf in all(&env) {
+            ctx.register_udf(udf);
+        }
+        ctx
+    }
+
+    async fn plan_error(sql: &str) -> String {
+        match session().sql(sql).await {
+            Ok(_) => panic!("{sql} planned"),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    #[tokio::test]
+    async fn bad_literals_are_plan_errors() {
+        let cases = [
+            (
+                "select generalize(d, 'decade') from (values (date '2020-01-01')) t(d)",
+                "generalize: generalize needs exactly one of to = \"month\"|\"year\", bucket (> 0) or zip_digits",
+            ),
+            (
+                "select generalize_bucket(n, 0) from (values (5)) t(n)",
+                "generalize_bucket: generalize needs exactly one of",
+            ),
+            (
+                "select fpe(s, 'k', 'roman') from (values ('123')) t(s)",
+                "fpe: unknown FPE format \"roman\"; expected digits, alphanumeric, card or ssn",
+            ),
+            (
+                "select date_shift(d, s, 'k', 0) from (values (date '2020-01-01', 'a')) t(d, s)",
+                "date_shift: max_days must be at least 1",
+            ),
+            (
+                "select tokenize(s, 'k') from (values ('a')) t(s)",
+                "tokenize: tokenize needs keys: no keystore",
+            ),
+        ];
+        for (sql, want) in cases {
+            let e = plan_error(sql).await;
+            assert!(e.contains(want), "{sql}: {e}");
+        }
+    }
+
+    #[tokio::test]
+    async fn keyless_functions_run() {
+        let batches = session()
+            .sql(
+                "select mask(s, 0, 4) as m, generalize_zip(z, 3) as z \
+                 from (values ('4111-1111', '88725')) t(s, z)",
+            )
+            .await
+            .expect("plans")
+            .collect()
+            .await
+            .expect("runs");
+        let text = |i: usize| {
+            batches[0]
+                .column(i)
+                .as_any()
+                .downcast_ref::<StringArray>()
+                .expect("text")
+                .value(0)
+                .to_string()
+        };
+        assert_eq!(text(0), "****-1111");
+        assert_eq!(text(1), "887**");
+        assert!(!batches[0].column(0).is_null(0));
+    }
 }
