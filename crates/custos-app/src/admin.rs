@@ -75,8 +75,8 @@ pub struct NewUser {
 #[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewGrant {
-    /// Grantee.
-    #[schemars(extend("pattern" = "^[A-Za-z0-9._@-]{1,64}$"))]
+    /// Grantee: a user's name, or `oidc:NAME` for a user the identity provider signs in.
+    #[schemars(extend("pattern" = "^(oidc:)?[A-Za-z0-9._@-]{1,64}$"))]
     pub user: String,
     /// Action name.
     #[schemars(extend("enum" = [
@@ -275,7 +275,9 @@ impl Project {
     pub async fn add_grant(&self, who: &Principal, g: &NewGrant) -> Result<Grant> {
         let now = now_ns();
         let until_s = parse_until(&g.until, now / 1_000_000_000)?;
-        let by = who.name().to_string();
+        // Under the approver's grant subject, so an identity-provider user cannot approve a
+        // grant to their own `oidc:` name.
+        let by = who.grant_subject();
         self.administer(
             who,
             Action::ManageUsers,
@@ -384,13 +386,14 @@ impl Project {
             return Err(AppError::Invalid("a reason is required".into()));
         }
         let by = who.name().to_string();
+        let subject = who.grant_subject();
         let (stored, engine) = self
             .change(who, AuditAction::PoliciesSet, "policies", |ids| {
                 let engine = PolicyEngine::from_text(&p.text, "submitted policies")?;
                 // A policy set that takes `manage_policies` away from whoever installs it could
                 // leave nobody able to change it again (or to manage users): refused.
                 let now_s = now_ns() / 1_000_000_000;
-                let grants = ids.active_grants(&by, now_s)?;
+                let grants = ids.active_grants(&subject, now_s)?;
                 let keeps = |a: Action, r: &Resource| {
                     engine.decide(&who.user, a, r, &grants, now_s).allowed
                 };

@@ -138,6 +138,12 @@ impl Principal {
         &self.user.name
     }
 
+    /// The name the caller's grants are kept under (`oidc:NAME` for a user the identity
+    /// provider signed in, who is not in the identity store).
+    pub fn grant_subject(&self) -> String {
+        custos_policy::grant_subject(self.name(), self.method == AuthMethod::Oidc)
+    }
+
     /// With a one-time code (TOTP) presented with the request.
     pub fn with_one_time_code(mut self, code: &str) -> Self {
         self.second_factor = SecondFactor::code(code);

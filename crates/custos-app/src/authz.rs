@@ -216,7 +216,7 @@ impl Authorizer {
             .ids
             .lock()
             .map_err(|_| AppError::Internal("the identity store lock was poisoned".into()))?
-            .active_grants(who.name(), now_s)
+            .active_grants(&who.grant_subject(), now_s)
             .map_err(|e| AppError::internal("identity store", e))?;
         let decision = engine.decide(&who.user, action, resource, &grants, now_s);
         // Only an allowed privileged action checks (and so uses up) the second factor.

@@ -1114,15 +1114,16 @@ impl Project {
                 .ok_or_else(|| AppError::Invalid("public_key: expected 64 hex digits".into()))?;
             let key = VerifyingKey::from_bytes(&key)
                 .map_err(|_| AppError::Invalid("public_key: not a valid Ed25519 key".into()))?;
+            // A checkpoint that is not this project's proves nothing either way: invalid input.
             if let Some(ours) = self.audit.verifying_key()
                 && ours != key
             {
-                return Err(AppError::RunFailed(
+                return Err(AppError::Invalid(
                     "the checkpoint was signed by another key than this project's audit key".into(),
                 ));
             }
             if !old.checkpoint.verify_signature(&key) {
-                return Err(AppError::RunFailed(
+                return Err(AppError::Invalid(
                     "the checkpoint signature does not verify".into(),
                 ));
             }

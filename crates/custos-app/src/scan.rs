@@ -83,8 +83,10 @@ async fn scan_sources(loaded: &Loaded, sample: usize, seed: u64) -> Result<Vec<S
     }
     custos_engine::scan::scan(&loaded.config, sample.clamp(1, MAX_SAMPLE), seed)
         .await
+        // What was named could not be read as data (missing, malformed, unreachable): the
+        // request's problem, not the server's.
         .map_err(|e| {
-            AppError::RunFailed(format!("scan failed: {}", custos_engine::redact_values(&e)))
+            AppError::Invalid(format!("scan failed: {}", custos_engine::redact_values(&e)))
         })
 }
 

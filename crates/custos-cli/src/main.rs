@@ -93,7 +93,8 @@ enum Command {
     /// Find personal data: sample every column of a data file (or of a pipeline's sources),
     /// classify it with the PII detectors and recommend a protection.
     Scan {
-        /// A .csv, .jsonl or .parquet file, or a pipeline .toml.
+        /// A .csv, .jsonl or .parquet file, or a pipeline .toml (with CUSTOS_SERVER: a file
+        /// under the server's data roots, or a registered pipeline's name).
         target: PathBuf,
         /// Rows sampled per source (seeded reservoir over all rows).
         #[arg(long, default_value_t = 10_000)]
@@ -319,10 +320,15 @@ pub(crate) fn runtime() -> Result<tokio::runtime::Runtime> {
 
 fn real_main(cli: Cli) -> Result<u8> {
     let state = state_dir(&cli);
+    // Detector evaluation reads only the caller's own labelled file and no project state,
+    // so it runs here even with a server.
     let local_only = matches!(
         cli.command,
         Command::Init { .. } | Command::Validate { .. } | Command::Serve { .. }
     );
+    if let (Some(_), Command::Detect { command }) = (remote::server(), &cli.command) {
+        return detect::run(command);
+    }
     if let Some(server) = remote::server()
         && !local_only
     {

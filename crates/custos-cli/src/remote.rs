@@ -193,6 +193,13 @@ pub(crate) fn dispatch(server: &str, command: &crate::Command) -> Result<Option<
         Command::Pipelines { command } => rt.block_on(pipelines(&c, command))?,
         Command::Jobs { command } => rt.block_on(jobs(&c, command))?,
         Command::Audit { command } => return rt.block_on(audit(&c, command)),
+        Command::Scan {
+            target,
+            sample,
+            seed,
+            json,
+            suggest,
+        } => rt.block_on(scan(&c, target, *sample, *seed, *json, *suggest))?,
         Command::Users { command } => rt.block_on(users(&c, command))?,
         Command::Tokens { command } => rt.block_on(tokens(&c, command))?,
         Command::Grants { command } => rt.block_on(grants(&c, command))?,
@@ -557,6 +564,42 @@ async fn audit(c: &Client, command: &crate::admin::AuditCommand) -> Result<Optio
                 Err(e) => Ok(Some(fail(&e))),
             }
         }
+    }
+}
+
+/// `custos scan` on a server: a data file under its data roots (by extension) or a registered
+/// pipeline (by name).
+async fn scan(
+    c: &Client,
+    target: &std::path::Path,
+    sample: usize,
+    seed: u64,
+    json: bool,
+    suggest: bool,
+) -> Result<u8> {
+    let ext = target
+        .extension()
+        .and_then(|e| e.to_str())
+        .map(str::to_ascii_lowercase);
+    let mut req = json!({ "sample": sample, "seed": seed });
+    match ext.as_deref() {
+        Some("toml") => {
+            eprintln!(
+                "custos: error: a server scans registered pipelines: register {} (custos pipelines register) and scan it by name",
+                target.display()
+            );
+            return Ok(crate::EXIT_INVALID);
+        }
+        Some(_) => req["path"] = json!(target),
+        None => req["pipeline"] = json!(target.display().to_string()),
+    }
+    match call(c, "POST", "/v1/scan", Some(&req)).await {
+        Ok(v) => {
+            let scans: Vec<custos_engine::scan::SourceScan> = serde_json::from_value(v)?;
+            crate::scan::print(&scans, json, suggest)?;
+            Ok(0)
+        }
+        Err(code) => Ok(code),
     }
 }
 

@@ -8,9 +8,11 @@ use serde::{Deserialize, Serialize};
 use crate::{Detector, Finding, PiiKind};
 
 /// How often one kind was seen in a column.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ClassStat {
     /// The kind.
+    #[serde(deserialize_with = "crate::kind::reported")]
     pub kind: PiiKind,
     /// Share of non-null values that are (or, in `embedded`, contain) this kind.
     pub match_ratio: f64,
@@ -18,8 +20,10 @@ pub struct ClassStat {
     pub confidence: f64,
 }
 
-/// What a column holds, judged from its name and values.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+/// What a column holds, judged from its name and values (read back from a report with
+/// [`Deserialize`]: a custom kind comes back without its detector's index).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ColumnProfile {
     /// The kind the column's name suggests, if any.
     pub name_hint: Option<PiiKind>,

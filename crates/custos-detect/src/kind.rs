@@ -146,6 +146,16 @@ impl<'de> Deserialize<'de> for PiiKind {
     }
 }
 
+/// Deserializes a kind as reports write it: a built-in name, or `custom` (whose detector
+/// index a report does not carry; it reads back as the first custom detector's).
+pub(crate) fn reported<'de, D: Deserializer<'de>>(deserializer: D) -> Result<PiiKind, D::Error> {
+    let s = String::deserialize(deserializer)?;
+    if s == "custom" {
+        return Ok(PiiKind::Custom(0));
+    }
+    s.parse().map_err(serde::de::Error::custom)
+}
+
 /// A small set of built-in kinds (one bit each).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub(crate) struct KindSet(u16);

@@ -16,10 +16,10 @@ use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::DataType;
 use datafusion::prelude::SessionContext;
 use futures::StreamExt;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// The scan of one source.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, Deserialize)]
 pub struct SourceScan {
     /// Source name.
     pub source: String,
@@ -32,7 +32,7 @@ pub struct SourceScan {
 }
 
 /// The scan of one column.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, Deserialize)]
 pub struct ColumnScan {
     /// Column name.
     pub name: String,

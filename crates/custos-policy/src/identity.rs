@@ -291,6 +291,20 @@ fn issue() -> Result<(Token, String, Vec<u8>, Vec<u8>), PolicyError> {
     Ok((token, id, salt, hash))
 }
 
+/// Prefix of the grantee names of users an identity provider signs in (OIDC): they are not in
+/// the store, so their grants are kept under `oidc:NAME`, a name no local user can have.
+pub const EXTERNAL_PREFIX: &str = "oidc:";
+
+/// The name grants are kept under for the user `name`: a local user's own name, or
+/// `oidc:NAME` for a user an identity provider signed in.
+pub fn grant_subject(name: &str, external: bool) -> String {
+    if external {
+        format!("{EXTERNAL_PREFIX}{name}")
+    } else {
+        name.to_string()
+    }
+}
+
 /// Whether `name` is a valid user name: 1-64 of `[A-Za-z0-9._@-]`.
 pub fn valid_user_name(name: &str) -> bool {
     (1..=64).contains(&name.len())
@@ -667,7 +681,20 @@ impl Identities {
         now_ns: i64,
     ) -> Result<i64, PolicyError> {
         self.write(|tx| {
-            self.existing(user)?;
+            // Identity-provider users are not in the store: nobody here created them or
+            // issued their credentials, so only the grantee-is-not-the-approver rule applies.
+            let external = user.strip_prefix(EXTERNAL_PREFIX);
+            match external {
+                Some(name) if !valid_user_name(name) => {
+                    return Err(PolicyError::Invalid(format!(
+                        "\"{user}\" is not a valid identity-provider user name (oidc: then 1-64 of letters, digits, '.', '_', '@', '-')"
+                    )));
+                }
+                Some(_) => {}
+                None => {
+                    self.existing(user)?;
+                }
+            }
             if Action::parse(action).is_none() {
                 return Err(PolicyError::Invalid(format!(
                     "unknown action \"{action}\"; actions: {}",
@@ -684,13 +711,20 @@ impl Identities {
                     "a grant needs a second person: you cannot grant to yourself".into(),
                 ));
             }
-            let grantee = self.existing(user)?;
-            if grantee.created_by == granted_by {
+            let grantee = match external {
+                Some(_) => None,
+                None => Some(self.existing(user)?),
+            };
+            if let Some(grantee) = &grantee
+                && grantee.created_by == granted_by
+            {
                 return Err(PolicyError::Invalid(format!(
                     "a grant needs a second person: you added \"{user}\" and saw their first token; another admin must approve"
                 )));
             }
-            if grantee.token_issued_by == granted_by {
+            if let Some(grantee) = &grantee
+                && grantee.token_issued_by == granted_by
+            {
                 return Err(PolicyError::Invalid(format!(
                     "a grant needs a second person: you issued \"{user}\"'s current token; another admin must approve (or {user} rotates it with `custos tokens rotate`)"
                 )));

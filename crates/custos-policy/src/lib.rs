@@ -25,7 +25,9 @@ use cedar_policy::{
 };
 use serde_json::json;
 
-pub use identity::{AUTH_FAILED, Grant, Identities, Token, User};
+pub use identity::{
+    AUTH_FAILED, EXTERNAL_PREFIX, Grant, Identities, Token, User, grant_subject, valid_user_name,
+};
 pub use mfa::{MfaEnrollment, MfaStatus};
 pub use seal::StoreKey;
 pub use stored::{PolicyVersion, Setting, StoredPolicies};
@@ -590,10 +592,12 @@ impl PolicyEngine {
     ) -> Result<Decision, String> {
         let mut set = self.policies.clone();
         let principal = uid("User", &user.name);
-        for g in grants
-            .iter()
-            .filter(|g| g.user == user.name && g.is_active(now_s))
-        {
+        // The caller reads the grants of the user's grant subject (`oidc:NAME` for an
+        // identity provider's user); any other user's grant is ignored.
+        for g in grants.iter().filter(|g| {
+            g.user.strip_prefix(EXTERNAL_PREFIX).unwrap_or(&g.user) == user.name
+                && g.is_active(now_s)
+        }) {
             let Some(a) = Action::parse(&g.action) else {
                 continue;
             };

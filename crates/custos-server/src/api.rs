@@ -382,6 +382,41 @@ pub(crate) async fn audit_verify(
     Ok(Json(s.project.audit_verify(&p).await?).into_response())
 }
 
+pub(crate) async fn audit_checkpoint(
+    State(s): State<AppState>,
+    Authed(p): Authed,
+) -> ApiResult<Response> {
+    Ok(Json(s.project.export_checkpoint(&p).await?).into_response())
+}
+
+/// The sizes a consistency proof covers.
+#[derive(Debug, serde::Serialize)]
+pub(crate) struct Consistent {
+    /// Records in the exported checkpoint.
+    old_size: u64,
+    /// Records in the log now.
+    size: u64,
+}
+
+pub(crate) async fn audit_prove(
+    State(s): State<AppState>,
+    Authed(p): Authed,
+    bytes: Bytes,
+) -> ApiResult<Response> {
+    let old: custos_app::ExportedCheckpoint = body(&bytes)?;
+    let (old_size, size) = s.project.prove_checkpoint(&p, &old).await?;
+    Ok(Json(Consistent { old_size, size }).into_response())
+}
+
+pub(crate) async fn scan(
+    State(s): State<AppState>,
+    Authed(p): Authed,
+    bytes: Bytes,
+) -> ApiResult<Response> {
+    let req: custos_app::ScanRequest = body(&bytes)?;
+    Ok(Json(s.project.scan(&p, &req).await?).into_response())
+}
+
 pub(crate) async fn users(State(s): State<AppState>, Authed(p): Authed) -> ApiResult<Response> {
     Ok(Json(s.project.users(&p).await?).into_response())
 }

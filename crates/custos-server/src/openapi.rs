@@ -214,6 +214,29 @@ pub fn routes() -> Vec<Route> {
             || post(api::audit_verify),
         ),
         r(
+            "POST",
+            "/v1/audit/checkpoint",
+            "export_audit_checkpoint",
+            "Sign a checkpoint of the log as it is now, with its public key, to keep elsewhere (read_audit).",
+            || post(api::audit_checkpoint),
+        ),
+        r(
+            "POST",
+            "/v1/audit/prove",
+            "prove_audit_checkpoint",
+            "Prove the log only grew since an exported checkpoint (RFC 6962 consistency proof; read_audit).",
+            || post(api::audit_prove),
+        )
+        .body::<custos_app::ExportedCheckpoint>(),
+        r(
+            "POST",
+            "/v1/scan",
+            "scan",
+            "Sample and classify the columns of a registered pipeline's sources or of a data file under the data roots (read_dataset).",
+            || post(api::scan),
+        )
+        .body::<custos_app::ScanRequest>(),
+        r(
             "GET",
             "/v1/users",
             "list_users",

@@ -150,6 +150,27 @@ fn serves_the_project_and_stops_on_sigterm() {
     let (code, o, e) = remote("admin", &["audit", "verify"]);
     assert_eq!(code, 0, "{o}{e}");
     assert!(o.starts_with("audit log ok:"), "{o}");
+    // Export a checkpoint through the server, then prove the log only grew since.
+    let cp = p.path().join("server-cp.json");
+    let (code, o, e) = remote(
+        "admin",
+        &["audit", "export-checkpoint", "--out", cp.to_str().unwrap()],
+    );
+    assert_eq!(code, 0, "{o}{e}");
+    let (code, o, e) = remote("admin", &["audit", "prove", cp.to_str().unwrap()]);
+    assert_eq!(code, 0, "{o}{e}");
+    assert!(o.starts_with("consistent:"), "{o}");
+    // Scans: a registered pipeline by name, a file under the data roots by path; a pipeline
+    // file of the caller's is not the server's to read.
+    let (code, o, e) = remote("tester", &["scan", "orders"]);
+    assert_eq!(code, 0, "{o}{e}");
+    assert!(o.contains("source \"o\": 2 rows read"), "{o}");
+    let (code, o, e) = remote("tester", &["scan", "in/orders.csv", "--json"]);
+    assert_eq!(code, 0, "{o}{e}");
+    let scans: serde_json::Value = serde_json::from_str(&o).unwrap();
+    assert_eq!(scans[0]["rows"], 2, "{o}");
+    let (code, _, e) = remote("tester", &["scan", "orders.toml"]);
+    assert_eq!(code, 2, "{e}");
     // Privileged commands need a second factor: enrol, confirm, then send CUSTOS_OTP.
     let (code, _, e) = remote("admin", &["users", "list"]);
     assert_eq!(code, 3, "{e}");

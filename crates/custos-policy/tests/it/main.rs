@@ -462,6 +462,43 @@ fn the_approver_cannot_be_able_to_act_as_the_grantee() {
 }
 
 #[test]
+fn identity_provider_users_get_grants_under_their_own_names() {
+    let dir = tempfile::tempdir().unwrap();
+    let ids = Identities::open(dir.path()).unwrap();
+    let now_ns = NOW * 1_000_000_000;
+    let grant = |to: &str, by: &str| {
+        ids.add_grant(to, "read_audit", "audit", NOW + 60, "incident", by, now_ns)
+    };
+    ids.add_user("sam", "security_admin", "sam", 1).unwrap();
+    ids.add_user("olga", "data_engineer", "sam", 1).unwrap();
+    // Not in the store, so no creator or token issuer to exclude: a second person approves.
+    let id = grant("oidc:olga", "sam").unwrap();
+    assert!(grant("oidc:olga", "oidc:olga").is_err());
+    assert!(grant("oidc:bad name", "sam").is_err());
+    assert!(grant("oidc:", "sam").is_err());
+    // The provider's olga and the local olga are different people.
+    assert_eq!(ids.active_grants("oidc:olga", NOW).unwrap()[0].id, id);
+    assert!(ids.active_grants("olga", NOW).unwrap().is_empty());
+    assert_eq!(custos_policy::grant_subject("olga", true), "oidc:olga");
+    assert_eq!(custos_policy::grant_subject("olga", false), "olga");
+    // The engine applies it to the provider's user it belongs to, and to nobody else.
+    let engine = PolicyEngine::from_text(custos_policy::DEFAULT_POLICIES, "defaults").unwrap();
+    let grants = ids.active_grants("oidc:olga", NOW).unwrap();
+    let olga = user("olga", "data_engineer");
+    let bob = user("bob", "data_engineer");
+    assert!(
+        engine
+            .decide(&olga, Action::ReadAudit, &Resource::AuditLog, &grants, NOW)
+            .allowed
+    );
+    assert!(
+        !engine
+            .decide(&bob, Action::ReadAudit, &Resource::AuditLog, &grants, NOW)
+            .allowed
+    );
+}
+
+#[test]
 fn an_older_identity_store_gains_the_new_columns() {
     let dir = tempfile::tempdir().unwrap();
     {

@@ -610,3 +610,185 @@ async fn job_events_stream_progress_until_the_end() {
     let (s, _) = call(&app, "GET", "/v1/jobs/nope/events", Some(&env.eng), None).await;
     assert_eq!(s, StatusCode::NOT_FOUND);
 }
+
+#[tokio::test]
+async fn scans_reach_registered_pipelines_and_files_under_the_roots_only() {
+    let env = setup();
+    std::fs::write(
+        env.data.join("in/people.csv"),
+        "id,email,note\n1,ann.lee@example.org,x\n2,bo.chan@example.com,y\n3,cy.diaz@example.net,z\n",
+    )
+    .unwrap();
+    let project = open(&env, Opts::default()).await;
+    let app = app(&project);
+    let (s, v) = call(
+        &app,
+        "POST",
+        "/v1/scan",
+        Some(&env.eng),
+        Some(json!({"path": "in/people.csv", "sample": 100})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let email = v[0]["columns"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "email")
+        .unwrap();
+    assert_eq!(email["profile"]["classes"][0]["kind"], "email", "{v}");
+    assert_ne!(email["profile"]["recommended"]["action"], "keep", "{v}");
+    // The reports read back into the engine's types (what the CLI prints from).
+    let _: Vec<custos_engine::scan::SourceScan> = serde_json::from_value(v).unwrap();
+    let (s, v) = call(
+        &app,
+        "POST",
+        "/v1/pipelines",
+        Some(&env.eng),
+        Some(json!({"config": pipeline("orders", &[])})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    let (s, v) = call(
+        &app,
+        "POST",
+        "/v1/scan",
+        Some(&env.eng),
+        Some(json!({"pipeline": "orders"})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v[0]["source"], "orders");
+    assert_eq!(v[0]["rows"], 50);
+    // Outside the data roots, malformed, or by a role that may not read data sets: refused.
+    let outside = env.state.parent().unwrap().join("secret.csv");
+    std::fs::write(&outside, "ssn\n123-45-6789\n").unwrap();
+    for (who, body, want) in [
+        (&env.eng, json!({"path": outside}), StatusCode::FORBIDDEN),
+        (
+            &env.eng,
+            json!({"path": "../secret.csv"}),
+            StatusCode::FORBIDDEN,
+        ),
+        (
+            &env.eng,
+            json!({"pipeline": "orders", "path": "in/people.csv"}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (&env.eng, json!({}), StatusCode::UNPROCESSABLE_ENTITY),
+        (
+            &env.eng,
+            json!({"path": "in/people.csv", "sample": 0}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (&env.eng, json!({"pipeline": "nope"}), StatusCode::NOT_FOUND),
+        (
+            &env.ana,
+            json!({"path": "in/people.csv"}),
+            StatusCode::FORBIDDEN,
+        ),
+    ] {
+        let (s, v) = call(&app, "POST", "/v1/scan", Some(who), Some(body.clone())).await;
+        assert_eq!(s, want, "{body}: {v}");
+    }
+    let lines = audit_lines(&env);
+    assert!(lines.contains("dataset:in/people.csv"), "scans are decided");
+    assert!(
+        !lines.contains("ann.lee@example.org"),
+        "no values in the audit log"
+    );
+    project
+        .shutdown(std::time::Duration::from_secs(5))
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn exported_checkpoints_prove_the_log_only_grew() {
+    let env = setup();
+    let project = open(&env, Opts::default()).await;
+    let app = app(&project);
+    let (s, cp) = call(&app, "POST", "/v1/audit/checkpoint", Some(&env.admin), None).await;
+    assert_eq!(s, StatusCode::OK, "{cp}");
+    assert_eq!(cp["public_key"].as_str().unwrap().len(), 64, "{cp}");
+    // More records, then the proof.
+    let _ = call(&app, "GET", "/v1/whoami", Some(&env.eng), None).await;
+    let (s, v) = call(
+        &app,
+        "POST",
+        "/v1/audit/prove",
+        Some(&env.admin),
+        Some(cp.clone()),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert!(
+        v["size"].as_u64().unwrap() > v["old_size"].as_u64().unwrap(),
+        "{v}"
+    );
+    // A checkpoint whose statement was edited does not verify; one under another key is
+    // not this project's.
+    let mut edited = cp.clone();
+    edited["checkpoint"]["size"] = json!(cp["checkpoint"]["size"].as_u64().unwrap() + 1);
+    let (s, v) = call(
+        &app,
+        "POST",
+        "/v1/audit/prove",
+        Some(&env.admin),
+        Some(edited),
+    )
+    .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+    let mut foreign = cp.clone();
+    foreign["public_key"] = json!(hex::encode(
+        ed25519_dalek::SigningKey::from_bytes(&[7; 32])
+            .verifying_key()
+            .to_bytes()
+    ));
+    let (s, v) = call(
+        &app,
+        "POST",
+        "/v1/audit/prove",
+        Some(&env.admin),
+        Some(foreign),
+    )
+    .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("another key"),
+        "{v}"
+    );
+    // Reading the audit log is the security admin's.
+    let (s, _) = call(&app, "POST", "/v1/audit/checkpoint", Some(&env.eng), None).await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    project
+        .shutdown(std::time::Duration::from_secs(5))
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn a_scan_of_what_does_not_read_is_the_requests_fault() {
+    let env = setup();
+    std::fs::write(env.data.join("in/broken.parquet"), "not parquet").unwrap();
+    let project = open(&env, Opts::default()).await;
+    let app = app(&project);
+    for path in ["in/missing.csv", "in/broken.parquet", "in/notes.docx"] {
+        let (s, v) = call(
+            &app,
+            "POST",
+            "/v1/scan",
+            Some(&env.eng),
+            Some(json!({ "path": path })),
+        )
+        .await;
+        assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{path}: {v}");
+    }
+    project
+        .shutdown(std::time::Duration::from_secs(5))
+        .await
+        .unwrap();
+}

@@ -286,3 +286,68 @@ async fn the_providers_mfa_counts_for_step_up_only_while_fresh() {
     );
     project.shutdown(Duration::from_secs(5)).await.unwrap();
 }
+
+#[tokio::test]
+async fn grants_reach_identity_provider_users_under_their_oidc_name() {
+    let env = setup();
+    let jwks = env.data.join("jwks.json");
+    std::fs::write(&jwks, fixture("jwks.json")).unwrap();
+    let project = open(
+        &env,
+        Opts {
+            oidc: Some(provider(&jwks).await),
+            ..Opts::default()
+        },
+    )
+    .await;
+    let app = app(&project);
+    let sara = rs256("rsa-1", &claims("sara", &["custos-security"]));
+    let olga = rs256("rsa-1", &claims("olga", &["custos-engineers"]));
+    // An engineer does not read the audit log...
+    let (s, v) = call(&app, "GET", "/v1/audit", Some(&olga), None).await;
+    assert_eq!(s, StatusCode::FORBIDDEN, "{v}");
+    let grant = |user: &str| {
+        json!({
+            "user": user, "action": "read_audit", "resource": "audit",
+            "until": "+1h", "reason": "INC-42 review",
+        })
+    };
+    // ...a grant to the plain name finds no such user in the store...
+    let (s, v) = call(&app, "POST", "/v1/grants", Some(&sara), Some(grant("olga"))).await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+    // ...one under her provider name, approved by another person, lets her.
+    let (s, v) = call(
+        &app,
+        "POST",
+        "/v1/grants",
+        Some(&sara),
+        Some(grant("oidc:olga")),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    assert_eq!(v["user"], "oidc:olga");
+    assert_eq!(v["granted_by"], "oidc:sara");
+    let (s, v) = call(&app, "GET", "/v1/audit", Some(&olga), None).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert!(
+        v.as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["principal"] == "olga"
+                && e["action"] == "read_audit"
+                && e["outcome"] == "allowed"
+                && e["policies"][0].as_str().unwrap().starts_with("grant:")),
+        "{v}"
+    );
+    // Nobody approves their own grant, under either name, and the name must be valid.
+    for user in ["oidc:sara", "oidc:not valid"] {
+        let (s, v) = call(&app, "POST", "/v1/grants", Some(&sara), Some(grant(user))).await;
+        assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{user}: {v}");
+    }
+    // A local user of the same name gets nothing from it: local and provider grants are
+    // kept apart.
+    let ids = project.identities().clone();
+    let grants = ids.lock().unwrap().active_grants("olga", now_s()).unwrap();
+    assert!(grants.is_empty(), "{grants:?}");
+    project.shutdown(Duration::from_secs(5)).await.unwrap();
+}
