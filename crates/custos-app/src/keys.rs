@@ -148,10 +148,7 @@ impl Project {
         params: custos_keys::KdfParams,
     ) -> Result<()> {
         let resource = Resource::Key { name: "*".into() };
-        self.authorizer
-            .authorize(who, Action::ManageKeys, &resource)
-            .await?;
-        let result = async {
+        self.authorized(who, Action::ManageKeys, &resource, async {
             if self.owner == Owner::Server {
                 return Err(AppError::Invalid(
                     "a server's keystore is created before it starts (custos keys init)".into(),
@@ -163,21 +160,8 @@ impl Project {
                 other => AppError::Invalid(other.to_string()),
             })?;
             self.adopt_keystore(ks).await
-        }
-        .await;
-        self.authorizer
-            .outcome(
-                who.name(),
-                Action::ManageKeys,
-                &resource.spec(),
-                result
-                    .as_ref()
-                    .map(|_| ())
-                    .map_err(|e| (ErrorCode::Invalid, e.code().to_string())),
-                None,
-            )
-            .await?;
-        result
+        })
+        .await
     }
 
     /// Reopens the keystore file after this command created or changed it outside the

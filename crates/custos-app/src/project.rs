@@ -1069,30 +1069,17 @@ impl Project {
     /// Signs a checkpoint of the log as it is now (`read_audit`), to keep elsewhere and
     /// later prove the log only grew ([`Project::prove_checkpoint`]).
     pub async fn export_checkpoint(&self, who: &Principal) -> Result<ExportedCheckpoint> {
-        self.authorizer
-            .authorize(who, Action::ReadAudit, &Resource::AuditLog)
-            .await?;
-        let key = self
-            .audit
-            .verifying_key()
-            .ok_or_else(|| self.no_audit_key())?;
-        let result = self.audit.checkpoint().await;
-        self.authorizer
-            .outcome(
-                who.name(),
-                Action::ReadAudit,
-                "audit",
-                result
-                    .as_ref()
-                    .map(|_| ())
-                    .map_err(|e| (ErrorCode::Error, e.code().to_string())),
-                None,
-            )
-            .await?;
-        Ok(ExportedCheckpoint {
-            checkpoint: result?,
-            public_key: hex::encode(key.to_bytes()),
+        self.authorized(who, Action::ReadAudit, &Resource::AuditLog, async {
+            let key = self
+                .audit
+                .verifying_key()
+                .ok_or_else(|| self.no_audit_key())?;
+            Ok(ExportedCheckpoint {
+                checkpoint: self.audit.checkpoint().await?,
+                public_key: hex::encode(key.to_bytes()),
+            })
         })
+        .await
     }
 
     /// Proves that the log an exported checkpoint describes is a prefix of the log now
@@ -1104,10 +1091,7 @@ impl Project {
         who: &Principal,
         old: &ExportedCheckpoint,
     ) -> Result<(u64, u64)> {
-        self.authorizer
-            .authorize(who, Action::ReadAudit, &Resource::AuditLog)
-            .await?;
-        let result = async {
+        self.authorized(who, Action::ReadAudit, &Resource::AuditLog, async {
             let key: [u8; 32] = hex::decode(&old.public_key)
                 .ok()
                 .and_then(|b| b.try_into().ok())
@@ -1132,21 +1116,8 @@ impl Project {
                     "the audit log is NOT consistent with the checkpoint: {e}"
                 ))
             })
-        }
-        .await;
-        self.authorizer
-            .outcome(
-                who.name(),
-                Action::ReadAudit,
-                "audit",
-                result
-                    .as_ref()
-                    .map(|_| ())
-                    .map_err(|e| (ErrorCode::Error, e.code().to_string())),
-                None,
-            )
-            .await?;
-        result
+        })
+        .await
     }
 
     /// The newest audit records matching `filter` (`read_audit`), oldest first.
