@@ -10,6 +10,10 @@ use crate::audit::{AuditAction, AuditHandle, ErrorCode, Outcome, Record, now_ns}
 use crate::auth::{FactorState, FailureTable, Principal, lock};
 use crate::error::{AppError, Result};
 
+/// Added to a `use_key` denial when the policies permit `use_key` to nobody: the policy files
+/// of a project made before the action existed.
+pub const USE_KEY_HINT: &str = " (these policies permit use_key to nobody, so every run that protects data is denied: policy files written before use_key existed need the permits \"data_engineer.use-keys\" and \"analysts.use-random-encryption\" of the default policies, see docs/access.md)";
+
 /// Why `user` was denied `action` on `spec`, for the user: the failing evaluation, the
 /// forbidding policies, or that nothing permits it.
 pub fn denial_message(user: &User, action: Action, spec: &str, decision: &Decision) -> String {
@@ -252,9 +256,11 @@ impl Authorizer {
         if decision.allowed {
             return Ok(decision);
         }
-        Err(AppError::Denied(denial_message(
-            &who.user, action, &spec, &decision,
-        )))
+        let mut message = denial_message(&who.user, action, &spec, &decision);
+        if action == Action::UseKey && !engine.may_permit(Action::UseKey) {
+            message.push_str(USE_KEY_HINT);
+        }
+        Err(AppError::Denied(message))
     }
 
     /// Records the outcome of an operation authorized for `action` on `resource`, and waits

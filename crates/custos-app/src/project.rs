@@ -438,10 +438,17 @@ impl Project {
             }
             Err(e) => Err(format!("reading the stored policies: {e}")),
         };
-        if let Err(e) = &policies
-            && owner == Owner::Server
-        {
-            tracing::error!("the policies do not load; every request will be denied: {e}");
+        match &policies {
+            Err(e) if owner == Owner::Server => {
+                tracing::error!("the policies do not load; every request will be denied: {e}");
+            }
+            Ok(p) if owner == Owner::Server && !p.may_permit(Action::UseKey) => {
+                tracing::warn!(
+                    "the policies permit use_key to nobody: every run that protects data will be denied{}",
+                    crate::authz::USE_KEY_HINT
+                );
+            }
+            _ => {}
         }
         let retention_ns = match ids.setting(crate::admin::RETENTION_SETTING) {
             Ok(Some(s)) => settings::parse_retention(&s.value),

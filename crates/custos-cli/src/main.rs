@@ -484,14 +484,31 @@ fn validate(state: &Path, file: &Path, json: bool, deny_warnings: bool) -> Resul
     let mut diags = runtime()?.block_on(custos_engine::check(&loaded, state, None));
     // The project's access policies are part of what runs: check them against the schema.
     let policies = access::policy_dir(state);
-    if let Err(e) = custos_policy::PolicyEngine::load(&policies) {
+    let problem = match custos_policy::PolicyEngine::load(&policies) {
+        Err(e) => Some((
+            custos_config::Severity::Error,
+            format!("access policies: {e}"),
+        )),
+        // Keys are used by every protecting run: a set without any permit for it denies them.
+        Ok(engine) if !engine.may_permit(Action::UseKey) => Some((
+            custos_config::Severity::Warning,
+            format!(
+                "access policies: {}",
+                custos_app::authz::USE_KEY_HINT
+                    .trim_start_matches(" (")
+                    .trim_end_matches(')')
+            ),
+        )),
+        Ok(_) => None,
+    };
+    if let Some((severity, message)) = problem {
         diags.push(custos_config::Diagnostic {
-            severity: custos_config::Severity::Error,
+            severity,
             file: policies.clone(),
             line: 0,
             column: 0,
             key: String::new(),
-            message: format!("access policies: {e}"),
+            message,
         });
     }
     let warnings = diags.0.len() - diags.error_count();

@@ -562,6 +562,21 @@ impl PolicyEngine {
         &self.source
     }
 
+    /// Whether any policy of the set could permit `action` (a `permit` whose action scope is
+    /// unconstrained, that action, or a list holding it), whatever its conditions. `false`
+    /// means only a grant can allow it: a set written before the action existed.
+    pub fn may_permit(&self, action: Action) -> bool {
+        let target = action.uid();
+        self.policies.policies().any(|p| {
+            p.effect() == cedar_policy::Effect::Permit
+                && match p.action_constraint() {
+                    cedar_policy::ActionConstraint::Any => true,
+                    cedar_policy::ActionConstraint::Eq(a) => a == target,
+                    cedar_policy::ActionConstraint::In(list) => list.contains(&target),
+                }
+        })
+    }
+
     /// Decides whether `user` may do `action` on `resource` at `now_s` (Unix seconds), with
     /// the user's active `grants` added as policies. Default deny; any evaluation error denies.
     pub fn decide(

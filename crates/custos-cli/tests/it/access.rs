@@ -498,6 +498,32 @@ fn policies_are_validated_and_fail_closed() {
 }
 
 #[test]
+fn policies_from_before_use_key_are_named_as_the_reason() {
+    let p = project();
+    std::fs::create_dir_all(p.path().join("policies")).unwrap();
+    // A project's policy file written before `use_key` existed: runs are permitted, keys not.
+    p.write(
+        "policies/default.cedar",
+        "@id(\"everyone-runs\")\npermit (principal, action == Custos::Action::\"run_pipeline\", resource);\n",
+    );
+    let out = p.run(&["validate", "protect.toml"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(
+        err.contains("warning") && err.contains("use_key to nobody"),
+        "{err}"
+    );
+    let out = p.run(&["validate", "--deny-warnings", "protect.toml"]);
+    assert_eq!(out.status.code(), Some(2));
+    let (code, _, e) = p.run_as("tester", &["run", "protect.toml"]);
+    assert_eq!(code, 3, "{e}");
+    assert!(
+        e.contains("use_key on key:pii-main") && e.contains("data_engineer.use-keys"),
+        "{e}"
+    );
+}
+
+#[test]
 fn audit_log_verifies_and_catches_tampering() {
     let p = project();
     let (code, _, e) = p.run_as("tester", &["run", "protect.toml"]);

@@ -608,3 +608,26 @@ fn deterministic_key_uses_need_the_role_or_a_grant() {
     );
     assert_eq!(tokens.spec(), "key:tokens/p/tokenize");
 }
+
+#[test]
+fn a_policy_set_without_use_key_permits_is_recognised() {
+    let defaults = PolicyEngine::from_text(custos_policy::DEFAULT_POLICIES, "defaults").unwrap();
+    assert!(defaults.may_permit(Action::UseKey));
+    assert!(defaults.may_permit(Action::RunPipeline));
+    // Destroying keys is for grants only.
+    assert!(!defaults.may_permit(Action::DestroyKey));
+    let old = PolicyEngine::from_text(
+        "@id(\"runs\")\npermit (principal, action in [Custos::Action::\"run_pipeline\", Custos::Action::\"read_dataset\"], resource);\n\
+         @id(\"no-keys\")\nforbid (principal, action == Custos::Action::\"use_key\", resource);\n",
+        "old",
+    )
+    .unwrap();
+    assert!(old.may_permit(Action::ReadDataset));
+    assert!(!old.may_permit(Action::UseKey));
+    let all = PolicyEngine::from_text(
+        "@id(\"all\")\npermit (principal, action, resource) when { principal.active };\n",
+        "all",
+    )
+    .unwrap();
+    assert!(all.may_permit(Action::UseKey));
+}
