@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 use crate::audit::ErrorCode;
 use crate::auth::Principal;
 use crate::error::{AppError, Result};
+use crate::jobs::JobStatus;
 use crate::project::{AUDIT_KEY, IDENTITY_KEY, Owner, Project};
 
 /// A key as listed: no material, not even wrapped.
@@ -92,7 +93,19 @@ pub enum KeyChange {
     Destroy(u32),
 }
 
+/// How long a change that takes key material out of use waits for the runs that started
+/// before it, before cancelling them.
+pub const REVOCATION_GRACE: std::time::Duration = std::time::Duration::from_secs(30);
+
 impl KeyChange {
+    /// Whether the change takes key material out of use (runs holding it must end first).
+    pub fn revokes(&self) -> bool {
+        matches!(
+            self,
+            KeyChange::Destroy(_) | KeyChange::Disable(_) | KeyChange::SetMinVersion(_)
+        )
+    }
+
     /// The action the change needs.
     pub fn action(&self) -> Action {
         match self {
@@ -242,6 +255,9 @@ impl Project {
             )
             .await?;
         let result = self.apply_key_change(name, change).await;
+        if result.is_ok() && change.revokes() {
+            self.drain_runs_holding_old_keys(name).await;
+        }
         let outcome = match &result {
             Ok(_) => Ok(()),
             Err(e) => Err((
@@ -256,6 +272,39 @@ impl Project {
             .outcome(who.name(), action, &spec, outcome, None)
             .await?;
         result
+    }
+
+    /// After a change that takes key material out of use (destroy, disable, a higher minimum
+    /// version), runs that started before it still hold the keystore as it was: waits for
+    /// them to end, for [`REVOCATION_GRACE`], then cancels the rest (they roll back), so that
+    /// when the change is reported done, nothing uses the old material any more. Runs that
+    /// start later take the changed keystore.
+    async fn drain_runs_holding_old_keys(&self, name: &str) {
+        let running: Vec<_> = self
+            .jobs
+            .all()
+            .into_iter()
+            .filter(|j| j.status() == JobStatus::Running)
+            .collect();
+        if running.is_empty() {
+            return;
+        }
+        tracing::info!(
+            key = name,
+            runs = running.len(),
+            "waiting for runs that started before the key change"
+        );
+        let all = crate::project::futures_wait(&running);
+        if tokio::time::timeout(REVOCATION_GRACE, all).await.is_err() {
+            tracing::warn!(
+                key = name,
+                "runs still going after the revocation grace period are cancelled"
+            );
+            for j in &running {
+                j.cancel.cancel();
+            }
+            crate::project::futures_wait(&running).await;
+        }
     }
 
     async fn apply_key_change(&self, name: &str, change: &KeyChange) -> Result<KeyInfo> {

@@ -171,7 +171,7 @@ pub struct Project {
     /// Serializes key changes.
     pub(crate) key_changes: tokio::sync::Mutex<()>,
     pub(crate) confinement: Confinement,
-    jobs: Jobs,
+    pub(crate) jobs: Jobs,
     permits: Arc<Semaphore>,
     closing: AtomicBool,
     _lock: std::fs::File,
@@ -1211,7 +1211,7 @@ impl Project {
     }
 }
 
-async fn futures_wait(jobs: &[Arc<Job>]) {
+pub(crate) async fn futures_wait(jobs: &[Arc<Job>]) {
     for j in jobs {
         j.wait().await;
     }

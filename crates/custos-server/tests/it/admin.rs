@@ -745,3 +745,76 @@ async fn keys_through_the_api() {
     );
     project.shutdown(Duration::from_secs(5)).await.unwrap();
 }
+
+#[tokio::test]
+async fn taking_key_material_out_of_use_waits_for_the_runs_that_hold_it() {
+    let env = setup();
+    write_orders(&env.data.join("in/orders.csv"), 600_000);
+    let project = open(
+        &env,
+        Opts {
+            mfa: false,
+            ..Opts::default()
+        },
+    )
+    .await;
+    let app = app(&project);
+    for (method, path, body) in [
+        (
+            "POST",
+            "/v1/keys",
+            Some(json!({"name": "k", "purpose": "aead"})),
+        ),
+        ("POST", "/v1/keys/k/rotate", None),
+        (
+            "POST",
+            "/v1/pipelines",
+            Some(json!({"config": pipeline("slow", &[])})),
+        ),
+    ] {
+        let (s, v) = call(&app, method, path, Some(&env.eng), body).await;
+        assert!(s.is_success(), "{path}: {v}");
+    }
+    let (s, job) = call(
+        &app,
+        "POST",
+        "/v1/pipelines/slow/runs",
+        Some(&env.eng),
+        None,
+    )
+    .await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{job}");
+    let id = job["id"].as_str().unwrap().to_string();
+    let job_status = |app: axum::Router, id: String, token: String| async move {
+        let (_, v) = call(&app, "GET", &format!("/v1/jobs/{id}"), Some(&token), None).await;
+        v["status"].as_str().unwrap_or_default().to_string()
+    };
+    let mut status = String::new();
+    for _ in 0..200 {
+        status = job_status(app.clone(), id.clone(), env.eng.clone()).await;
+        if status != "queued" {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert_eq!(status, "running", "the run should still be going");
+    // The run holds the keystore as it was; disabling version 1 returns only once it ended.
+    let (s, v) = call(
+        &app,
+        "POST",
+        "/v1/keys/k/versions/1/disable",
+        Some(&env.eng),
+        None,
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let after = job_status(app.clone(), id.clone(), env.eng.clone()).await;
+    assert!(
+        ["succeeded", "failed", "cancelled"].contains(&after.as_str()),
+        "{after}"
+    );
+    project
+        .shutdown(std::time::Duration::from_secs(5))
+        .await
+        .unwrap();
+}
