@@ -309,7 +309,9 @@ impl AuditHandle {
     /// Opens the log in `dir` (repairing a torn last record, which is then recorded) and
     /// starts its writer thread.
     pub fn start(dir: &Path, opts: WriterOptions) -> Result<Self> {
-        let log = AuditLog::open(dir, opts.segment_bytes.max(1 << 20)).map_err(|e| {
+        let segment_bytes = opts.segment_bytes.max(1 << 20);
+        let opened = custos_audit::lock(dir).and_then(|_held| AuditLog::open(dir, segment_bytes));
+        let log = opened.map_err(|e| {
             AppError::internal(&format!("opening the audit log in {}", dir.display()), e)
         })?;
         let host = custos_engine::host_name();
@@ -318,6 +320,8 @@ impl AuditHandle {
         let (tx, rx) = mpsc::channel();
         let writer = Writer {
             log,
+            dir: dir.to_path_buf(),
+            segment_bytes,
             key: opts.key,
             retention_ns: opts.retention_ns,
             principal: opts.principal,
@@ -470,6 +474,8 @@ impl AuditHandle {
 
 struct Writer {
     log: AuditLog,
+    dir: PathBuf,
+    segment_bytes: u64,
     key: Option<SigningKey>,
     retention_ns: Option<i64>,
     principal: String,
@@ -492,11 +498,19 @@ impl Writer {
             let mut failed: Option<AppError> = None;
             let mut signed = Vec::new();
             let mut proofs = Vec::new();
+            // Other processes may share the log (CLI commands at once): the batch is written
+            // under the directory's lock, on the log as it is now.
+            let held = self.catch_up();
             for m in batch {
                 match m {
                     Msg::Append(e, done) => {
-                        if let Err(err) = self.log.append(&e) {
-                            let err = AppError::internal("appending to the audit log", err);
+                        let appended = match &held {
+                            Ok(_) => self.log.append(&e).map_err(|err| {
+                                AppError::internal("appending to the audit log", err)
+                            }),
+                            Err(err) => Err(err.clone()),
+                        };
+                        if let Err(err) = appended {
                             tracing::error!("{err}");
                             if let Some(d) = done {
                                 let _ = d.send(Err(err.clone()));
@@ -520,10 +534,13 @@ impl Writer {
                     Msg::Prove(old, done) => proofs.push((old, done)),
                 }
             }
-            let mut result = self
-                .log
-                .sync()
-                .map_err(|e| AppError::internal("syncing the audit log", e));
+            let mut result = match &held {
+                Ok(_) => self
+                    .log
+                    .sync()
+                    .map_err(|e| AppError::internal("syncing the audit log", e)),
+                Err(e) => Err(e.clone()),
+            };
             if result.is_ok() && failed.is_none() {
                 let due = self.periodic
                     && self
@@ -551,6 +568,42 @@ impl Writer {
         if let Err(e) = self.log.sync() {
             tracing::error!("syncing the audit log: {e}");
         }
+    }
+
+    /// Takes the directory's lock and, when another process appended or removed records
+    /// since this writer's last batch, opens the log again (recording a torn record it cut
+    /// off, as at start).
+    fn catch_up(&mut self) -> Result<std::fs::File> {
+        let held = custos_audit::lock(&self.dir)
+            .map_err(|e| AppError::internal("locking the audit log", e))?;
+        let stale = self
+            .log
+            .is_stale()
+            .map_err(|e| AppError::internal("reading the audit log", e))?;
+        if stale {
+            self.log = AuditLog::open(&self.dir, self.segment_bytes)
+                .map_err(|e| AppError::internal("opening the audit log again", e))?;
+            if self.log.recovered().is_some() {
+                let event = Event {
+                    time_ns: now_ns(),
+                    principal: "-".into(),
+                    action: AuditAction::AuditRecover.as_str().into(),
+                    resource: "audit".into(),
+                    outcome: Outcome::Succeeded.as_str().into(),
+                    error_code: Some(ErrorCode::TornRecord.as_str().into()),
+                    host: self.host.clone(),
+                    pid: std::process::id(),
+                    policies: Vec::new(),
+                    run_id: None,
+                    rows: None,
+                    detail: None,
+                };
+                self.log
+                    .append(&event)
+                    .map_err(|e| AppError::internal("appending to the audit log", e))?;
+            }
+        }
+        Ok(held)
     }
 
     fn checkpoint(&mut self, closing: bool) -> Result<()> {

@@ -1046,9 +1046,12 @@ impl Project {
             .ok_or_else(|| self.no_audit_key())?;
         self.audit.flush(true).await?;
         let dir = self.audit.dir().to_path_buf();
-        let report = tokio::task::spawn_blocking(move || custos_audit::verify(&dir, &key))
-            .await
-            .map_err(|e| AppError::internal("verifying the audit log", e))?;
+        // Under the directory's lock: no other process is halfway through a record.
+        let report = tokio::task::spawn_blocking(move || {
+            custos_audit::lock(&dir).and_then(|_held| custos_audit::verify(&dir, &key))
+        })
+        .await
+        .map_err(|e| AppError::internal("verifying the audit log", e))?;
         let outcome = match &report {
             Ok(_) => Ok(()),
             Err(_) => Err((ErrorCode::Error, "verification failed".into())),
@@ -1162,10 +1165,12 @@ impl Project {
         let dir = self.audit.dir().to_path_buf();
         // Scan a window of the newest records, large enough for selective filters.
         let window = (limit * 50).clamp(10_000, 1_000_000);
-        let records = tokio::task::spawn_blocking(move || custos_audit::tail(&dir, window))
-            .await
-            .map_err(|e| AppError::internal("reading the audit log", e))?
-            .map_err(|e| AppError::internal("reading the audit log", e))?;
+        let records = tokio::task::spawn_blocking(move || {
+            custos_audit::lock(&dir).and_then(|_held| custos_audit::tail(&dir, window))
+        })
+        .await
+        .map_err(|e| AppError::internal("reading the audit log", e))?
+        .map_err(|e| AppError::internal("reading the audit log", e))?;
         let mut out: Vec<AuditEntry> = records
             .into_iter()
             .filter(|(_, e)| {

@@ -21,6 +21,9 @@
 //!   value after record `k - 1`, the Merkle frontier of the removed prefix (the roots of the
 //!   perfect subtrees of the binary decomposition of `k`) and the first segment number kept.
 //! - `torn-<position>-<unix_ns>.bin`: bytes of a torn last record moved aside by recovery.
+//! - `writer.lock`: the lock ([`lock`]) processes sharing the log hold while they open,
+//!   append, retain or read it; a writer whose view is stale ([`AuditLog::is_stale`]) opens
+//!   the log again before appending.
 //!
 //! # Crash recovery
 //!
@@ -547,6 +550,20 @@ impl std::fmt::Debug for AuditLog {
     }
 }
 
+/// The lock file that serializes processes sharing one audit directory.
+pub const LOCK_FILE: &str = "writer.lock";
+
+/// Takes the exclusive lock of the audit directory `dir`, waiting for it: processes that
+/// share a log (several CLI commands at once) append, retain, verify and read under it, so
+/// none sees another's half-written record or appends on a stale chain. Released on drop.
+pub fn lock(dir: &Path) -> Result<File, AuditError> {
+    std::fs::create_dir_all(dir).map_err(io(dir))?;
+    let path = dir.join(LOCK_FILE);
+    let file = create_private(&path, true)?;
+    file.lock().map_err(io(&path))?;
+    Ok(file)
+}
+
 /// Write buffer of the current segment.
 const WRITE_BUFFER: usize = 1 << 16;
 
@@ -716,6 +733,26 @@ impl AuditLog {
         });
         self.segment_size = 0;
         Ok(())
+    }
+
+    /// Whether another process changed the log since this handle last synced (a later
+    /// segment, another length of the current one, or records removed by retention): such a
+    /// handle must be opened again before it appends. Call with the directory's [`lock`].
+    pub fn is_stale(&self) -> Result<bool, AuditError> {
+        let on_disk = segments(&self.dir)?;
+        let (Some((number, path)), Some(ours)) = (on_disk.last(), self.segments.last()) else {
+            return Ok(true);
+        };
+        if *number != ours.number {
+            return Ok(true);
+        }
+        let len = std::fs::metadata(path).map_err(io(path))?.len();
+        if len != self.segment_size {
+            return Ok(true);
+        }
+        let anchor = read_anchor(&self.dir)?;
+        Ok(anchor.first_segment != self.anchor.first_segment
+            || anchor.first() != self.anchor.first())
     }
 
     /// Flushes and fsyncs the current segment (one fsync for a batch of appends).

@@ -524,6 +524,40 @@ fn policies_from_before_use_key_are_named_as_the_reason() {
 }
 
 #[test]
+fn commands_at_once_share_one_audit_log() {
+    let p = project();
+    let before = events(&p).len();
+    // Local commands run side by side (cron jobs, two terminals): each appends its records
+    // and a checkpoint under the log's lock, on the chain as the others left it.
+    let outputs: Vec<_> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..8)
+            .map(|i| {
+                let who = if i % 2 == 0 { "admin" } else { "tester" };
+                let mut cmd = p.custos_as(who);
+                s.spawn(move || cmd.args(["keys", "list", "--json"]).output().unwrap())
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    for out in &outputs {
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let (code, o, e) = p.run_as("admin", &["audit", "verify"]);
+    assert_eq!(code, 0, "{o}{e}");
+    // Every command's decision is there once (the first `events` call adds one too).
+    let decided = events(&p)
+        .into_iter()
+        .skip(before)
+        .filter(|e| e["event"]["action"] == "manage_keys")
+        .count();
+    assert_eq!(decided, 8);
+}
+
+#[test]
 fn audit_log_verifies_and_catches_tampering() {
     let p = project();
     let (code, _, e) = p.run_as("tester", &["run", "protect.toml"]);
