@@ -289,7 +289,8 @@ fn main() -> ExitCode {
     }
     match real_main(cli) {
         Ok(code) => ExitCode::from(code),
-        Err(e) if access::app_error(&e).is_some() => {
+        Err(e) => {
+            // The application layer's errors carry their exit code; anything else failed.
             let code = access::app_error(&e).map_or(EXIT_RUN_FAILED, AppError::exit_code);
             if code == EXIT_DENIED {
                 eprintln!("custos: {e}");
@@ -297,10 +298,6 @@ fn main() -> ExitCode {
                 eprintln!("custos: error: {e:#}");
             }
             ExitCode::from(code)
-        }
-        Err(e) => {
-            eprintln!("custos: error: {e:#}");
-            ExitCode::from(EXIT_RUN_FAILED)
         }
     }
 }
@@ -320,12 +317,12 @@ pub(crate) fn runtime() -> Result<tokio::runtime::Runtime> {
 
 fn real_main(cli: Cli) -> Result<u8> {
     let state = state_dir(&cli);
-    // Detector evaluation reads only the caller's own labelled file and no project state,
-    // so it runs here even with a server.
     let local_only = matches!(
         cli.command,
         Command::Init { .. } | Command::Validate { .. } | Command::Serve { .. }
     );
+    // Detector evaluation reads only the caller's own labelled file and no project state,
+    // so it runs here even with a server.
     if let (Some(_), Command::Detect { command }) = (remote::server(), &cli.command) {
         return detect::run(command);
     }

@@ -59,12 +59,77 @@ impl custos_app::oidc::JwksSource for UrlJwks {
     }
 }
 
+/// The TLS settings of `config` (certificate, key, client CA and CRL resolved from their
+/// references now), or `None` for a plaintext server.
+pub fn tls_config(config: &ServerConfig) -> Result<Option<Arc<rustls::ServerConfig>>, ServerError> {
+    let Some(t) = &config.tls else {
+        return Ok(None);
+    };
+    let cert = config.resolve("tls.cert", &t.cert)?;
+    let key = config.resolve("tls.key", &t.key)?;
+    let ca = match &t.client_ca {
+        Some(r) => Some(config.resolve("tls.client_ca", r)?),
+        None => None,
+    };
+    let crl = match &t.client_crl {
+        Some(r) => Some(config.resolve("tls.client_crl", r)?),
+        None => None,
+    };
+    let clients = ca.as_ref().map(|ca| tls::ClientVerification {
+        ca_pem: ca.expose(),
+        crl_pem: crl.as_ref().map(|c| c.expose()),
+        required: t.client_auth == config::ClientAuth::Required,
+    });
+    Ok(Some(tls::server_config(
+        cert.expose(),
+        key.expose(),
+        &t.min_version,
+        clients,
+    )?))
+}
+
+/// The TLS settings new connections are accepted with; replaced in place (`SIGHUP`) so a
+/// renewed certificate or a new CRL applies without a restart. Open connections keep theirs.
+#[derive(Clone)]
+pub struct TlsSettings(Arc<std::sync::RwLock<tokio_rustls::TlsAcceptor>>);
+
+impl std::fmt::Debug for TlsSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TlsSettings")
+    }
+}
+
+impl TlsSettings {
+    fn new(cfg: Arc<rustls::ServerConfig>) -> Self {
+        Self(Arc::new(std::sync::RwLock::new(
+            tokio_rustls::TlsAcceptor::from(cfg),
+        )))
+    }
+
+    /// Accepts later connections with `cfg`.
+    pub fn replace(&self, cfg: Arc<rustls::ServerConfig>) {
+        *self
+            .0
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) =
+            tokio_rustls::TlsAcceptor::from(cfg);
+    }
+
+    fn current(&self) -> tokio_rustls::TlsAcceptor {
+        self.0
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+}
+
 /// How long a TLS handshake may take.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A running server.
 pub struct Server {
     addr: SocketAddr,
+    tls: Option<TlsSettings>,
     stop: CancellationToken,
     task: tokio::task::JoinHandle<Result<(), ServerError>>,
     project: Arc<Project>,
@@ -79,32 +144,7 @@ impl std::fmt::Debug for Server {
 impl Server {
     /// Opens the project of `config` and starts serving; returns once the socket listens.
     pub async fn start(config: &ServerConfig) -> Result<Self, ServerError> {
-        let tls = match &config.tls {
-            Some(t) => {
-                let cert = config.resolve("tls.cert", &t.cert)?;
-                let key = config.resolve("tls.key", &t.key)?;
-                let ca = match &t.client_ca {
-                    Some(r) => Some(config.resolve("tls.client_ca", r)?),
-                    None => None,
-                };
-                let crl = match &t.client_crl {
-                    Some(r) => Some(config.resolve("tls.client_crl", r)?),
-                    None => None,
-                };
-                let clients = ca.as_ref().map(|ca| tls::ClientVerification {
-                    ca_pem: ca.expose(),
-                    crl_pem: crl.as_ref().map(|c| c.expose()),
-                    required: t.client_auth == config::ClientAuth::Required,
-                });
-                Some(tls::server_config(
-                    cert.expose(),
-                    key.expose(),
-                    &t.min_version,
-                    clients,
-                )?)
-            }
-            None => None,
-        };
+        let tls = tls_config(config)?;
         let passphrase = match &config.keystore.passphrase {
             Some(p) => {
                 let s = config.resolve("keystore.passphrase", p)?;
@@ -228,10 +268,11 @@ impl Server {
         let app = router(state);
         let stop = CancellationToken::new();
         let is_tls = tls.is_some();
+        let tls = tls.map(TlsSettings::new);
         let task = tokio::spawn(accept_loop(
             listener,
             unix,
-            tls.map(tokio_rustls::TlsAcceptor::from),
+            tls.clone(),
             app,
             stop.clone(),
             project.clone(),
@@ -240,10 +281,16 @@ impl Server {
         tracing::info!(%addr, tls = is_tls, "custos server listening");
         Ok(Self {
             addr,
+            tls,
             stop,
             task,
             project,
         })
+    }
+
+    /// The TLS settings it accepts with (none for a plaintext server).
+    pub fn tls(&self) -> Option<&TlsSettings> {
+        self.tls.as_ref()
     }
 
     /// The address it listens on.
@@ -327,7 +374,7 @@ enum Incoming {
 async fn accept_loop(
     listener: Option<TcpListener>,
     unix: Option<tokio::net::UnixListener>,
-    tls: Option<tokio_rustls::TlsAcceptor>,
+    tls: Option<TlsSettings>,
     app: axum::Router,
     stop: CancellationToken,
     project: Arc<Project>,
@@ -382,8 +429,8 @@ async fn accept_loop(
         };
         let builder = hyper::server::conn::http1::Builder::new();
         match &tls {
-            Some(acceptor) => {
-                let acceptor = acceptor.clone();
+            Some(settings) => {
+                let acceptor = settings.current();
                 let watcher = graceful.watcher();
                 tokio::spawn(async move {
                     let stream =
@@ -456,5 +503,35 @@ pub async fn run(config: &ServerConfig) -> Result<(), ServerError> {
         }
         stop.cancel();
     });
-    server.wait().await
+    // SIGHUP re-reads the certificate, key, client CA and CRL; new connections use them. A
+    // reload that fails keeps the settings in use.
+    let tls = server.tls().cloned();
+    let mut hup = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+        Ok(h) => Some(h),
+        Err(e) => {
+            tracing::error!("cannot listen for SIGHUP (no TLS reloads): {e}");
+            None
+        }
+    };
+    let stopped = server.wait();
+    tokio::pin!(stopped);
+    loop {
+        let reload = async {
+            match hup.as_mut() {
+                Some(h) => h.recv().await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            r = &mut stopped => return r,
+            _ = reload => match (&tls, tls_config(config)) {
+                (Some(settings), Ok(Some(cfg))) => {
+                    settings.replace(cfg);
+                    tracing::info!("TLS settings reloaded (certificate, key, client CA, CRL)");
+                }
+                (_, Err(e)) => tracing::error!("TLS settings not reloaded; the old ones stay: {e}"),
+                _ => tracing::info!("SIGHUP: a plaintext server has no TLS settings to reload"),
+            },
+        }
+    }
 }

@@ -111,6 +111,12 @@ pub fn server_config(
                         .map_err(|e| {
                             ServerError::Config(format!("tls.client_crl: not a PEM CRL: {e}"))
                         })?;
+                // A file without a CRL would revoke nothing: refused, not read as empty.
+                if crls.is_empty() {
+                    return Err(ServerError::Config(
+                        "tls.client_crl: no CRL in the PEM text".into(),
+                    ));
+                }
                 v = v.with_crls(crls);
             }
             if !c.required {

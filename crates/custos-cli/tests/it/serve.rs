@@ -92,6 +92,23 @@ fn serves_the_project_and_stops_on_sigterm() {
     assert!(err.contains("served by a custos server"), "{err}");
     let r = get(&addr, "/healthz", None);
     assert!(r.starts_with("HTTP/1.1 200"), "{r}");
+    // SIGHUP reloads TLS settings (none here) and never stops the server.
+    let hup = std::process::Command::new("kill")
+        .args(["-HUP", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(hup.success());
+    let mut reloaded = false;
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        if line.contains("SIGHUP") {
+            reloaded = true;
+            break;
+        }
+    }
+    assert!(reloaded, "the server logs the reload");
+    let r = get(&addr, "/healthz", None);
+    assert!(r.starts_with("HTTP/1.1 200"), "{r}");
     let token = p.read(".custos/tester.token");
     let token = token.trim().to_string();
     let r = get(&addr, "/v1/whoami", Some(&token));

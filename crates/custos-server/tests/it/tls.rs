@@ -348,3 +348,98 @@ async fn required_client_certificates_refuse_connections_without_one() {
     assert!(r.contains("\"ana\""), "{r}");
     server.shutdown().await.unwrap();
 }
+
+/// A client certificate for `cn` with serial number `serial`, and a CRL of `ca` revoking the
+/// serials in `revoked`.
+fn client_cert_serial(
+    ca: &ClientPki,
+    cn: &str,
+    serial: u64,
+) -> (
+    Vec<CertificateDer<'static>>,
+    rustls_pki_types::PrivateKeyDer<'static>,
+) {
+    let key = rcgen::KeyPair::generate().unwrap();
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, cn);
+    params.serial_number = Some(rcgen::SerialNumber::from(serial));
+    params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
+    let cert = params.signed_by(&key, &ca.ca).unwrap();
+    let der = rustls_pki_types::PrivateKeyDer::try_from(key.serialize_der()).unwrap();
+    (vec![cert.der().clone()], der)
+}
+
+fn crl_pem(ca: &ClientPki, number: u64, revoked: &[u64]) -> String {
+    let params = rcgen::CertificateRevocationListParams {
+        this_update: rcgen::date_time_ymd(2024, 1, 1),
+        next_update: rcgen::date_time_ymd(2099, 1, 1),
+        crl_number: rcgen::SerialNumber::from(number),
+        issuing_distribution_point: None,
+        revoked_certs: revoked
+            .iter()
+            .map(|s| rcgen::RevokedCertParams {
+                serial_number: rcgen::SerialNumber::from(*s),
+                revocation_time: rcgen::date_time_ymd(2024, 6, 1),
+                reason_code: Some(rcgen::RevocationReason::KeyCompromise),
+                invalidity_date: None,
+            })
+            .collect(),
+        key_identifier_method: rcgen::KeyIdMethod::Sha256,
+    };
+    params.signed_by(&ca.ca).unwrap().pem().unwrap()
+}
+
+#[tokio::test]
+async fn a_reload_applies_a_new_crl_to_new_connections() {
+    let env = setup();
+    let pki = pki();
+    let ca = client_ca();
+    let dir = env.data.parent().unwrap().join("tls");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("server.crt"), &pki.cert_pem).unwrap();
+    std::fs::write(dir.join("server.key"), &pki.key_pem).unwrap();
+    std::fs::write(dir.join("clients-ca.crt"), &ca.ca_pem).unwrap();
+    std::fs::write(dir.join("clients.crl"), crl_pem(&ca, 1, &[])).unwrap();
+    let config = custos_server::ServerConfig::parse(
+        r#"
+[server]
+listen = "127.0.0.1:0"
+[tls]
+cert = "${file:tls/server.crt}"
+key = "${file:tls/server.key}"
+client_ca = "${file:tls/clients-ca.crt}"
+client_crl = "${file:tls/clients.crl}"
+[pipelines]
+roots = ["data"]
+"#,
+        env.data.parent().unwrap(),
+    )
+    .unwrap();
+    let tls = custos_server::tls_config(&config).unwrap().unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let project = open(&env, Opts::default()).await;
+    let server = Server::serve(listener, Some(tls), project, Duration::from_secs(5)).unwrap();
+    let eng = mtls_client(&pki, Some(client_cert_serial(&ca, "eng", 1001)));
+    let ana = mtls_client(&pki, Some(client_cert_serial(&ca, "ana", 1002)));
+    for c in [&eng, &ana] {
+        let r = https_get(c, &server, "/v1/whoami", None).await.unwrap();
+        assert!(r.starts_with("HTTP/1.1 200"), "{r}");
+    }
+    // The CA revokes eng's certificate; the server picks the new CRL up on reload (SIGHUP).
+    std::fs::write(dir.join("clients.crl"), crl_pem(&ca, 2, &[1001])).unwrap();
+    server
+        .tls()
+        .unwrap()
+        .replace(custos_server::tls_config(&config).unwrap().unwrap());
+    assert!(https_get(&eng, &server, "/v1/whoami", None).await.is_err());
+    let r = https_get(&ana, &server, "/v1/whoami", None).await.unwrap();
+    assert!(r.starts_with("HTTP/1.1 200"), "{r}");
+    // A reload that does not parse fails and leaves the settings in use alone.
+    std::fs::write(dir.join("clients.crl"), "not a CRL").unwrap();
+    assert!(custos_server::tls_config(&config).is_err());
+    let r = https_get(&ana, &server, "/v1/whoami", None).await.unwrap();
+    assert!(r.starts_with("HTTP/1.1 200"), "{r}");
+    server.shutdown().await.unwrap();
+}
