@@ -233,11 +233,24 @@ fn client_cert(
     Vec<CertificateDer<'static>>,
     rustls_pki_types::PrivateKeyDer<'static>,
 ) {
+    client_cert_with(ca, cn, None)
+}
+
+/// [`client_cert`] with a given serial number (else a random one).
+fn client_cert_with(
+    ca: &ClientPki,
+    cn: &str,
+    serial: Option<u64>,
+) -> (
+    Vec<CertificateDer<'static>>,
+    rustls_pki_types::PrivateKeyDer<'static>,
+) {
     let key = rcgen::KeyPair::generate().unwrap();
     let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
     params
         .distinguished_name
         .push(rcgen::DnType::CommonName, cn);
+    params.serial_number = serial.map(rcgen::SerialNumber::from);
     params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
     let cert = params.signed_by(&key, &ca.ca).unwrap();
     let der = rustls_pki_types::PrivateKeyDer::try_from(key.serialize_der()).unwrap();
@@ -349,28 +362,7 @@ async fn required_client_certificates_refuse_connections_without_one() {
     server.shutdown().await.unwrap();
 }
 
-/// A client certificate for `cn` with serial number `serial`, and a CRL of `ca` revoking the
-/// serials in `revoked`.
-fn client_cert_serial(
-    ca: &ClientPki,
-    cn: &str,
-    serial: u64,
-) -> (
-    Vec<CertificateDer<'static>>,
-    rustls_pki_types::PrivateKeyDer<'static>,
-) {
-    let key = rcgen::KeyPair::generate().unwrap();
-    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-    params
-        .distinguished_name
-        .push(rcgen::DnType::CommonName, cn);
-    params.serial_number = Some(rcgen::SerialNumber::from(serial));
-    params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
-    let cert = params.signed_by(&key, &ca.ca).unwrap();
-    let der = rustls_pki_types::PrivateKeyDer::try_from(key.serialize_der()).unwrap();
-    (vec![cert.der().clone()], der)
-}
-
+/// A CRL of `ca` (number `number`) revoking the certificates with the `revoked` serials.
 fn crl_pem(ca: &ClientPki, number: u64, revoked: &[u64]) -> String {
     let params = rcgen::CertificateRevocationListParams {
         this_update: rcgen::date_time_ymd(2024, 1, 1),
@@ -421,8 +413,8 @@ roots = ["data"]
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let project = open(&env, Opts::default()).await;
     let server = Server::serve(listener, Some(tls), project, Duration::from_secs(5)).unwrap();
-    let eng = mtls_client(&pki, Some(client_cert_serial(&ca, "eng", 1001)));
-    let ana = mtls_client(&pki, Some(client_cert_serial(&ca, "ana", 1002)));
+    let eng = mtls_client(&pki, Some(client_cert_with(&ca, "eng", Some(1001))));
+    let ana = mtls_client(&pki, Some(client_cert_with(&ca, "ana", Some(1002))));
     for c in [&eng, &ana] {
         let r = https_get(c, &server, "/v1/whoami", None).await.unwrap();
         assert!(r.starts_with("HTTP/1.1 200"), "{r}");
