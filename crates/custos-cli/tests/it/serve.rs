@@ -177,6 +177,17 @@ fn serves_the_project_and_stops_on_sigterm() {
     let (code, o, e) = remote("admin", &["audit", "prove", cp.to_str().unwrap()]);
     assert_eq!(code, 0, "{o}{e}");
     assert!(o.starts_with("consistent:"), "{o}");
+    let (code, o, e) = remote("admin", &["audit", "tail", "-n", "3", "--json"]);
+    assert_eq!(code, 0, "{o}{e}");
+    let tail: Vec<serde_json::Value> = o
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(tail.len(), 3, "{o}");
+    assert!(
+        tail[2]["seq"].as_u64().unwrap() > 0 && tail[2]["event"]["action"].is_string(),
+        "{o}"
+    );
     // Scans: a registered pipeline by name, a file under the data roots by path; a pipeline
     // file of the caller's is not the server's to read.
     let (code, o, e) = remote("tester", &["scan", "orders"]);
