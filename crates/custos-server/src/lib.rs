@@ -484,35 +484,38 @@ async fn accept_loop(
 
 /// Runs the server of `config` until SIGINT or SIGTERM, then shuts down gracefully.
 pub async fn run(config: &ServerConfig) -> Result<(), ServerError> {
-    let server = Server::start(config).await?;
-    let stop = server.stopper();
-    tokio::spawn(async move {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(t) => t,
-                Err(e) => {
-                    tracing::error!("cannot listen for SIGTERM: {e}");
-                    let _ = tokio::signal::ctrl_c().await;
-                    stop.cancel();
-                    return;
-                }
-            };
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {},
-            _ = term.recv() => {},
-        }
-        stop.cancel();
-    });
+    use tokio::signal::unix::{SignalKind, signal};
+    // Signal handlers first: a signal that arrives once the server listens is never the
+    // default action (which would end the process without a graceful shutdown).
+    let term = signal(SignalKind::terminate());
     // SIGHUP re-reads the certificate, key, client CA and CRL; new connections use them. A
     // reload that fails keeps the settings in use.
-    let tls = server.tls().cloned();
-    let mut hup = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+    let mut hup = match signal(SignalKind::hangup()) {
         Ok(h) => Some(h),
         Err(e) => {
             tracing::error!("cannot listen for SIGHUP (no TLS reloads): {e}");
             None
         }
     };
+    let server = Server::start(config).await?;
+    let stop = server.stopper();
+    tokio::spawn(async move {
+        let mut term = match term {
+            Ok(t) => t,
+            Err(e) => {
+                tracing::error!("cannot listen for SIGTERM: {e}");
+                let _ = tokio::signal::ctrl_c().await;
+                stop.cancel();
+                return;
+            }
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {},
+            _ = term.recv() => {},
+        }
+        stop.cancel();
+    });
+    let tls = server.tls().cloned();
     let stopped = server.wait();
     tokio::pin!(stopped);
     loop {
