@@ -1142,12 +1142,15 @@ impl Project {
         let time = |s: &Option<String>, key: &str| -> Result<Option<i64>> {
             s.as_deref()
                 .map(|t| {
-                    chrono::DateTime::parse_from_rfc3339(t)
-                        .ok()
-                        .and_then(|d| d.timestamp_nanos_opt())
-                        .ok_or_else(|| {
-                            AppError::Invalid(format!("{key}: \"{t}\" is not an RFC 3339 time"))
-                        })
+                    let d = chrono::DateTime::parse_from_rfc3339(t).map_err(|_| {
+                        AppError::Invalid(format!("{key}: \"{t}\" is not an RFC 3339 time"))
+                    })?;
+                    // Records carry nanoseconds in an i64: years 1678 to 2261.
+                    d.timestamp_nanos_opt().ok_or_else(|| {
+                        AppError::Invalid(format!(
+                            "{key}: \"{t}\" is outside the times a record can carry (years 1678 to 2261)"
+                        ))
+                    })
                 })
                 .transpose()
         };

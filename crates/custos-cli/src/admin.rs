@@ -115,15 +115,56 @@ pub(crate) enum AuditCommand {
         /// A file written by `custos audit export-checkpoint`.
         checkpoint: PathBuf,
     },
-    /// Show the last events.
+    /// Show the last events, optionally only those matching every filter given.
     Tail {
-        /// How many.
+        /// How many (the newest that match).
         #[arg(short = 'n', long, default_value_t = 20)]
         limit: usize,
+        /// Only this principal.
+        #[arg(long)]
+        principal: Option<String>,
+        /// Only this action (`run_pipeline`, `authenticate`, `decrypt_column`, ...).
+        #[arg(long)]
+        action: Option<String>,
+        /// Only this outcome.
+        #[arg(long, value_parser = ["allowed", "denied", "succeeded", "failed"])]
+        outcome: Option<String>,
+        /// Only events at or after this time (RFC 3339).
+        #[arg(long, value_name = "TIME")]
+        since: Option<String>,
+        /// Only events before this time (RFC 3339).
+        #[arg(long, value_name = "TIME")]
+        until: Option<String>,
         /// Print as JSON lines.
         #[arg(long)]
         json: bool,
     },
+}
+
+impl AuditCommand {
+    /// The filter of `tail` (local and server mode alike).
+    pub(crate) fn filter(&self) -> Option<AuditFilter> {
+        let AuditCommand::Tail {
+            limit,
+            principal,
+            action,
+            outcome,
+            since,
+            until,
+            ..
+        } = self
+        else {
+            return None;
+        };
+        Some(AuditFilter {
+            principal: principal.clone(),
+            action: action.clone(),
+            outcome: outcome.clone(),
+            since: since.clone(),
+            until: until.clone(),
+            limit: Some(*limit),
+        })
+    }
 }
 
 /// Prints users as a table or JSON (local and server mode alike).
@@ -403,17 +444,9 @@ pub(crate) async fn audit(p: &Project, me: &Principal, cmd: &AuditCommand) -> Re
             let (m, n) = p.prove_checkpoint(me, &old).await?;
             print_consistent(m, n);
         }
-        AuditCommand::Tail { limit, json } => {
-            let entries = p
-                .audit_query(
-                    me,
-                    AuditFilter {
-                        limit: Some(*limit),
-                        ..AuditFilter::default()
-                    },
-                )
-                .await?;
-            print_entries(&entries, *json);
+        AuditCommand::Tail { json, .. } => {
+            let filter = cmd.filter().unwrap_or_default();
+            print_entries(&p.audit_query(me, filter).await?, *json);
         }
     }
     Ok(0)

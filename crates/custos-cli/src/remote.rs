@@ -549,11 +549,21 @@ async fn audit(c: &Client, command: &crate::admin::AuditCommand) -> Result<Optio
                 Err(e) => Ok(Some(fail(&e))),
             }
         }
-        AuditCommand::Tail { limit, json } => {
-            match c
-                .call("GET", &format!("/v1/audit?limit={limit}"), None)
-                .await
-            {
+        AuditCommand::Tail { json, .. } => {
+            let f = command.filter().unwrap_or_default();
+            let mut query = format!("limit={}", f.limit.unwrap_or(20));
+            for (key, value) in [
+                ("principal", &f.principal),
+                ("action", &f.action),
+                ("outcome", &f.outcome),
+                ("since", &f.since),
+                ("until", &f.until),
+            ] {
+                if let Some(v) = value {
+                    query.push_str(&format!("&{key}={}", encode(v)));
+                }
+            }
+            match c.call("GET", &format!("/v1/audit?{query}"), None).await {
                 Ok(v) => {
                     crate::admin::print_entries(
                         &serde_json::from_value::<Vec<custos_app::AuditEntry>>(v)?,

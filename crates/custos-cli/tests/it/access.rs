@@ -558,6 +558,50 @@ fn commands_at_once_share_one_audit_log() {
 }
 
 #[test]
+fn the_audit_tail_filters_by_principal_action_outcome_and_time() {
+    let p = project();
+    assert_eq!(p.run_as("tester", &["run", "protect.toml"]).0, 0);
+    assert_eq!(p.run_as("tester", &["users", "list"]).0, 3);
+    let tail = |args: &[&str]| {
+        let mut all = vec!["audit", "tail", "-n", "100", "--json"];
+        all.extend_from_slice(args);
+        let (code, o, e) = p.run_as("admin", &all);
+        assert_eq!(code, 0, "{args:?}: {e}");
+        o.lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["event"].clone())
+            .collect::<Vec<_>>()
+    };
+    let runs = tail(&[
+        "--principal",
+        "tester",
+        "--action",
+        "run_pipeline",
+        "--outcome",
+        "succeeded",
+    ]);
+    assert_eq!(runs.len(), 1, "{runs:?}");
+    assert_eq!(runs[0]["resource"], "pipeline:protect");
+    let denied = tail(&["--principal", "tester", "--outcome", "denied"]);
+    assert!(
+        !denied.is_empty()
+            && denied
+                .iter()
+                .all(|e| e["principal"] == "tester" && e["outcome"] == "denied"),
+        "{denied:?}"
+    );
+    assert!(tail(&["--since", "2200-01-01T00:00:00Z"]).is_empty());
+    assert!(!tail(&["--until", "2200-01-01T00:00:00Z"]).is_empty());
+    for (bad, why) in [
+        ("yesterday", "RFC 3339"),
+        ("2999-01-01T00:00:00Z", "years 1678 to 2261"),
+    ] {
+        let (code, _, e) = p.run_as("admin", &["audit", "tail", "--since", bad]);
+        assert_eq!(code, 2, "{e}");
+        assert!(e.contains("since") && e.contains(why), "{e}");
+    }
+}
+
+#[test]
 fn audit_log_verifies_and_catches_tampering() {
     let p = project();
     let (code, _, e) = p.run_as("tester", &["run", "protect.toml"]);

@@ -188,6 +188,29 @@ fn serves_the_project_and_stops_on_sigterm() {
         tail[2]["seq"].as_u64().unwrap() > 0 && tail[2]["event"]["action"].is_string(),
         "{o}"
     );
+    let (code, o, e) = remote(
+        "admin",
+        &[
+            "audit",
+            "tail",
+            "-n",
+            "50",
+            "--json",
+            "--principal",
+            "tester",
+            "--outcome",
+            "allowed",
+        ],
+    );
+    assert_eq!(code, 0, "{o}{e}");
+    assert!(
+        !o.is_empty()
+            && o.lines().all(|l| {
+                let v: serde_json::Value = serde_json::from_str(l).unwrap();
+                v["event"]["principal"] == "tester" && v["event"]["outcome"] == "allowed"
+            }),
+        "{o}"
+    );
     // Scans: a registered pipeline by name, a file under the data roots by path; a pipeline
     // file of the caller's is not the server's to read.
     let (code, o, e) = remote("tester", &["scan", "orders"]);
