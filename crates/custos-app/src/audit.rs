@@ -63,6 +63,14 @@ pub enum AuditAction {
     PoliciesSet,
     /// A stored setting (audit retention) changed.
     SettingSet,
+    /// Where the sealed identity store stands (`generation=N digest=HEX`): recorded after
+    /// every write to it and when a server starts and stops, and checked when it is opened.
+    IdentitySeal,
+    /// Opening the identity store found it older than the last `identity_seal` record.
+    IdentityCheck,
+    /// A server accepted an identity store older than the last `identity_seal` record
+    /// (`[danger] accept_identity_rollback`, after restoring a backup).
+    DangerAcceptIdentityRollback,
 }
 
 impl AuditAction {
@@ -88,6 +96,9 @@ impl AuditAction {
             AuditAction::MfaReset => "mfa_reset",
             AuditAction::PoliciesSet => "policies_set",
             AuditAction::SettingSet => "setting_set",
+            AuditAction::IdentitySeal => "identity_seal",
+            AuditAction::IdentityCheck => "identity_check",
+            AuditAction::DangerAcceptIdentityRollback => "danger_accept_identity_rollback",
         }
     }
 }
@@ -168,6 +179,8 @@ pub enum ErrorCode {
     Error,
     /// A torn record was repaired.
     TornRecord,
+    /// A sealed store failed verification (rolled back or edited outside custos).
+    Tampered,
 }
 
 impl ErrorCode {
@@ -191,6 +204,7 @@ impl ErrorCode {
             ErrorCode::Denied => "denied",
             ErrorCode::Error => "error",
             ErrorCode::TornRecord => "torn_record",
+            ErrorCode::Tampered => "tampered",
         }
     }
 }

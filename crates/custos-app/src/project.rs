@@ -58,6 +58,9 @@ pub struct ProjectOptions {
     pub mfa_required: bool,
     /// An identity provider whose tokens sign users in.
     pub oidc: Option<crate::oidc::OidcProvider>,
+    /// Start even if the identity store is older than the audit log's last record of it
+    /// (`[danger] accept_identity_rollback`: after restoring it from a backup). Recorded.
+    pub accept_identity_rollback: bool,
 }
 
 impl std::fmt::Debug for ProjectOptions {
@@ -348,6 +351,113 @@ async fn identity_key(ks: &custos_keys::Keystore) -> Result<custos_policy::Store
     Ok(custos_policy::StoreKey::from_bytes(seed))
 }
 
+/// Checks a sealed identity store against the audit log's last `identity_seal` record (a
+/// copy of the whole file from before then has valid MACs, but an older generation), records
+/// where it stands now, and has every later write recorded as it commits.
+///
+/// A store found older is refused, unless a server was started with
+/// `[danger] accept_identity_rollback` (after restoring it from a backup); both are recorded.
+async fn anchor_identities(
+    ids: &Arc<Mutex<Identities>>,
+    audit: &AuditHandle,
+    opts: &ProjectOptions,
+    owner: Owner,
+) -> Result<()> {
+    let store_error = |e: custos_policy::PolicyError| AppError::internal("the identity store", e);
+    let Some(now) = lock(ids).seal_state().map_err(store_error)? else {
+        return Ok(());
+    };
+    let dir = audit.dir().to_path_buf();
+    let last = tokio::task::spawn_blocking(move || {
+        custos_audit::lock(&dir)
+            .and_then(|_held| custos_audit::last_of(&dir, AuditAction::IdentitySeal.as_str()))
+    })
+    .await
+    .map_err(|e| AppError::internal("reading the audit log", e))?
+    .map_err(|e| AppError::internal("reading the audit log", e))?;
+    let recorded = match last {
+        None => None,
+        Some((position, e)) => Some(
+            e.detail
+                .as_deref()
+                .and_then(custos_policy::SealState::from_detail)
+                .ok_or_else(|| {
+                    AppError::Internal(format!(
+                        "the audit log's identity_seal record at position {position} has no generation and digest"
+                    ))
+                })?,
+        ),
+    };
+    let principal = opts.principal.as_str();
+    let mut now = now;
+    if let Some(r) = &recorded {
+        let checked = lock(ids).check_not_older(r);
+        if let Err(e) = checked {
+            let found = format!("found {}; recorded {}", now.to_detail(), r.to_detail());
+            if owner == Owner::Server && opts.accept_identity_rollback {
+                tracing::warn!(
+                    "[danger] accept_identity_rollback: starting with an identity store older than the audit log's last record of it ({found}); remove the setting once this start is done"
+                );
+                audit
+                    .record_durable(
+                        Record::new(
+                            principal,
+                            AuditAction::DangerAcceptIdentityRollback,
+                            "identity.db",
+                            Outcome::Succeeded,
+                        )
+                        .detail(found),
+                    )
+                    .await?;
+                // Past the recorded generation: the store that was replaced (and any copy
+                // from before) is older than this one from now on.
+                now = lock(ids).supersede(r).map_err(store_error)?;
+            } else {
+                audit
+                    .record_durable(
+                        Record::new(
+                            principal,
+                            AuditAction::IdentityCheck,
+                            "identity.db",
+                            Outcome::Failed,
+                        )
+                        .code(ErrorCode::Tampered)
+                        .detail(found),
+                    )
+                    .await?;
+                audit.close().await?;
+                return Err(AppError::Internal(format!(
+                    "{e}; if it was restored from a backup on purpose, start the server once with [danger] accept_identity_rollback = true"
+                )));
+            }
+        }
+    }
+    // A server records where the store stands at every start (and stop), so the newest
+    // record outlives audit retention; a command only when it changed.
+    if owner == Owner::Server || recorded.as_ref() != Some(&now) {
+        audit.record(seal_record(principal, &now))?;
+    }
+    let handle = audit.clone();
+    let principal = principal.to_string();
+    lock(ids).on_write(Box::new(move |state| {
+        if let Err(e) = handle.record(seal_record(&principal, state)) {
+            tracing::error!("recording the identity store's new state: {e}");
+        }
+    }));
+    Ok(())
+}
+
+/// The `identity_seal` record of `state`.
+fn seal_record(principal: &str, state: &custos_policy::SealState) -> Record {
+    Record::new(
+        principal,
+        AuditAction::IdentitySeal,
+        "identity.db",
+        Outcome::Succeeded,
+    )
+    .detail(state.to_detail())
+}
+
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
@@ -377,6 +487,7 @@ impl Project {
             principal: "cli".into(),
             mfa_required: false,
             oidc: None,
+            accept_identity_rollback: false,
         };
         Self::open_as(state_dir, options, Owner::Command, keystore_file).await
     }
@@ -466,6 +577,7 @@ impl Project {
                 periodic_checkpoints: owner == Owner::Server,
             },
         )?;
+        anchor_identities(&ids, &audit, &opts, owner).await?;
         let authenticator = Arc::new(Authenticator::new(
             ids.clone(),
             audit.clone(),
@@ -1208,6 +1320,13 @@ impl Project {
                 j.cancel.cancel();
             }
             futures_wait(&jobs).await;
+        }
+        // The stop's record of the identity store keeps the newest one in the segment that
+        // retention (applied on close) never removes.
+        match lock(&self.ids).seal_state() {
+            Ok(Some(state)) => self.audit.record(seal_record("server", &state))?,
+            Ok(None) => {}
+            Err(e) => tracing::error!("reading the identity store's state at shutdown: {e}"),
         }
         self.audit.record(Record::new(
             "server",

@@ -499,6 +499,43 @@ pub fn tail(dir: &Path, limit: usize) -> Result<Vec<(u64, Event)>, AuditError> {
     Ok(out)
 }
 
+/// The newest record of the log in `dir` whose action is `action`, as `(position, event)`.
+/// Reads segments newest first and stops at the first match; like [`tail`] it verifies
+/// nothing (open the log first).
+pub fn last_of(dir: &Path, action: &str) -> Result<Option<(u64, Event)>, AuditError> {
+    let anchor = read_anchor(dir)?;
+    // Events are JSON objects written by serde_json: the action appears as this exact text.
+    let needle = format!("\"action\":{}", serde_json::Value::from(action));
+    let segs = segments(dir)?;
+    for (_, path) in segs
+        .iter()
+        .rev()
+        .filter(|(n, _)| *n >= anchor.first_segment)
+    {
+        let text = std::fs::read(path).map_err(io(path))?;
+        let complete = match text.iter().rposition(|b| *b == b'\n') {
+            Some(i) => &text[..i],
+            None => continue,
+        };
+        let lines: Vec<&[u8]> = complete.split(|b| *b == b'\n').collect();
+        for (i, line) in lines.iter().enumerate().rev() {
+            if !line.windows(needle.len()).any(|w| w == needle.as_bytes()) {
+                continue;
+            }
+            let bad = || AuditError::BadLine {
+                path: path.clone(),
+                line: i + 1,
+            };
+            let p = record::parse(line).ok_or_else(bad)?;
+            let event: Event = serde_json::from_slice(p.event).map_err(|_| bad())?;
+            if event.action == action {
+                return Ok(Some((p.seq, event)));
+            }
+        }
+    }
+    Ok(None)
+}
+
 /// What [`AuditLog::open`] repaired: a torn last record moved aside.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Recovered {

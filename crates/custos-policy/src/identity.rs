@@ -11,7 +11,9 @@
 //! keystore every row carries a MAC and the set of rows a store MAC (see the `seal` module),
 //! decisions re-verify the rows they read, and every write verifies the store, writes, and
 //! reseals in one transaction. A sealed store is refused by the unkeyed open, so nobody edits
-//! it with file access alone. Whole-file rollback to an older copy is not detected by MACs.
+//! it with file access alone. Whole-file rollback to an older copy is not detected by MACs
+//! alone: every write increments a sealed generation, and [`Identities::seal_state`] /
+//! [`Identities::check_not_older`] compare it with one kept outside the file.
 
 use std::path::Path;
 
@@ -22,7 +24,7 @@ use rusqlite::{Connection, Params, Transaction, TransactionBehavior, params};
 use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
 
-use crate::seal::{self, GRANTS, Sealer, StoreKey, TABLES, Table, USERS};
+use crate::seal::{self, GRANTS, SealState, Sealer, StoreKey, TABLES, Table, USERS};
 use crate::{Action, PolicyError, ROLES, ResourcePattern};
 
 const SCHEMA: &str = "
@@ -166,11 +168,15 @@ impl Grant {
     }
 }
 
+/// Called with the new [`SealState`] after every committed write to a sealed store.
+pub type OnWrite = Box<dyn Fn(&SealState) + Send>;
+
 /// The identity store.
 pub struct Identities {
     pub(crate) conn: Connection,
     /// The store's keys when opened with [`Identities::open_sealed`].
     pub(crate) sealer: Option<Sealer>,
+    on_write: Option<OnWrite>,
 }
 
 impl std::fmt::Debug for Identities {
@@ -198,6 +204,10 @@ fn connect(dir: &Path) -> Result<Connection, PolicyError> {
     conn.busy_timeout(std::time::Duration::from_secs(10))
         .map_err(db)?;
     conn.pragma_update(None, "journal_mode", "WAL")
+        .map_err(db)?;
+    // Every commit reaches the disk before the caller records the new seal state elsewhere
+    // (the audit log), so a power cut never leaves that record ahead of the file.
+    conn.pragma_update(None, "synchronous", "FULL")
         .map_err(db)?;
     Ok(conn)
 }
@@ -352,7 +362,11 @@ impl Identities {
             return Err(PolicyError::Sealed);
         }
         migrate(&conn)?;
-        Ok(Self { conn, sealer: None })
+        Ok(Self {
+            conn,
+            sealer: None,
+            on_write: None,
+        })
     }
 
     /// Opens (creating if needed) `identity.db` in `dir` sealed with `key`, the server mode.
@@ -381,7 +395,46 @@ impl Identities {
         Ok(Self {
             conn,
             sealer: Some(sealer),
+            on_write: None,
         })
+    }
+
+    /// Where a sealed store stands (`None` when opened without the key): keep it outside
+    /// the file to detect a rollback of the whole file later.
+    pub fn seal_state(&self) -> Result<Option<SealState>, PolicyError> {
+        self.sealer
+            .as_ref()
+            .map(|s| self.read(|| s.state(&self.conn)))
+            .transpose()
+    }
+
+    /// Checks that a sealed store is not older than `recorded`, a [`SealState`] kept outside
+    /// the file: an older generation, or the same generation with another store MAC, is
+    /// [`PolicyError::Tampered`]. From then on this handle also refuses any store older than
+    /// `recorded`.
+    pub fn check_not_older(&self, recorded: &SealState) -> Result<(), PolicyError> {
+        match &self.sealer {
+            Some(s) => self.read(|| s.check_not_older(&self.conn, recorded)),
+            None => Ok(()),
+        }
+    }
+
+    /// Accepts a sealed store older than `recorded` (restored from a backup on purpose): moves
+    /// its generation past `recorded`, so the copy that was replaced, and any other copy from
+    /// before, is older than the store from now on. Returns the new state.
+    pub fn supersede(&self, recorded: &SealState) -> Result<SealState, PolicyError> {
+        let past = recorded
+            .generation
+            .checked_add(1)
+            .ok_or_else(|| PolicyError::Store("the store generation overflowed".into()))?;
+        self.write_at_least(past, |_| Ok(()))?;
+        self.seal_state()?
+            .ok_or_else(|| PolicyError::Invalid("the identity store is not sealed".into()))
+    }
+
+    /// Calls `f` with the new [`SealState`] after every committed write to a sealed store.
+    pub fn on_write(&mut self, f: OnWrite) {
+        self.on_write = Some(f);
     }
 
     /// Whether the store was opened with its key.
@@ -492,6 +545,15 @@ impl Identities {
         &self,
         f: impl FnOnce(&Transaction<'_>) -> Result<T, PolicyError>,
     ) -> Result<T, PolicyError> {
+        self.write_at_least(0, f)
+    }
+
+    /// [`Identities::write`], leaving a sealed store at a generation of at least `at_least`.
+    fn write_at_least<T>(
+        &self,
+        at_least: u64,
+        f: impl FnOnce(&Transaction<'_>) -> Result<T, PolicyError>,
+    ) -> Result<T, PolicyError> {
         let tx =
             Transaction::new_unchecked(&self.conn, TransactionBehavior::Immediate).map_err(db)?;
         self.refuse_if_sealed_meanwhile()?;
@@ -500,9 +562,15 @@ impl Identities {
         }
         let out = f(&tx)?;
         if let Some(s) = &self.sealer {
-            s.reseal(&tx)?;
+            s.reseal(&tx, at_least)?;
         }
         tx.commit().map_err(db)?;
+        if let Some(s) = &self.sealer {
+            s.committed(&self.conn)?;
+            if let Some(f) = &self.on_write {
+                f(&s.state(&self.conn)?);
+            }
+        }
         Ok(out)
     }
 

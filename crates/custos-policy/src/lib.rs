@@ -29,7 +29,7 @@ pub use identity::{
     AUTH_FAILED, EXTERNAL_PREFIX, Grant, Identities, Token, User, grant_subject, valid_user_name,
 };
 pub use mfa::{MfaEnrollment, MfaStatus};
-pub use seal::StoreKey;
+pub use seal::{SealState, StoreKey};
 pub use stored::{PolicyVersion, Setting, StoredPolicies};
 
 /// The Cedar schema of custos' authorization model.

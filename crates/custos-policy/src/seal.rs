@@ -14,15 +14,18 @@
 //! the manifest has no such row: a row rolled back or deleted while the server runs is
 //! caught at the next read of it.
 //!
-//! Not detected: replacing the whole file by an older copy of itself (every MAC in it is
-//! valid). Guarding against that needs state outside the file, such as the audit log's
-//! latest record of the store MAC, or a counter in the keystore.
+//! Replacing the whole file by an older copy of itself (every MAC in it is valid) needs
+//! state outside the file to detect. Every write increments the store's *generation*, which
+//! the store MAC covers; a handle refuses a store whose generation went back below one it
+//! has seen, and [`SealState`] (generation and a digest of the store MAC) is what the caller
+//! keeps elsewhere (custos-app records it in the audit log after every write) and checks
+//! with `Identities::check_not_older` when it opens the store again.
 //!
 //! Keys: HKDF-SHA256 of the [`StoreKey`] gives a MAC key (info `custos identity.db mac v1`)
 //! and an encryption key for secrets such as TOTP seeds (info `custos identity.db secrets
 //! v1`, AES-256-GCM through `custos-crypto`).
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, HashMap};
 
 use custos_crypto::SecretBytes;
@@ -56,6 +59,8 @@ const MAC_INFO: &[u8] = b"custos identity.db mac v1";
 const SECRETS_INFO: &[u8] = b"custos identity.db secrets v1";
 const ROW_DOMAIN: &[u8] = b"custos identity.db row v1";
 const STORE_DOMAIN: &[u8] = b"custos identity.db store v1";
+/// The store MAC with a generation (every store written since generations exist).
+const STORE_DOMAIN_V2: &[u8] = b"custos identity.db store v2";
 const KEY_CHECK_DOMAIN: &[u8] = b"custos identity.db key check v1";
 
 /// A table under the seal. `columns[0]` is the primary key; every column except `mac` is
@@ -204,9 +209,49 @@ fn json_row_name(table: &str, pk: &serde_json::Value) -> String {
 /// One entry of the manifest: (table, primary key, row MAC in hex).
 type Entry = (String, serde_json::Value, String);
 
+/// Where a sealed store stands: its generation (incremented by every write) and a digest of
+/// its store MAC. Neither reveals anything about the rows or the key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SealState {
+    /// Writes since the store was sealed (0 for a store sealed before generations existed).
+    pub generation: u64,
+    /// SHA-256 of the store MAC, hex.
+    pub digest: String,
+}
+
+impl SealState {
+    /// `generation=N digest=HEX`, the form kept in audit records.
+    pub fn to_detail(&self) -> String {
+        format!("generation={} digest={}", self.generation, self.digest)
+    }
+
+    /// Parses [`SealState::to_detail`].
+    pub fn from_detail(s: &str) -> Option<Self> {
+        let mut generation = None;
+        let mut digest = None;
+        for part in s.split_whitespace() {
+            match part.split_once('=') {
+                Some(("generation", g)) => generation = g.parse().ok(),
+                Some(("digest", d))
+                    if d.len() == 64 && d.bytes().all(|b| b.is_ascii_hexdigit()) =>
+                {
+                    digest = Some(d.to_ascii_lowercase())
+                }
+                _ => {}
+            }
+        }
+        Some(Self {
+            generation: generation?,
+            digest: digest?,
+        })
+    }
+}
+
 /// The manifest as of the store MAC it was verified under.
 struct Known {
     store_mac: Vec<u8>,
+    /// The generation that store MAC covers.
+    generation: u64,
     /// (table, primary key as JSON text) -> row MAC in hex.
     rows: HashMap<(String, String), String>,
 }
@@ -217,6 +262,9 @@ pub(crate) struct Sealer {
     enc_key: SecretBytes,
     store_id: Vec<u8>,
     known: RefCell<Option<Known>>,
+    /// The highest generation this handle verified or was told of: a store found below it
+    /// was replaced by an older copy.
+    floor: Cell<u64>,
 }
 
 impl Sealer {
@@ -233,6 +281,7 @@ impl Sealer {
             enc_key: SecretBytes::new(enc_key.to_vec()),
             store_id: Vec::new(),
             known: RefCell::new(None),
+            floor: Cell::new(0),
         })
     }
 
@@ -245,19 +294,32 @@ impl Sealer {
     ) -> Result<T, PolicyError> {
         let store_mac = meta(conn, "store_mac")?.unwrap_or_default();
         let mut known = self.known.borrow_mut();
-        let fresh = known.as_ref().is_some_and(|k| k.store_mac == store_mac);
+        // A cached manifest from before a later generation was seen is stale even when the
+        // store MAC matches it again: the store was rolled back to it.
+        let fresh = known
+            .as_ref()
+            .is_some_and(|k| k.store_mac == store_mac && k.generation >= self.floor.get());
         if !fresh {
             let manifest = meta(conn, "manifest")?.unwrap_or_default();
-            if !bool::from(self.store_mac(&manifest).ct_eq(store_mac.as_slice())) {
+            let generation = generation(conn)?;
+            if !bool::from(
+                self.store_mac(&manifest, generation)
+                    .ct_eq(store_mac.as_slice()),
+            ) {
                 *known = None;
                 return Err(tampered(
                     "the store MAC does not match (its meta table was modified)".into(),
                 ));
             }
+            if let Err(e) = self.raise_floor(generation.unwrap_or(0)) {
+                *known = None;
+                return Err(e);
+            }
             let entries: Vec<Entry> = serde_json::from_slice(&manifest)
                 .map_err(|e| PolicyError::Store(format!("manifest: {e}")))?;
             *known = Some(Known {
                 store_mac,
+                generation: generation.unwrap_or(0),
                 rows: entries
                     .into_iter()
                     .map(|(t, pk, mac)| ((t, pk.to_string()), mac))
@@ -409,10 +471,65 @@ impl Sealer {
         self.mac(&[KEY_CHECK_DOMAIN, &self.store_id])
     }
 
-    fn store_mac(&self, manifest: &[u8]) -> [u8; 32] {
-        let mut len = Vec::new();
-        put_bytes(&mut len, &self.store_id);
-        self.mac(&[STORE_DOMAIN, &len, manifest])
+    /// The store MAC over the manifest; with a generation (v2) it covers that too.
+    fn store_mac(&self, manifest: &[u8], generation: Option<u64>) -> [u8; 32] {
+        let mut head = Vec::new();
+        put_bytes(&mut head, &self.store_id);
+        match generation {
+            None => self.mac(&[STORE_DOMAIN, &head, manifest]),
+            Some(g) => {
+                head.extend_from_slice(&g.to_be_bytes());
+                self.mac(&[STORE_DOMAIN_V2, &head, manifest])
+            }
+        }
+    }
+
+    /// Records that the store is at `generation`; one below what this handle saw before was
+    /// replaced by an older copy of itself.
+    fn raise_floor(&self, generation: u64) -> Result<(), PolicyError> {
+        let floor = self.floor.get();
+        if generation < floor {
+            return Err(tampered(format!(
+                "it was replaced by an older copy of itself (generation {generation}, but generation {floor} was seen before)"
+            )));
+        }
+        self.floor.set(generation);
+        Ok(())
+    }
+
+    /// The store's generation and store MAC digest, after checking the store MAC.
+    pub fn state(&self, conn: &Connection) -> Result<SealState, PolicyError> {
+        use sha2_11::Digest as _;
+        self.with_known(conn, |_| Ok(()))?;
+        let mac = meta(conn, "store_mac")?.unwrap_or_default();
+        Ok(SealState {
+            generation: generation(conn)?.unwrap_or(0),
+            digest: hex::encode(Sha256::digest(&mac)),
+        })
+    }
+
+    /// Checks the store is not older than `recorded` (kept outside the file) and remembers
+    /// that generation as the floor.
+    pub fn check_not_older(
+        &self,
+        conn: &Connection,
+        recorded: &SealState,
+    ) -> Result<(), PolicyError> {
+        let now = self.state(conn)?;
+        if now.generation < recorded.generation {
+            return Err(tampered(format!(
+                "it was replaced by an older copy of itself (generation {}, but generation {} was recorded)",
+                now.generation, recorded.generation
+            )));
+        }
+        if now.generation == recorded.generation && now.digest != recorded.digest {
+            return Err(tampered(format!(
+                "generation {} is not the one recorded (its store MAC differs)",
+                now.generation
+            )));
+        }
+        self.floor.set(self.floor.get().max(recorded.generation));
+        Ok(())
     }
 
     /// Reads every sealed row, checks each row MAC when `check` is set (else recomputes it
@@ -472,12 +589,19 @@ impl Sealer {
         }
         let manifest = self.walk(conn, true)?;
         let stored_mac = meta(conn, "store_mac")?.unwrap_or_default();
-        if bool::from(self.store_mac(&manifest).ct_eq(stored_mac.as_slice())) {
-            return Ok(());
+        let generation = generation(conn)?;
+        if bool::from(
+            self.store_mac(&manifest, generation)
+                .ct_eq(stored_mac.as_slice()),
+        ) {
+            return self.raise_floor(generation.unwrap_or(0));
         }
         // Name what differs, if the recorded manifest is authentic.
         let recorded = meta(conn, "manifest")?.unwrap_or_default();
-        if !bool::from(self.store_mac(&recorded).ct_eq(stored_mac.as_slice())) {
+        if !bool::from(
+            self.store_mac(&recorded, generation)
+                .ct_eq(stored_mac.as_slice()),
+        ) {
             return Err(tampered(
                 "the store MAC does not match (its meta table was modified)".into(),
             ));
@@ -485,13 +609,28 @@ impl Sealer {
         Err(tampered(diff(&recorded, &manifest)))
     }
 
-    /// Recomputes the row MACs that changed and the store MAC (inside the caller's
-    /// transaction, after its writes).
-    pub fn reseal(&self, conn: &Connection) -> Result<(), PolicyError> {
+    /// Recomputes the row MACs that changed and the store MAC, and increments the
+    /// generation, to at least `at_least` (inside the caller's transaction, after its
+    /// writes; the caller verified the store first).
+    pub fn reseal(&self, conn: &Connection, at_least: u64) -> Result<(), PolicyError> {
         let manifest = self.walk(conn, false)?;
-        let mac = self.store_mac(&manifest);
+        let next = generation(conn)?
+            .unwrap_or(0)
+            .checked_add(1)
+            .ok_or_else(|| PolicyError::Store("the store generation overflowed".into()))?
+            .max(at_least);
+        let mac = self.store_mac(&manifest, Some(next));
         set_meta(conn, "manifest", &manifest)?;
-        set_meta(conn, "store_mac", &mac)
+        set_meta(conn, "generation", &next.to_be_bytes())?;
+        set_meta(conn, "store_mac", &mac)?;
+        // Raised once the caller commits; a rollback leaves the store where it was, and a
+        // floor above it would refuse it.
+        Ok(())
+    }
+
+    /// After a committed write: the store is at least at this generation now.
+    pub fn committed(&self, conn: &Connection) -> Result<(), PolicyError> {
+        self.raise_floor(generation(conn)?.unwrap_or(0))
     }
 
     /// Opens the seal of a store: seals it first if it never was (in one transaction), then
@@ -517,7 +656,7 @@ impl Sealer {
                 sealer.store_id = id.to_vec();
                 set_meta(&tx, "store_id", &sealer.store_id)?;
                 set_meta(&tx, "key_check", &sealer.key_check())?;
-                sealer.reseal(&tx)?;
+                sealer.reseal(&tx, 0)?;
                 tx.execute("INSERT INTO meta (name, value) VALUES ('sealed', 1)", [])
                     .map_err(db)?;
             }
@@ -582,6 +721,19 @@ fn meta(conn: &Connection, name: &str) -> Result<Option<Vec<u8>>, PolicyError> {
         Some(Value::Integer(i)) => Some(i.to_string().into_bytes()),
         Some(Value::Real(r)) => Some(r.to_string().into_bytes()),
     })
+}
+
+/// The store's generation: `None` for a store sealed before generations existed.
+fn generation(conn: &Connection) -> Result<Option<u64>, PolicyError> {
+    match meta(conn, "generation")? {
+        None => Ok(None),
+        Some(b) => b
+            .try_into()
+            .map(|b| Some(u64::from_be_bytes(b)))
+            .map_err(|_| {
+                tampered("its generation is not 8 bytes (its meta table was modified)".into())
+            }),
+    }
 }
 
 fn set_meta(conn: &Connection, name: &str, value: &[u8]) -> Result<(), PolicyError> {

@@ -34,6 +34,7 @@
 //!
 //! [danger]
 //! plaintext = false   # serve HTTP without TLS: refused unless `listen` is a loopback address
+//! accept_identity_rollback = false  # start once with an identity.db restored from a backup
 //! ```
 
 use std::net::SocketAddr;
@@ -317,6 +318,10 @@ pub struct DangerSection {
     /// Serve plain HTTP (loopback addresses only).
     #[serde(default)]
     pub plaintext: bool,
+    /// Start even though `identity.db` is older than the audit log's last record of it (it
+    /// was restored from a backup on purpose). Recorded; remove it after that start.
+    #[serde(default)]
+    pub accept_identity_rollback: bool,
 }
 
 impl ServerConfig {

@@ -200,6 +200,7 @@ impl Server {
                 principal: "server".into(),
                 mfa_required: config.auth.mfa == config::MfaSetting::Required,
                 oidc,
+                accept_identity_rollback: config.danger.accept_identity_rollback,
             },
         )
         .await?;

@@ -87,6 +87,46 @@ fn an_untouched_log_verifies_across_segments_and_reopens() {
 }
 
 #[test]
+fn last_of_finds_the_newest_record_of_an_action_across_segments() {
+    let d = tempfile::tempdir().unwrap();
+    let mut l = AuditLog::open(d.path(), 600).unwrap();
+    let mark = |i: u64, detail: &str| Event {
+        action: "identity_seal".into(),
+        detail: Some(detail.into()),
+        ..event(i)
+    };
+    l.append(&mark(0, "first")).unwrap();
+    for i in 1..8 {
+        l.append(&event(i)).unwrap();
+    }
+    l.append(&mark(8, "second")).unwrap();
+    // A record that only mentions the action elsewhere is not one.
+    l.append(&Event {
+        detail: Some("\"action\":\"identity_seal\"".into()),
+        ..event(9)
+    })
+    .unwrap();
+    for i in 10..14 {
+        l.append(&event(i)).unwrap();
+    }
+    l.sync().unwrap();
+    assert!(lines(d.path()).len() > 2, "rotated into several segments");
+    let (pos, e) = custos_audit::last_of(d.path(), "identity_seal")
+        .unwrap()
+        .unwrap();
+    assert_eq!((pos, e.detail.as_deref()), (8, Some("second")));
+    assert_eq!(
+        custos_audit::last_of(d.path(), "server_start").unwrap(),
+        None
+    );
+    let empty = tempfile::tempdir().unwrap();
+    assert_eq!(
+        custos_audit::last_of(empty.path(), "identity_seal").unwrap(),
+        None
+    );
+}
+
+#[test]
 fn modification_deletion_insertion_and_reordering_name_the_position() {
     let d = tempfile::tempdir().unwrap();
     log(d.path(), 12);

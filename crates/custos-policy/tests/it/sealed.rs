@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use custos_policy::{Identities, PolicyError, StoreKey};
+use custos_policy::{Identities, PolicyError, SealState, StoreKey};
 use rusqlite::Connection;
 
 const NOW: i64 = 1_800_000_000;
@@ -279,6 +279,122 @@ fn a_changed_store_mac_is_detected() {
         )
         .unwrap();
     let m = tampered(Identities::open_sealed(dir.path(), &key(1)));
+    assert!(m.contains("store MAC"), "{m}");
+}
+
+/// Replaces every sealed table and the seal of `dir`'s store, in place, by those of the
+/// store file `old` (what someone with file access and an old copy can do while the server
+/// runs).
+fn restore_in_place(dir: &Path, old: &Path) {
+    let mut conn = raw(dir);
+    conn.execute("ATTACH ?1 AS old", [old.to_str().unwrap()])
+        .unwrap();
+    let tx = conn.transaction().unwrap();
+    for t in ["users", "grants", "mfa", "policy_sets", "settings", "meta"] {
+        tx.execute(&format!("DELETE FROM main.{t}"), []).unwrap();
+        tx.execute(&format!("INSERT INTO main.{t} SELECT * FROM old.{t}"), [])
+            .unwrap();
+    }
+    tx.commit().unwrap();
+}
+
+#[test]
+fn every_write_advances_the_generation_and_reports_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut ids = Identities::open_sealed(dir.path(), &key(1)).unwrap();
+    // Sealing the new store is the first write.
+    let first = ids.seal_state().unwrap().unwrap();
+    assert_eq!(first.generation, 1);
+    assert_eq!(first.digest.len(), 64);
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let sink = seen.clone();
+    ids.on_write(Box::new(move |s| sink.lock().unwrap().push(s.clone())));
+    ids.add_user("sam", "security_admin", "sam", 1).unwrap();
+    ids.set_active("sam", false).unwrap();
+    // A write that fails commits nothing and reports nothing.
+    assert!(ids.add_user("sam", "analyst", "sam", 1).is_err());
+    let seen = seen.lock().unwrap().clone();
+    assert_eq!(
+        seen.iter().map(|s| s.generation).collect::<Vec<_>>(),
+        [2, 3]
+    );
+    assert_ne!(seen[0].digest, seen[1].digest);
+    assert_eq!(ids.seal_state().unwrap().unwrap(), seen[1]);
+    assert_eq!(
+        SealState::from_detail(&seen[1].to_detail()),
+        Some(seen[1].clone())
+    );
+    assert_eq!(SealState::from_detail("generation=3"), None);
+    // The unkeyed store has no seal state.
+    let other = tempfile::tempdir().unwrap();
+    assert_eq!(
+        Identities::open(other.path())
+            .unwrap()
+            .seal_state()
+            .unwrap(),
+        None
+    );
+}
+
+#[test]
+fn a_whole_file_rolled_back_to_an_older_copy_is_detected_against_the_recorded_state() {
+    let dir = sealed_store(1);
+    let copy = tempfile::tempdir().unwrap();
+    let old = copy.path().join("identity.db");
+    // Every handle is closed, so the file holds the whole store (no WAL).
+    std::fs::copy(dir.path().join("identity.db"), &old).unwrap();
+    let recorded = {
+        let ids = Identities::open_sealed_existing(dir.path(), &key(1)).unwrap();
+        ids.set_active("eve", false).unwrap();
+        ids.revoke_grant(1, "sam", NOW_NS).unwrap();
+        ids.seal_state().unwrap().unwrap()
+    };
+    std::fs::copy(&old, dir.path().join("identity.db")).unwrap();
+    // Every MAC in the old copy is valid: the file alone does not tell.
+    let ids = Identities::open_sealed_existing(dir.path(), &key(1)).unwrap();
+    assert!(ids.user("eve").unwrap().unwrap().active);
+    // The state kept outside the file does.
+    let m = tampered(ids.check_not_older(&recorded));
+    assert!(m.contains("older copy of itself"), "{m}");
+    assert!(
+        m.contains(&format!("generation {} was recorded", recorded.generation)),
+        "{m}"
+    );
+    // The same generation with another store MAC is not the recorded store either.
+    let now = ids.seal_state().unwrap().unwrap();
+    let forged = SealState {
+        generation: now.generation,
+        digest: "0".repeat(64),
+    };
+    let m = tampered(ids.check_not_older(&forged));
+    assert!(m.contains("is not the one recorded"), "{m}");
+    // A store at or past the recorded state passes.
+    ids.check_not_older(&now).unwrap();
+}
+
+#[test]
+fn a_store_rolled_back_in_place_while_open_is_detected_at_the_next_read() {
+    let dir = sealed_store(1);
+    let copy = tempfile::tempdir().unwrap();
+    let old = copy.path().join("identity.db");
+    std::fs::copy(dir.path().join("identity.db"), &old).unwrap();
+    let ids = Identities::open_sealed_existing(dir.path(), &key(1)).unwrap();
+    ids.set_active("eve", false).unwrap();
+    restore_in_place(dir.path(), &old);
+    let m = tampered(ids.user("eve"));
+    assert!(m.contains("older copy of itself"), "{m}");
+    // Writes verify first, so none blesses the old copy.
+    let m = tampered(ids.add_user("mallory", "security_admin", "eve", 1));
+    assert!(m.contains("older copy of itself"), "{m}");
+}
+
+#[test]
+fn removing_the_generation_does_not_downgrade_the_seal() {
+    let dir = sealed_store(1);
+    raw(dir.path())
+        .execute("DELETE FROM meta WHERE name = 'generation'", [])
+        .unwrap();
+    let m = tampered(Identities::open_sealed_existing(dir.path(), &key(1)));
     assert!(m.contains("store MAC"), "{m}");
 }
 

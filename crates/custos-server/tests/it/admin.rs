@@ -469,6 +469,7 @@ async fn an_identity_store_changed_outside_the_server_is_refused() {
             principal: "server".into(),
             mfa_required: true,
             oidc: None,
+            accept_identity_rollback: false,
         },
     )
     .await
@@ -481,6 +482,138 @@ async fn an_identity_store_changed_outside_the_server_is_refused() {
     // Opening without the keystore is refused too, rather than trusting unverified rows.
     let e = custos_policy::Identities::open(&env.state).unwrap_err();
     assert!(matches!(e, custos_policy::PolicyError::Sealed), "{e}");
+}
+
+/// Copies `identity.db` (and its WAL files, if any) of `from` to `to`.
+fn copy_identity_db(from: &Path, to: &Path) {
+    for suffix in ["", "-wal", "-shm"] {
+        let name = format!("identity.db{suffix}");
+        let _ = std::fs::remove_file(to.join(&name));
+        if from.join(&name).exists() {
+            std::fs::copy(from.join(&name), to.join(&name)).unwrap();
+        }
+    }
+}
+
+/// The audit records of `state` with `action`, oldest first.
+fn records(state: &Path, action: &str) -> Vec<custos_audit::Event> {
+    custos_audit::tail(&state.join("audit"), 100_000)
+        .unwrap()
+        .into_iter()
+        .map(|(_, e)| e)
+        .filter(|e| e.action == action)
+        .collect()
+}
+
+#[tokio::test]
+async fn an_identity_store_rolled_back_to_an_older_copy_is_refused_unless_accepted() {
+    let env = setup();
+    let no_mfa = || Opts {
+        mfa: false,
+        ..Opts::default()
+    };
+    let backup = tempfile::tempdir().unwrap();
+    let replaced = tempfile::tempdir().unwrap();
+    // A backup of the sealed store while the analyst is active.
+    let project = open(&env, no_mfa()).await;
+    project.shutdown(Duration::from_secs(5)).await.unwrap();
+    drop(project);
+    copy_identity_db(&env.state, backup.path());
+    // The admin disables her through the server: the write is recorded as it commits.
+    let project = open(&env, no_mfa()).await;
+    let (s, v) = call(
+        &app(&project),
+        "POST",
+        "/v1/users/ana/disable",
+        Some(&env.admin),
+        None,
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    project.shutdown(Duration::from_secs(5)).await.unwrap();
+    drop(project);
+    let seals = records(&env.state, "identity_seal");
+    let generations: Vec<u64> = seals
+        .iter()
+        .map(|e| {
+            custos_policy::SealState::from_detail(e.detail.as_deref().unwrap())
+                .unwrap()
+                .generation
+        })
+        .collect();
+    assert!(
+        generations.windows(2).all(|w| w[0] <= w[1]) && generations.len() >= 4,
+        "{generations:?}"
+    );
+    copy_identity_db(&env.state, replaced.path());
+    // Someone with file access puts the backup back: every MAC in it is valid.
+    copy_identity_db(backup.path(), &env.state);
+    let e = Project::open(&env.state, options(&env, false))
+        .await
+        .unwrap_err();
+    let msg = e.to_string();
+    assert!(
+        msg.contains("older copy of itself") && msg.contains("accept_identity_rollback"),
+        "{msg}"
+    );
+    assert!(!msg.contains(PASSPHRASE), "{msg}");
+    let refused = records(&env.state, "identity_check");
+    assert_eq!(refused.len(), 1, "{refused:?}");
+    assert_eq!(
+        (
+            refused[0].outcome.as_str(),
+            refused[0].error_code.as_deref()
+        ),
+        ("failed", Some("tampered"))
+    );
+    // Refused again: the failed check is no new record of the store.
+    assert!(
+        Project::open(&env.state, options(&env, false))
+            .await
+            .is_err()
+    );
+    // An operator who restored the backup on purpose starts once with the danger switch.
+    let project = open(
+        &env,
+        Opts {
+            accept_identity_rollback: true,
+            ..no_mfa()
+        },
+    )
+    .await;
+    let (s, _) = call(&app(&project), "GET", "/v1/whoami", Some(&env.ana), None).await;
+    assert_eq!(s, StatusCode::OK, "the backup's analyst is active");
+    project.shutdown(Duration::from_secs(5)).await.unwrap();
+    drop(project);
+    assert_eq!(
+        records(&env.state, "danger_accept_identity_rollback").len(),
+        1
+    );
+    // From then on the store is the one recorded, and starts normally.
+    let project = open(&env, no_mfa()).await;
+    project.shutdown(Duration::from_secs(5)).await.unwrap();
+    drop(project);
+    // The store the backup replaced is older now than the accepted one.
+    copy_identity_db(replaced.path(), &env.state);
+    let msg = Project::open(&env.state, options(&env, false))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(msg.contains("older copy of itself"), "{msg}");
+}
+
+/// The project options of a server with or without `[danger] accept_identity_rollback`.
+fn options(env: &Env, accept_identity_rollback: bool) -> ProjectOptions {
+    ProjectOptions {
+        passphrase: Some(custos_keys::Passphrase::new(PASSPHRASE.into())),
+        confinement: Confinement::new(std::slice::from_ref(&env.data), &[]).unwrap(),
+        allow: Vec::new(),
+        max_concurrent_runs: 1,
+        principal: "server".into(),
+        mfa_required: false,
+        oidc: None,
+        accept_identity_rollback,
+    }
 }
 
 /// A pipeline tokenizing the product column with key `tok`.

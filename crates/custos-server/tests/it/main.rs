@@ -109,6 +109,7 @@ pub struct Opts {
     pub runs: usize,
     pub mfa: bool,
     pub oidc: Option<custos_app::oidc::OidcProvider>,
+    pub accept_identity_rollback: bool,
 }
 
 impl Default for Opts {
@@ -119,6 +120,7 @@ impl Default for Opts {
             runs: 2,
             mfa: true,
             oidc: None,
+            accept_identity_rollback: false,
         }
     }
 }
@@ -134,6 +136,7 @@ pub async fn open(env: &Env, o: Opts) -> Arc<Project> {
             principal: "server".into(),
             mfa_required: o.mfa,
             oidc: o.oidc,
+            accept_identity_rollback: o.accept_identity_rollback,
         },
     )
     .await
