@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use crate::audit::{AuditAction, ErrorCode, Outcome, Record, now_ns};
 use crate::auth::Principal;
 use crate::error::{AppError, Result};
-use crate::project::Project;
+use crate::project::{EnrollmentMode, Owner, Project};
 
 /// The stored setting that overrides `[audit] retention` of `custos.toml`.
 pub const RETENTION_SETTING: &str = "audit.retention";
@@ -57,6 +57,27 @@ impl IssuedToken {
             token: token.expose().to_string(),
         }
     }
+}
+
+/// A one-time second-factor enrolment ticket (shown once).
+#[derive(Debug, Serialize)]
+pub struct IssuedTicket {
+    /// Whose.
+    pub user: String,
+    /// The ticket; the only copy. Hand it to the user out of band, not with their token.
+    pub ticket: String,
+    /// When it stops being accepted (RFC 3339).
+    pub expires: String,
+}
+
+/// A request for an enrolment ticket.
+#[derive(Debug, Clone, Default, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewTicket {
+    /// Hours the ticket is valid (1 to 720; default 24).
+    #[serde(default)]
+    #[schemars(range(min = 1, max = 720))]
+    pub valid_hours: Option<u32>,
 }
 
 /// A request to add a user.
@@ -319,16 +340,56 @@ impl Project {
 
     /// Starts the caller's own second-factor enrolment: a new TOTP secret (shown once) to add
     /// to an authenticator app, then [`Project::mfa_confirm`] with a first code. A confirmed
-    /// enrolment is replaced only after an admin resets it.
-    pub async fn mfa_enroll(&self, who: &Principal) -> Result<MfaEnrollment> {
+    /// enrolment is replaced only after an admin resets it. With
+    /// [`EnrollmentMode::Ticket`] the caller's enrolment ticket is required (and used up).
+    pub async fn mfa_enroll(&self, who: &Principal, ticket: Option<&str>) -> Result<MfaEnrollment> {
         let name = who.name().to_string();
+        let needs_ticket = self.mfa_enrollment == EnrollmentMode::Ticket;
         self.change(
             who,
             AuditAction::MfaEnroll,
             &format!("user:{name}"),
-            |ids| ids.mfa_enroll(&name, now_ns()),
+            |ids| match ticket {
+                None if needs_ticket => Err(PolicyError::Invalid(
+                    "enrolment needs a one-time ticket from an admin (`custos mfa ticket NAME`), given to `custos mfa enroll --ticket-stdin`".into(),
+                )),
+                _ => ids.mfa_enroll(&name, now_ns(), ticket),
+            },
         )
         .await
+    }
+
+    /// Issues `user` a one-time enrolment ticket valid for `valid_hours` (default 24;
+    /// `manage_users`). An admin cannot issue one to themselves through a server: that
+    /// would prove nothing beyond their token.
+    pub async fn mfa_ticket(
+        &self,
+        who: &Principal,
+        user: &str,
+        req: &NewTicket,
+    ) -> Result<IssuedTicket> {
+        let by = who.name().to_string();
+        let hours = req.valid_hours.unwrap_or(24);
+        // Locally the keystore holder is the trust root (one trust domain).
+        let allow_self = self.owner == Owner::Command;
+        let ticket = self
+            .administer(
+                who,
+                Action::ManageUsers,
+                &Resource::Directory,
+                AuditAction::MfaTicket,
+                &format!("user:{user}"),
+                |ids| ids.mfa_ticket_issue(user, &by, hours, now_ns(), allow_self),
+            )
+            .await?;
+        let expires = chrono::DateTime::from_timestamp(ticket.expires_s, 0)
+            .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+            .unwrap_or_default();
+        Ok(IssuedTicket {
+            user: user.to_string(),
+            ticket: ticket.expose().to_string(),
+            expires,
+        })
     }
 
     /// Confirms the caller's enrolment with a first code.

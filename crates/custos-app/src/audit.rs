@@ -59,6 +59,8 @@ pub enum AuditAction {
     MfaConfirm,
     /// An admin removed a user's second factor.
     MfaReset,
+    /// An admin issued a user a one-time enrolment ticket.
+    MfaTicket,
     /// The stored policies were replaced.
     PoliciesSet,
     /// A stored setting (audit retention) changed.
@@ -94,6 +96,7 @@ impl AuditAction {
             AuditAction::MfaEnroll => "mfa_enroll",
             AuditAction::MfaConfirm => "mfa_confirm",
             AuditAction::MfaReset => "mfa_reset",
+            AuditAction::MfaTicket => "mfa_ticket",
             AuditAction::PoliciesSet => "policies_set",
             AuditAction::SettingSet => "setting_set",
             AuditAction::IdentitySeal => "identity_seal",

@@ -27,15 +27,15 @@ pub mod registry;
 pub mod scan;
 pub mod settings;
 
-pub use admin::{IssuedToken, NewGrant, NewPolicies, NewUser};
+pub use admin::{IssuedTicket, IssuedToken, NewGrant, NewPolicies, NewTicket, NewUser};
 pub use auth::{AuthMethod, Authenticator, Cidr, Credential, Principal, SecondFactor};
 pub use authz::{Authorizer, RunScope};
 pub use confine::Confinement;
 pub use error::{AppError, Result};
 pub use jobs::{Job, JobInfo, JobStatus, ProgressInfo};
 pub use project::{
-    AuditEntry, AuditFilter, AuditVerification, ExportedCheckpoint, LocalOptions, Project,
-    ProjectOptions, RegisterRequest,
+    AuditEntry, AuditFilter, AuditVerification, EnrollmentMode, ExportedCheckpoint, LocalOptions,
+    Project, ProjectOptions, RegisterRequest,
 };
 pub use registry::{CLASSIFICATIONS, RegisteredPipeline};
 pub use scan::ScanRequest;

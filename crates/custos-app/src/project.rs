@@ -58,6 +58,8 @@ pub struct ProjectOptions {
     pub mfa_required: bool,
     /// An identity provider whose tokens sign users in.
     pub oidc: Option<crate::oidc::OidcProvider>,
+    /// How users enrol their second factor.
+    pub mfa_enrollment: EnrollmentMode,
     /// Start even if the identity store is older than the audit log's last record of it
     /// (`[danger] accept_identity_rollback`: after restoring it from a backup). Recorded.
     pub accept_identity_rollback: bool,
@@ -74,6 +76,20 @@ impl std::fmt::Debug for ProjectOptions {
             .field("max_concurrent_runs", &self.max_concurrent_runs)
             .finish()
     }
+}
+
+/// How users enrol their second factor (`[auth] mfa_enrollment`).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EnrollmentMode {
+    /// A signed-in user enrols their own (the default): whoever first holds a user's token
+    /// can enrol for them.
+    #[default]
+    #[serde(rename = "self")]
+    SelfService,
+    /// Enrolment needs a one-time ticket an admin issues to the user out of band
+    /// (`custos mfa ticket NAME`), so a stolen token alone cannot enrol a second factor.
+    Ticket,
 }
 
 /// A request to register a pipeline.
@@ -157,6 +173,8 @@ pub struct ExportedCheckpoint {
 pub struct Project {
     state_dir: PathBuf,
     pub(crate) ids: Arc<Mutex<Identities>>,
+    /// How users enrol their second factor.
+    pub(crate) mfa_enrollment: EnrollmentMode,
     authenticator: Arc<Authenticator>,
     pub(crate) authorizer: Arc<Authorizer>,
     pub(crate) audit: AuditHandle,
@@ -487,6 +505,7 @@ impl Project {
             principal: "cli".into(),
             mfa_required: false,
             oidc: None,
+            mfa_enrollment: EnrollmentMode::SelfService,
             accept_identity_rollback: false,
         };
         Self::open_as(state_dir, options, Owner::Command, keystore_file).await
@@ -617,6 +636,7 @@ impl Project {
             jobs: Jobs::default(),
             permits: Arc::new(Semaphore::new(opts.max_concurrent_runs.max(1))),
             closing: AtomicBool::new(false),
+            mfa_enrollment: opts.mfa_enrollment,
             _lock: lock_file,
         }))
     }

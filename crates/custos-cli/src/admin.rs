@@ -167,6 +167,23 @@ impl AuditCommand {
     }
 }
 
+/// Prints an enrolment ticket, shown once (local and server mode alike).
+pub(crate) fn print_ticket(user: &str, ticket: &str, expires: &str, json: bool) {
+    if json {
+        println!(
+            "{}",
+            serde_json::json!({"user": user, "ticket": ticket, "expires": expires})
+        );
+    } else {
+        println!(
+            "enrolment ticket for \"{}\" (shown once, valid until {}; give it to them by another channel than their token):",
+            user, expires
+        );
+        println!("{ticket}");
+        println!("they enrol with: custos mfa enroll --ticket-stdin, then custos mfa confirm CODE");
+    }
+}
+
 /// Prints users as a table or JSON (local and server mode alike).
 pub(crate) fn print_users(users: &[custos_policy::User], json: bool) -> Result<()> {
     if json {

@@ -341,6 +341,23 @@ fn real_main(cli: Cli) -> Result<u8> {
         };
     }
     match &cli.command {
+        // Locally, the keystore holder issues tickets (the first admin's, before a server
+        // that requires them starts).
+        Command::Mfa {
+            command:
+                remote::MfaCommand::Ticket {
+                    user,
+                    valid_hours,
+                    json,
+                },
+        } => with_project(&state, None, |p, me| async move {
+            let req = custos_app::NewTicket {
+                valid_hours: Some(*valid_hours),
+            };
+            let t = p.mfa_ticket(&me, user, &req).await?;
+            admin::print_ticket(&t.user, &t.ticket, &t.expires, *json);
+            Ok(0)
+        }),
         Command::Login { .. }
         | Command::Pipelines { .. }
         | Command::Jobs { .. }

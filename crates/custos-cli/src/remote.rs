@@ -69,11 +69,28 @@ pub(crate) enum JobsCommand {
     },
 }
 
-/// `custos mfa ...` (server mode).
+/// `custos mfa ...` (server mode; `ticket` also locally).
 #[derive(Debug, Subcommand)]
 pub(crate) enum MfaCommand {
     /// Start enrolling an authenticator app: prints the secret and an otpauth:// URI (once).
-    Enroll,
+    Enroll {
+        /// Read the one-time enrolment ticket an admin issued you from standard input (a
+        /// server with `[auth] mfa_enrollment = "ticket"` requires one).
+        #[arg(long)]
+        ticket_stdin: bool,
+    },
+    /// Issue a user a one-time enrolment ticket (needs manage_users; not for yourself on a
+    /// server). Hand it over by another channel than their token.
+    Ticket {
+        /// User name.
+        user: String,
+        /// Hours the ticket is valid (1 to 720).
+        #[arg(long, default_value_t = 24)]
+        valid_hours: u32,
+        /// Print as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Finish enrolling with the app's current code.
     Confirm {
         /// The 6-digit code.
@@ -735,19 +752,65 @@ async fn grants(c: &Client, command: &crate::admin::GrantsCommand) -> Result<u8>
     }
 }
 
+/// The enrolment ticket, from the first line of standard input.
+fn read_ticket() -> Result<String> {
+    let mut line = String::new();
+    std::io::stdin()
+        .read_line(&mut line)
+        .context("reading the enrolment ticket from standard input")?;
+    let t = line.trim().to_string();
+    if t.is_empty() {
+        anyhow::bail!("no enrolment ticket on standard input");
+    }
+    Ok(t)
+}
+
 async fn mfa(c: &Client, command: &MfaCommand) -> Result<u8> {
     match command {
-        MfaCommand::Enroll => match call(c, "POST", "/v1/mfa/enroll", None).await {
-            Ok(v) => {
-                println!(
-                    "add this to your authenticator app (shown once), then run `custos mfa confirm CODE`:"
-                );
-                println!("secret: {}", v["secret"].as_str().unwrap_or("?"));
-                println!("{}", v["otpauth_uri"].as_str().unwrap_or("?"));
-                Ok(0)
+        MfaCommand::Ticket {
+            user,
+            valid_hours,
+            json,
+        } => {
+            let body = json!({"valid_hours": valid_hours});
+            match call(
+                c,
+                "POST",
+                &format!("/v1/users/{}/mfa/ticket", encode(user)),
+                Some(&body),
+            )
+            .await
+            {
+                Ok(v) => {
+                    let field = |k: &str| v[k].as_str().unwrap_or("?").to_string();
+                    crate::admin::print_ticket(
+                        &field("user"),
+                        &field("ticket"),
+                        &field("expires"),
+                        *json,
+                    );
+                    Ok(0)
+                }
+                Err(code) => Ok(code),
             }
-            Err(code) => Ok(code),
-        },
+        }
+        MfaCommand::Enroll { ticket_stdin } => {
+            let body = match ticket_stdin.then(read_ticket).transpose()? {
+                Some(t) => json!({ "ticket": t }),
+                None => json!({}),
+            };
+            match call(c, "POST", "/v1/mfa/enroll", Some(&body)).await {
+                Ok(v) => {
+                    println!(
+                        "add this to your authenticator app (shown once), then run `custos mfa confirm CODE`:"
+                    );
+                    println!("secret: {}", v["secret"].as_str().unwrap_or("?"));
+                    println!("{}", v["otpauth_uri"].as_str().unwrap_or("?"));
+                    Ok(0)
+                }
+                Err(code) => Ok(code),
+            }
+        }
         MfaCommand::Confirm { code } => {
             let body = json!({"code": code});
             match call(c, "POST", "/v1/mfa/confirm", Some(&body)).await {

@@ -80,6 +80,14 @@ CREATE TABLE IF NOT EXISTS settings (
     set_ns INTEGER NOT NULL,
     mac BLOB
 );
+CREATE TABLE IF NOT EXISTS mfa_tickets (
+    user TEXT PRIMARY KEY,
+    ticket_hash BLOB NOT NULL,
+    expires_s INTEGER NOT NULL,
+    issued_by TEXT NOT NULL,
+    issued_ns INTEGER NOT NULL,
+    mac BLOB
+);
 CREATE TABLE IF NOT EXISTS meta (
     name TEXT PRIMARY KEY,
     value BLOB NOT NULL

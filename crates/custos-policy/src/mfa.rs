@@ -19,7 +19,7 @@ use totp_rs::{Algorithm, Builder, Totp};
 use zeroize::Zeroizing;
 
 use crate::identity::db;
-use crate::seal::{MFA, Sealer};
+use crate::seal::{MFA, MFA_TICKETS, Sealer};
 use crate::{Identities, PolicyError};
 
 /// Digits of a code.
@@ -55,6 +55,42 @@ impl std::fmt::Debug for MfaEnrollment {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("MfaEnrollment([redacted])")
     }
+}
+
+/// A one-time enrolment ticket: an admin issues it to a user, who enrols with it
+/// ([`Identities::mfa_enroll`]), so a stolen API token alone cannot enrol a second factor.
+/// Shown once; only a SHA-256 hash is stored. Zeroized on drop; `Debug` prints `[redacted]`.
+pub struct MfaTicket {
+    ticket: Zeroizing<String>,
+    /// When it stops being accepted, Unix seconds.
+    pub expires_s: i64,
+}
+
+impl MfaTicket {
+    /// The ticket text (`cmt_...`), to hand to the user out of band.
+    pub fn expose(&self) -> &str {
+        &self.ticket
+    }
+}
+
+impl std::fmt::Debug for MfaTicket {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("MfaTicket([redacted])")
+    }
+}
+
+/// Longest validity of an enrolment ticket: 30 days.
+pub const MAX_TICKET_HOURS: u32 = 720;
+
+/// The stored hash of a ticket. Tickets carry 160 random bits, so a plain hash suffices.
+fn ticket_hash(user: &str, ticket: &str) -> [u8; 32] {
+    use sha2_11::Digest as _;
+    let mut h = sha2_11::Sha256::new();
+    h.update(b"custos mfa ticket v1\0");
+    h.update(user.as_bytes());
+    h.update(b"\0");
+    h.update(ticket.as_bytes());
+    h.finalize().into()
 }
 
 /// A user's MFA state.
@@ -180,10 +216,98 @@ impl Identities {
         Ok(step)
     }
 
+    /// Issues a one-time enrolment ticket for `user` on behalf of `by`, valid for `hours`
+    /// (1 to [`MAX_TICKET_HOURS`]) from `now_ns`, replacing one issued before. `by` may not be
+    /// `user` unless `allow_self` (the keystore holder, in local mode): a ticket one issues
+    /// oneself proves nothing beyond the token.
+    pub fn mfa_ticket_issue(
+        &self,
+        user: &str,
+        by: &str,
+        hours: u32,
+        now_ns: i64,
+        allow_self: bool,
+    ) -> Result<MfaTicket, PolicyError> {
+        if !(1..=MAX_TICKET_HOURS).contains(&hours) {
+            return Err(PolicyError::Invalid(format!(
+                "valid_hours: {hours} is not 1 to {MAX_TICKET_HOURS}"
+            )));
+        }
+        if by == user && !allow_self {
+            return Err(PolicyError::Invalid(
+                "an enrolment ticket is issued by another admin, not its user".into(),
+            ));
+        }
+        let mut secret = Zeroizing::new([0u8; 20]);
+        rand::fill(&mut secret[..]);
+        let ticket = Zeroizing::new(format!("cmt_{}", hex::encode(&secret[..])));
+        let expires_s = (now_ns / 1_000_000_000).saturating_add(i64::from(hours) * 3600);
+        let hash = ticket_hash(user, &ticket);
+        self.write(|tx| {
+            self.existing(user)?;
+            tx.execute(
+                "INSERT INTO mfa_tickets (user, ticket_hash, expires_s, issued_by, issued_ns)
+                 VALUES (?1, ?2, ?3, ?4, ?5)
+                 ON CONFLICT (user) DO UPDATE SET ticket_hash = excluded.ticket_hash,
+                   expires_s = excluded.expires_s, issued_by = excluded.issued_by,
+                   issued_ns = excluded.issued_ns",
+                params![user, hash.to_vec(), expires_s, by, now_ns],
+            )
+            .map_err(db)?;
+            Ok(())
+        })?;
+        Ok(MfaTicket { ticket, expires_s })
+    }
+
+    /// Checks and uses up `user`'s enrolment ticket inside a write.
+    fn use_ticket(
+        &self,
+        tx: &rusqlite::Transaction<'_>,
+        user: &str,
+        ticket: &str,
+        now_s: i64,
+    ) -> Result<(), PolicyError> {
+        let found = self
+            .select(&MFA_TICKETS, "WHERE user = ?1", [user], |r| {
+                Ok((r.get::<_, Vec<u8>>(1)?, r.get::<_, i64>(2)?))
+            })?
+            .into_iter()
+            .next();
+        let Some((hash, expires_s)) = found else {
+            self.check_absent(&MFA_TICKETS, Value::Text(user.into()))?;
+            return Err(PolicyError::Invalid(format!(
+                "no enrolment ticket is outstanding for \"{user}\" (none was issued, or it was used)"
+            )));
+        };
+        let ok: bool = ticket_hash(user, ticket.trim())
+            .ct_eq(hash.as_slice())
+            .into();
+        if !ok {
+            return Err(PolicyError::Invalid(
+                "the enrolment ticket is not the one issued to this user".into(),
+            ));
+        }
+        if now_s >= expires_s {
+            return Err(PolicyError::Invalid(
+                "the enrolment ticket expired; ask an admin for a new one".into(),
+            ));
+        }
+        tx.execute("DELETE FROM mfa_tickets WHERE user = ?1", [user])
+            .map_err(db)?;
+        Ok(())
+    }
+
     /// Issues a new TOTP secret to `user` (replacing an unconfirmed one) and returns it for
-    /// the user's authenticator app. Refused when the user has a confirmed enrolment: an
-    /// admin resets it first ([`Identities::mfa_reset`]). Needs a sealed store.
-    pub fn mfa_enroll(&self, user: &str, now_ns: i64) -> Result<MfaEnrollment, PolicyError> {
+    /// the user's authenticator app. With `ticket`, the user's enrolment ticket is checked
+    /// and used up in the same transaction (the caller decides whether one is required).
+    /// Refused when the user has a confirmed enrolment: an admin resets it first
+    /// ([`Identities::mfa_reset`]). Needs a sealed store.
+    pub fn mfa_enroll(
+        &self,
+        user: &str,
+        now_ns: i64,
+        ticket: Option<&str>,
+    ) -> Result<MfaEnrollment, PolicyError> {
         let keys = self.keys()?;
         let secret = SecretBytes::random(SECRET_LEN);
         let secret_enc = custos_crypto::aead::seal(keys.enc_key(), &aad(user), secret.expose())
@@ -194,6 +318,9 @@ impl Identities {
                 return Err(PolicyError::Invalid(format!(
                     "\"{user}\" has a confirmed MFA enrolment; an admin must reset it before a new one"
                 )));
+            }
+            if let Some(t) = ticket {
+                self.use_ticket(tx, user, t, now_ns / 1_000_000_000)?;
             }
             tx.execute(
                 "INSERT INTO mfa (user, secret_enc, confirmed, last_step, enrolled_ns, confirmed_ns)

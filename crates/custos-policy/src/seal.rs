@@ -126,6 +126,11 @@ pub(crate) const MFA: Table = Table {
     ],
 };
 
+pub(crate) const MFA_TICKETS: Table = Table {
+    name: "mfa_tickets",
+    columns: &["user", "ticket_hash", "expires_s", "issued_by", "issued_ns"],
+};
+
 pub(crate) const POLICY_SETS: Table = Table {
     name: "policy_sets",
     columns: &["version", "text", "sha256", "set_by", "reason", "set_ns"],
@@ -136,8 +141,10 @@ pub(crate) const SETTINGS: Table = Table {
     columns: &["name", "value", "set_by", "set_ns"],
 };
 
-/// Every sealed table, in manifest order.
-pub(crate) const TABLES: [&Table; 5] = [&USERS, &GRANTS, &MFA, &POLICY_SETS, &SETTINGS];
+/// Every sealed table, in manifest order (a table added later goes last: with no rows it
+/// leaves the manifest, and so existing store MACs, unchanged).
+pub(crate) const TABLES: [&Table; 6] =
+    [&USERS, &GRANTS, &MFA, &POLICY_SETS, &SETTINGS, &MFA_TICKETS];
 
 /// A row's primary key as written in errors: `"alice"` or `3`. Keys are names and ids,
 /// never cell data.

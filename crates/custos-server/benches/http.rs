@@ -61,6 +61,7 @@ async fn bench(dur: Duration, conns: usize) {
             principal: "server".into(),
             mfa_required: false,
             oidc: None,
+            mfa_enrollment: custos_app::EnrollmentMode::SelfService,
             accept_identity_rollback: false,
         },
     )

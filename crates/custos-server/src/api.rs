@@ -533,11 +533,44 @@ pub(crate) async fn mfa_status(
     Ok(Json(s.project.mfa_status(&p)?).into_response())
 }
 
+/// An empty body is the default request.
+fn body_or_default<T: serde::de::DeserializeOwned + Default>(bytes: &Bytes) -> ApiResult<T> {
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        Ok(T::default())
+    } else {
+        body(bytes)
+    }
+}
+
+#[derive(Default, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Enroll {
+    /// The one-time enrolment ticket an admin issued (required with
+    /// `[auth] mfa_enrollment = "ticket"`).
+    #[serde(default)]
+    ticket: Option<String>,
+}
+
+pub(crate) async fn mfa_ticket(
+    State(s): State<AppState>,
+    Authed(p): Authed,
+    Path(name): Path<String>,
+    bytes: Bytes,
+) -> ApiResult<Response> {
+    let req: custos_app::NewTicket = body_or_default(&bytes)?;
+    let issued = s.project.mfa_ticket(&p, &name, &req).await?;
+    Ok(no_store(
+        (StatusCode::CREATED, Json(issued)).into_response(),
+    ))
+}
+
 pub(crate) async fn mfa_enroll(
     State(s): State<AppState>,
     Authed(p): Authed,
+    bytes: Bytes,
 ) -> ApiResult<Response> {
-    let e = s.project.mfa_enroll(&p).await?;
+    let req: Enroll = body_or_default(&bytes)?;
+    let e = s.project.mfa_enroll(&p, req.ticket.as_deref()).await?;
     Ok(no_store(
         Json(json!({"secret": e.secret_base32(), "otpauth_uri": e.otpauth_uri()})).into_response(),
     ))

@@ -27,6 +27,7 @@
 //!
 //! [auth]
 //! mfa = "required"   # privileged actions need a TOTP code (or the IdP's MFA); "off" to allow
+//! mfa_enrollment = "self"   # or "ticket": enrolling needs a one-time ticket from an admin
 //!
 //! [pipelines]
 //! roots = ["/srv/data"]                # sources and sinks only under these
@@ -179,6 +180,10 @@ pub struct AuthSection {
     /// a second factor.
     #[serde(default)]
     pub mfa: MfaSetting,
+    /// How users enrol their second factor: `"self"` (the default; whoever first holds a
+    /// user's token can) or `"ticket"` (with a one-time ticket an admin issues).
+    #[serde(default)]
+    pub mfa_enrollment: custos_app::EnrollmentMode,
     /// `[auth.oidc]`: an identity provider whose JWTs sign users in (see [`OidcSettings`]).
     #[serde(default)]
     pub oidc: Option<toml::Table>,
@@ -502,6 +507,30 @@ mod tests {
         assert!(e.contains("listen") && e.contains("socket"), "{e}");
         let c = parse(&format!("[server]\nlisten = \"0.0.0.0:8443\"\n{TLS}")).unwrap();
         assert_eq!(c.state_dir(), PathBuf::from("/etc/custos/.custos"));
+    }
+
+    #[test]
+    fn enrolment_mode_and_rollback_switch() {
+        let base = format!("[server]\nlisten = \"0.0.0.0:8443\"\n{TLS}");
+        let c = parse(&base).unwrap();
+        assert_eq!(
+            c.auth.mfa_enrollment,
+            custos_app::EnrollmentMode::SelfService
+        );
+        assert!(!c.danger.accept_identity_rollback);
+        let c = parse(&format!(
+            "{base}[auth]\nmfa_enrollment = \"ticket\"\n[danger]\naccept_identity_rollback = true\n"
+        ))
+        .unwrap();
+        assert_eq!(c.auth.mfa_enrollment, custos_app::EnrollmentMode::Ticket);
+        assert!(c.danger.accept_identity_rollback);
+        let c = parse(&format!("{base}[auth]\nmfa_enrollment = \"self\"\n")).unwrap();
+        assert_eq!(
+            c.auth.mfa_enrollment,
+            custos_app::EnrollmentMode::SelfService
+        );
+        let e = parse(&format!("{base}[auth]\nmfa_enrollment = \"email\"\n")).unwrap_err();
+        assert!(e.contains("mfa_enrollment"), "{e}");
     }
 
     #[test]

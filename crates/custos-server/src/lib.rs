@@ -200,6 +200,7 @@ impl Server {
                 principal: "server".into(),
                 mfa_required: config.auth.mfa == config::MfaSetting::Required,
                 oidc,
+                mfa_enrollment: config.auth.mfa_enrollment,
                 accept_identity_rollback: config.danger.accept_identity_rollback,
             },
         )

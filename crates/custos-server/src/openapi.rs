@@ -298,6 +298,16 @@ pub fn routes() -> Vec<Route> {
         .ok(204),
         r(
             "POST",
+            "/v1/users/{name}/mfa/ticket",
+            "issue_mfa_ticket",
+            "Issue a user a one-time second-factor enrolment ticket; the answer holds it (manage_users; not for oneself).",
+            || post(api::mfa_ticket),
+        )
+        .step_up()
+        .body::<custos_app::NewTicket>()
+        .ok(201),
+        r(
+            "POST",
             "/v1/token",
             "rotate_own_token",
             "Replace one's own token.",
@@ -342,9 +352,10 @@ pub fn routes() -> Vec<Route> {
             "POST",
             "/v1/mfa/enroll",
             "mfa_enroll",
-            "Start enrolling a TOTP authenticator; the answer holds the secret.",
+            "Start enrolling a TOTP authenticator (with the admin's ticket when enrolment needs one); the answer holds the secret.",
             || post(api::mfa_enroll),
-        ),
+        )
+        .body::<api::Enroll>(),
         r(
             "POST",
             "/v1/mfa/confirm",

@@ -825,3 +825,33 @@ fn tokens_rotate_and_removed_users_lose_their_grants() {
     // Nobody removes or disables themselves.
     assert_ne!(p.run_as("admin", &["users", "remove", "admin"]).0, 0);
 }
+
+#[test]
+fn the_keystore_holder_issues_enrolment_tickets_locally() {
+    let p = project();
+    let (code, o, e) = p.run_as("admin", &["mfa", "ticket", "tester", "--json"]);
+    assert_eq!(code, 0, "{o}{e}");
+    let t: serde_json::Value = serde_json::from_str(&o).unwrap();
+    assert_eq!(t["user"], "tester");
+    let ticket = t["ticket"].as_str().unwrap();
+    assert!(ticket.starts_with("cmt_") && ticket.len() == 44, "{o}");
+    // Locally the keystore holder is the trust root: the first admin's own ticket too.
+    let (code, o, e) = p.run_as("admin", &["mfa", "ticket", "admin", "--valid-hours", "2"]);
+    assert_eq!(code, 0, "{o}{e}");
+    assert!(o.contains("shown once") && o.contains("cmt_"), "{o}");
+    // Issuing is user administration.
+    let (code, _, e) = p.run_as("tester", &["mfa", "ticket", "tester"]);
+    assert_eq!(code, 3, "{e}");
+    let (code, _, e) = p.run_as("admin", &["mfa", "ticket", "admin", "--valid-hours", "0"]);
+    assert_eq!(code, 2, "{e}");
+    assert!(e.contains("valid_hours"), "{e}");
+    // Enrolling is the server's (it holds the secrets key).
+    let (code, _, e) = p.run_as("tester", &["mfa", "enroll"]);
+    assert_eq!(code, 2, "{e}");
+    assert!(e.contains("talks to a server"), "{e}");
+    // The ticket is a secret: not in the audit log.
+    for f in std::fs::read_dir(p.path().join(".custos/audit")).unwrap() {
+        let text = std::fs::read_to_string(f.unwrap().path()).unwrap_or_default();
+        assert!(!text.contains(&ticket[4..]));
+    }
+}

@@ -63,7 +63,7 @@ fn enrol_confirm_verify() {
         Err(PolicyError::MfaNotEnrolled)
     ));
 
-    let e = ids.mfa_enroll("sam", 5).unwrap();
+    let e = ids.mfa_enroll("sam", 5, None).unwrap();
     let secret = e.secret_base32().to_string();
     assert_eq!(secret.len(), 32, "20 bytes in base32");
     assert_eq!(
@@ -80,7 +80,7 @@ fn enrol_confirm_verify() {
         Err(PolicyError::MfaNotEnrolled)
     ));
     // Enrolling again before confirming replaces the secret.
-    let e = ids.mfa_enroll("sam", 6).unwrap();
+    let e = ids.mfa_enroll("sam", 6, None).unwrap();
     assert_ne!(e.secret_base32(), secret);
     let secret = e.secret_base32().to_string();
 
@@ -154,7 +154,7 @@ fn enrol_confirm_verify() {
 
     // A confirmed enrolment is not replaced, and its owner cannot reset it.
     assert!(matches!(
-        ids.mfa_enroll("sam", 7),
+        ids.mfa_enroll("sam", 7, None),
         Err(PolicyError::Invalid(_))
     ));
     assert!(matches!(
@@ -168,14 +168,14 @@ fn enrol_confirm_verify() {
         Err(PolicyError::MfaNotEnrolled)
     ));
     assert!(ids.mfa_reset("sam", "root", 9).is_err());
-    let again = ids.mfa_enroll("sam", 10).unwrap();
+    let again = ids.mfa_enroll("sam", 10, None).unwrap();
     assert_ne!(again.secret_base32(), secret);
 }
 
 #[test]
 fn the_secret_is_not_in_the_file() {
     let (dir, ids) = store();
-    let e = ids.mfa_enroll("sam", 1).unwrap();
+    let e = ids.mfa_enroll("sam", 1, None).unwrap();
     let raw = totp_rs::Secret::try_from_base32(e.secret_base32())
         .unwrap()
         .as_bytes()
@@ -202,10 +202,10 @@ fn the_secret_is_not_in_the_file() {
 #[test]
 fn an_encrypted_secret_moved_to_another_user_does_not_decrypt() {
     let (dir, ids) = store();
-    let e = ids.mfa_enroll("sam", 1).unwrap();
+    let e = ids.mfa_enroll("sam", 1, None).unwrap();
     ids.mfa_confirm("sam", &code(e.secret_base32(), T0), T0)
         .unwrap();
-    let f = ids.mfa_enroll("root", 1).unwrap();
+    let f = ids.mfa_enroll("root", 1, None).unwrap();
     ids.mfa_confirm("root", &code(f.secret_base32(), T0), T0)
         .unwrap();
     drop(ids);
@@ -223,13 +223,13 @@ fn an_encrypted_secret_moved_to_another_user_does_not_decrypt() {
 #[test]
 fn removing_a_user_removes_the_enrolment() {
     let (_dir, ids) = store();
-    let e = ids.mfa_enroll("sam", 1).unwrap();
+    let e = ids.mfa_enroll("sam", 1, None).unwrap();
     ids.mfa_confirm("sam", &code(e.secret_base32(), T0), T0)
         .unwrap();
     ids.remove_user("sam", "root", 2).unwrap();
     ids.add_user("sam", "security_admin", "root", 3).unwrap();
     assert!(!ids.mfa_status("sam").unwrap().enrolled);
-    assert!(ids.mfa_enroll("nobody", 1).is_err());
+    assert!(ids.mfa_enroll("nobody", 1, None).is_err());
 }
 
 #[test]
@@ -238,7 +238,7 @@ fn mfa_needs_the_keystore() {
     let ids = Identities::open(dir.path()).unwrap();
     ids.add_user("sam", "security_admin", "sam", 1).unwrap();
     let checks = [
-        ids.mfa_enroll("sam", 1).map(|_| ()),
+        ids.mfa_enroll("sam", 1, None).map(|_| ()),
         ids.mfa_confirm("sam", "123456", T0),
         ids.mfa_verify("sam", "123456", T0),
         ids.mfa_status("sam").map(|_| ()),
@@ -255,8 +255,85 @@ fn mfa_needs_the_keystore() {
 #[test]
 fn the_enrolment_never_prints() {
     let (_dir, ids) = store();
-    let e = ids.mfa_enroll("sam", 1).unwrap();
+    let e = ids.mfa_enroll("sam", 1, None).unwrap();
     let s = format!("{e:?}");
     assert_eq!(s, "MfaEnrollment([redacted])");
     assert!(!s.contains(e.secret_base32()));
+}
+
+#[test]
+fn an_enrolment_ticket_is_one_time_bound_to_its_user_and_expires() {
+    let (dir, ids) = store();
+    let now_ns = T0 * 1_000_000_000;
+    // Not for oneself (unless the caller allows it: the local keystore holder).
+    let m = ids
+        .mfa_ticket_issue("sam", "sam", 24, now_ns, false)
+        .unwrap_err()
+        .to_string();
+    assert!(m.contains("another admin"), "{m}");
+    assert!(ids.mfa_ticket_issue("sam", "sam", 24, now_ns, true).is_ok());
+    assert!(
+        ids.mfa_ticket_issue("sam", "root", 0, now_ns, false)
+            .is_err()
+    );
+    assert!(
+        ids.mfa_ticket_issue("sam", "root", 721, now_ns, false)
+            .is_err()
+    );
+    assert!(
+        ids.mfa_ticket_issue("nobody", "root", 1, now_ns, false)
+            .is_err()
+    );
+    // The newest ticket replaces the earlier one.
+    let old = ids
+        .mfa_ticket_issue("sam", "root", 24, now_ns, false)
+        .unwrap();
+    let t = ids
+        .mfa_ticket_issue("sam", "root", 24, now_ns, false)
+        .unwrap();
+    assert_eq!(t.expires_s, T0 + 24 * 3600);
+    assert!(t.expose().starts_with("cmt_") && t.expose().len() == 44);
+    assert_eq!(format!("{t:?}"), "MfaTicket([redacted])");
+    // Only a hash is stored.
+    let stored: Vec<u8> = rusqlite::Connection::open(dir.path().join("identity.db"))
+        .unwrap()
+        .query_row(
+            "SELECT ticket_hash FROM mfa_tickets WHERE user = 'sam'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(stored.len(), 32);
+    assert!(!String::from_utf8_lossy(&stored).contains(&t.expose()[4..]));
+    let wrong = |r: Result<custos_policy::MfaEnrollment, PolicyError>| match r {
+        Err(PolicyError::Invalid(m)) => m,
+        other => panic!("expected Invalid, got {other:?}"),
+    };
+    let m = wrong(ids.mfa_enroll("sam", now_ns, Some(old.expose())));
+    assert!(m.contains("not the one issued"), "{m}");
+    // Another user's ticket is not theirs.
+    let root_t = ids
+        .mfa_ticket_issue("root", "sam", 24, now_ns, false)
+        .unwrap();
+    let m = wrong(ids.mfa_enroll("sam", now_ns, Some(root_t.expose())));
+    assert!(m.contains("not the one issued"), "{m}");
+    // Expired.
+    let late = (T0 + 24 * 3600) * 1_000_000_000;
+    let m = wrong(ids.mfa_enroll("sam", late, Some(t.expose())));
+    assert!(m.contains("expired"), "{m}");
+    // Failed attempts used nothing up: the right ticket in time enrols, once.
+    let e = ids.mfa_enroll("sam", now_ns, Some(&format!(" {}\n", t.expose())));
+    assert!(e.is_ok(), "{e:?}");
+    assert!(ids.mfa_status("sam").unwrap().enrolled);
+    let m = wrong(ids.mfa_enroll("sam", now_ns, Some(t.expose())));
+    assert!(m.contains("none was issued, or it was used"), "{m}");
+    // A ticket row deleted behind the store's back is caught, not read as "none".
+    rusqlite::Connection::open(dir.path().join("identity.db"))
+        .unwrap()
+        .execute("DELETE FROM mfa_tickets WHERE user = 'root'", [])
+        .unwrap();
+    assert!(matches!(
+        ids.mfa_enroll("root", now_ns, Some(root_t.expose())),
+        Err(PolicyError::Tampered(_))
+    ));
 }

@@ -290,7 +290,15 @@ fn restore_in_place(dir: &Path, old: &Path) {
     conn.execute("ATTACH ?1 AS old", [old.to_str().unwrap()])
         .unwrap();
     let tx = conn.transaction().unwrap();
-    for t in ["users", "grants", "mfa", "policy_sets", "settings", "meta"] {
+    for t in [
+        "users",
+        "grants",
+        "mfa",
+        "policy_sets",
+        "settings",
+        "mfa_tickets",
+        "meta",
+    ] {
         tx.execute(&format!("DELETE FROM main.{t}"), []).unwrap();
         tx.execute(&format!("INSERT INTO main.{t} SELECT * FROM old.{t}"), [])
             .unwrap();

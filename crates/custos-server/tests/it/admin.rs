@@ -469,6 +469,7 @@ async fn an_identity_store_changed_outside_the_server_is_refused() {
             principal: "server".into(),
             mfa_required: true,
             oidc: None,
+            mfa_enrollment: custos_app::EnrollmentMode::SelfService,
             accept_identity_rollback: false,
         },
     )
@@ -612,6 +613,7 @@ fn options(env: &Env, accept_identity_rollback: bool) -> ProjectOptions {
         principal: "server".into(),
         mfa_required: false,
         oidc: None,
+        mfa_enrollment: custos_app::EnrollmentMode::SelfService,
         accept_identity_rollback,
     }
 }
@@ -950,4 +952,145 @@ async fn taking_key_material_out_of_use_waits_for_the_runs_that_hold_it() {
         .shutdown(std::time::Duration::from_secs(5))
         .await
         .unwrap();
+}
+
+#[tokio::test]
+async fn with_ticket_enrolment_a_token_alone_cannot_enrol_a_second_factor() {
+    let env = setup();
+    // The first admin's ticket comes from the keystore holder, before the server starts.
+    let first = custos_policy::Identities::open(&env.state)
+        .unwrap()
+        .mfa_ticket_issue(
+            "admin",
+            "admin",
+            24,
+            i64::try_from(now_s()).unwrap() * 1_000_000_000,
+            true,
+        )
+        .unwrap();
+    let project = open(
+        &env,
+        Opts {
+            mfa_enrollment: custos_app::EnrollmentMode::Ticket,
+            ..Opts::default()
+        },
+    )
+    .await;
+    let app = app(&project);
+    // A token alone (stolen, say) enrols nothing.
+    let (s, v) = call_otp(&app, "POST", "/v1/mfa/enroll", &env.eng, None, None).await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+    assert!(
+        v["error"]["message"].as_str().unwrap().contains("ticket"),
+        "{v}"
+    );
+    let enrol_with = |token: &'static str, ticket: String| {
+        let app = app.clone();
+        async move {
+            call_otp(
+                &app,
+                "POST",
+                "/v1/mfa/enroll",
+                token,
+                None,
+                Some(json!({ "ticket": ticket })),
+            )
+            .await
+        }
+    };
+    let admin: &'static str = Box::leak(env.admin.clone().into_boxed_str());
+    let eng: &'static str = Box::leak(env.eng.clone().into_boxed_str());
+    // Another user's ticket is not the engineer's.
+    let (s, v) = enrol_with(eng, first.expose().to_string()).await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+    let (s, v) = enrol_with(admin, first.expose().to_string()).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let secret = v["secret"].as_str().unwrap().to_string();
+    let (s, v) = call_otp(
+        &app,
+        "POST",
+        "/v1/mfa/confirm",
+        admin,
+        None,
+        // The previous step: the next two privileged calls use this step and the next.
+        Some(json!({"code": code(&secret, now_s() - 30)})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let (s, _) = call_otp(
+        &app,
+        "POST",
+        "/v1/users/eng/mfa/ticket",
+        &env.ana,
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    let otp = code(&secret, now_s());
+    let (s, v) = call_otp(
+        &app,
+        "POST",
+        "/v1/users/eng/mfa/ticket",
+        admin,
+        Some(&otp),
+        Some(json!({"valid_hours": 2})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    assert_eq!(v["user"], "eng");
+    let ticket = v["ticket"].as_str().unwrap().to_string();
+    let expires = v["expires"].as_str().unwrap();
+    assert!(expires.len() == 20 && expires.ends_with('Z'), "{v}");
+    // Never for oneself.
+    let otp = code(&secret, now_s() + 30);
+    let (s, v) = call_otp(
+        &app,
+        "POST",
+        "/v1/users/admin/mfa/ticket",
+        admin,
+        Some(&otp),
+        Some(json!({})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("another admin"),
+        "{v}"
+    );
+    let (s, v) = enrol_with(eng, format!("{ticket}x")).await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+    let (s, v) = enrol_with(eng, ticket.clone()).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    // Used up.
+    let (s, v) = enrol_with(eng, ticket.clone()).await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+    project.audit().flush(false).await.unwrap();
+    let events: Vec<custos_audit::Event> = custos_audit::tail(&env.state.join("audit"), 10_000)
+        .unwrap()
+        .into_iter()
+        .map(|(_, e)| e)
+        .collect();
+    let issued: Vec<_> = events
+        .iter()
+        .filter(|e| e.action == "mfa_ticket" && e.outcome == "succeeded")
+        .collect();
+    assert_eq!(issued.len(), 1, "{issued:?}");
+    assert_eq!(
+        (issued[0].principal.as_str(), issued[0].resource.as_str()),
+        ("admin", "user:eng")
+    );
+    let enrol_failures = events
+        .iter()
+        .filter(|e| e.action == "mfa_enroll" && e.outcome == "failed")
+        .count();
+    assert_eq!(enrol_failures, 4);
+    // Tickets are secrets: never in the audit log.
+    for dirent in std::fs::read_dir(env.state.join("audit")).unwrap() {
+        let text = std::fs::read_to_string(dirent.unwrap().path()).unwrap_or_default();
+        assert!(!text.contains(&ticket[4..]) && !text.contains(&first.expose()[4..]));
+    }
 }

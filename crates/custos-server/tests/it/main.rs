@@ -109,6 +109,7 @@ pub struct Opts {
     pub runs: usize,
     pub mfa: bool,
     pub oidc: Option<custos_app::oidc::OidcProvider>,
+    pub mfa_enrollment: custos_app::EnrollmentMode,
     pub accept_identity_rollback: bool,
 }
 
@@ -120,6 +121,7 @@ impl Default for Opts {
             runs: 2,
             mfa: true,
             oidc: None,
+            mfa_enrollment: custos_app::EnrollmentMode::SelfService,
             accept_identity_rollback: false,
         }
     }
@@ -136,6 +138,7 @@ pub async fn open(env: &Env, o: Opts) -> Arc<Project> {
             principal: "server".into(),
             mfa_required: o.mfa,
             oidc: o.oidc,
+            mfa_enrollment: o.mfa_enrollment,
             accept_identity_rollback: o.accept_identity_rollback,
         },
     )
