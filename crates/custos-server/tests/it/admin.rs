@@ -459,22 +459,9 @@ async fn an_identity_store_changed_outside_the_server_is_refused() {
     )
     .unwrap();
     drop(db);
-    let e = Project::open(
-        &env.state,
-        ProjectOptions {
-            passphrase: Some(custos_keys::Passphrase::new(PASSPHRASE.into())),
-            confinement: Confinement::new(std::slice::from_ref(&env.data), &[]).unwrap(),
-            allow: Vec::new(),
-            max_concurrent_runs: 1,
-            principal: "server".into(),
-            mfa_required: true,
-            oidc: None,
-            mfa_enrollment: custos_app::EnrollmentMode::SelfService,
-            accept_identity_rollback: false,
-        },
-    )
-    .await
-    .unwrap_err();
+    let e = Project::open(&env.state, options(&env, false))
+        .await
+        .unwrap_err();
     let msg = e.to_string();
     assert!(
         msg.contains("changed outside custos") && msg.contains("ana"),
