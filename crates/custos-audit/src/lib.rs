@@ -458,41 +458,54 @@ pub fn verify(dir: &Path, key: &VerifyingKey) -> Result<Report, AuditError> {
     })
 }
 
+/// The segments of the log in `dir` that retention kept, newest first.
+fn kept_segments_newest_first(dir: &Path) -> Result<Vec<PathBuf>, AuditError> {
+    let anchor = read_anchor(dir)?;
+    Ok(segments(dir)?
+        .into_iter()
+        .rev()
+        .filter(|(n, _)| *n >= anchor.first_segment)
+        .map(|(_, p)| p)
+        .collect())
+}
+
+/// The complete lines of a segment's bytes (an incomplete last line is not a record).
+fn complete_lines(text: &[u8]) -> Vec<&[u8]> {
+    match text.iter().rposition(|b| *b == b'\n') {
+        Some(i) => text[..i].split(|b| *b == b'\n').collect(),
+        None => Vec::new(),
+    }
+}
+
+/// Parses line `index` (0-based) of the segment at `path` into `(position, event)`.
+fn read_line(path: &Path, index: usize, line: &[u8]) -> Result<(u64, Event), AuditError> {
+    let bad = || AuditError::BadLine {
+        path: path.to_path_buf(),
+        line: index + 1,
+    };
+    let p = record::parse(line).ok_or_else(bad)?;
+    let event: Event = serde_json::from_slice(p.event).map_err(|_| bad())?;
+    Ok((p.seq, event))
+}
+
 /// The last `limit` records of the log in `dir` as `(position, event)`, oldest first. Reads
 /// only the segments it needs and verifies nothing (see [`verify`]); an incomplete last line is
 /// not a record and is skipped.
 pub fn tail(dir: &Path, limit: usize) -> Result<Vec<(u64, Event)>, AuditError> {
-    let anchor = read_anchor(dir)?;
-    let segs: Vec<_> = segments(dir)?
-        .into_iter()
-        .filter(|(n, _)| *n >= anchor.first_segment)
-        .collect();
     let mut out: Vec<(u64, Event)> = Vec::new();
-    for (_, path) in segs.iter().rev() {
+    for path in kept_segments_newest_first(dir)? {
         if out.len() >= limit {
             break;
         }
-        let text = std::fs::read(path).map_err(io(path))?;
-        let complete = match text.iter().rposition(|b| *b == b'\n') {
-            Some(i) => &text[..=i],
-            None => &[][..],
-        };
-        let lines: Vec<&[u8]> = match complete.strip_suffix(b"\n") {
-            Some(body) => body.split(|b| *b == b'\n').collect(),
-            None => Vec::new(),
-        };
-        let want = limit - out.len();
-        let skip = lines.len().saturating_sub(want);
-        let mut part = Vec::with_capacity(lines.len() - skip);
-        for (i, line) in lines.iter().enumerate().skip(skip) {
-            let bad = || AuditError::BadLine {
-                path: path.clone(),
-                line: i + 1,
-            };
-            let p = record::parse(line).ok_or_else(bad)?;
-            let event: Event = serde_json::from_slice(p.event).map_err(|_| bad())?;
-            part.push((p.seq, event));
-        }
+        let text = std::fs::read(&path).map_err(io(&path))?;
+        let lines = complete_lines(&text);
+        let skip = lines.len().saturating_sub(limit - out.len());
+        let mut part = lines
+            .iter()
+            .enumerate()
+            .skip(skip)
+            .map(|(i, line)| read_line(&path, i, line))
+            .collect::<Result<Vec<_>, _>>()?;
         part.append(&mut out);
         out = part;
     }
@@ -503,33 +516,17 @@ pub fn tail(dir: &Path, limit: usize) -> Result<Vec<(u64, Event)>, AuditError> {
 /// Reads segments newest first and stops at the first match; like [`tail`] it verifies
 /// nothing (open the log first).
 pub fn last_of(dir: &Path, action: &str) -> Result<Option<(u64, Event)>, AuditError> {
-    let anchor = read_anchor(dir)?;
     // Events are JSON objects written by serde_json: the action appears as this exact text.
     let needle = format!("\"action\":{}", serde_json::Value::from(action));
-    let segs = segments(dir)?;
-    for (_, path) in segs
-        .iter()
-        .rev()
-        .filter(|(n, _)| *n >= anchor.first_segment)
-    {
-        let text = std::fs::read(path).map_err(io(path))?;
-        let complete = match text.iter().rposition(|b| *b == b'\n') {
-            Some(i) => &text[..i],
-            None => continue,
-        };
-        let lines: Vec<&[u8]> = complete.split(|b| *b == b'\n').collect();
-        for (i, line) in lines.iter().enumerate().rev() {
+    for path in kept_segments_newest_first(dir)? {
+        let text = std::fs::read(&path).map_err(io(&path))?;
+        for (i, line) in complete_lines(&text).iter().enumerate().rev() {
             if !line.windows(needle.len()).any(|w| w == needle.as_bytes()) {
                 continue;
             }
-            let bad = || AuditError::BadLine {
-                path: path.clone(),
-                line: i + 1,
-            };
-            let p = record::parse(line).ok_or_else(bad)?;
-            let event: Event = serde_json::from_slice(p.event).map_err(|_| bad())?;
+            let (seq, event) = read_line(&path, i, line)?;
             if event.action == action {
-                return Ok(Some((p.seq, event)));
+                return Ok(Some((seq, event)));
             }
         }
     }
